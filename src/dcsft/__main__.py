@@ -1,0 +1,3 @@
+from dcsft.cli import app
+
+app(prog_name="dcsft")

@@ -1,0 +1,114 @@
+"""The `dcsft` command: one verb per stage, `study` for all of them, `pretrain` for the embedded base."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
+from dcsft.console import console
+from dcsft.data.records import DataError
+from dcsft.rundir import RunDir, write_text
+from dcsft.stage import StageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Difficulty-curated post-training (DC-SFT) of vision-language models.")
+
+ConfigArg = typer.Argument(None, help="Study config YAML; default: the packaged embedded study.")
+SetOpt = typer.Option([], "--set", "-s", help="Override a config key, e.g. --set profile.k=8 (repeatable).")
+RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (overrides run_dir in the config).")
+
+
+def quiet_libraries() -> None:
+    """Our own progress bars and summaries replace the libraries' per-call bars and notices."""
+    import datasets
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path]) -> StudyConfig:
+    quiet_libraries()
+    cfg = load_config(config, [*overrides, *([f"run_dir={run_dir}"] if run_dir else [])])
+    import torch
+
+    torch.set_num_threads(cfg.model.threads)
+    write_text(RunDir(cfg.run_dir).root / "config.yaml", dump_config(cfg))
+    return cfg
+
+
+def guarded(action: Callable[[], None]) -> None:
+    """Known problems end in one line and exit code 2, never a traceback."""
+    try:
+        action()
+    except (ConfigError, StageError, DataError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")
+        raise typer.Exit(130) from None
+
+
+def stage_command(name: str, doc: str):
+    def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt):
+        from dcsft.study import STAGES
+
+        guarded(lambda: STAGES[name](setup(config, set_, run_dir)))
+
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+for _name, _doc in [
+    ("prepare", "Draw or load every split and write its records."),
+    ("coldstart", "Full fine-tune of the base on the cold-start set."),
+    ("profile", "Sample k responses per training sample and score them."),
+    ("curate", "Split the training set into easy / medium / hard buckets."),
+    ("train", "LoRA SFT from the cold start, one run per method (sft, sft-e, sft-m, sft-h, sft-em)."),
+    ("evaluate", "Greedy accuracy on the ID and OOD splits for every model."),
+    ("report", "Tables (accuracy with deltas, bucket proportions) and results.json."),
+]:
+    stage_command(_name, _doc)
+
+
+@app.command()
+def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt):
+    """Run every stage (finished ones skip themselves) and print the tables."""
+    from dcsft import study as study_module
+
+    def action():
+        started = time.time()
+        cfg = setup(config, set_, run_dir)
+        report = study_module.run(cfg)
+        console.print()
+        print(report)
+        console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}")
+
+    guarded(action)
+
+
+@app.command()
+def pretrain(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
+             out: Optional[Path] = typer.Option(None, help="Folder to write the base to; default: the machine cache.")):
+    """Pretrain the embedded base model (the stand-in for a released Qwen2.5-VL)."""
+    from dcsft.models.base import build_embedded, cache_root, embedded_key
+
+    def action():
+        quiet_libraries()
+        cfg = load_config(config, set_)
+        folder = out or cache_root() / "base" / embedded_key(cfg.pretrain)
+        info = build_embedded(cfg.pretrain, folder)
+        console.print(f"base written to {folder}: held-out object-name accuracy {info['heldout_name_accuracy']} "
+                      f"after {info['seconds']} s")
+
+    guarded(action)
+
+
+

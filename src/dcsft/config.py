@@ -1,0 +1,184 @@
+"""One typed config for the whole study, loaded from YAML, with `--set a.b=value` overrides.
+
+The packaged default (`dcsft/configs/embedded.yaml`) is the embedded study that runs on a
+laptop CPU; `configs/paper/*.yaml` hold the paper's real-scale settings. Every key has a
+default here, so a YAML file only states what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    base: str = "embedded"  # "embedded", a local folder, or a hub id
+    min_pixels: int = 3136
+    max_pixels: int = 802_816  # paper: 896 x 896
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: str = "sdpa"
+    threads: int = 2  # torch intra-op threads on CPU
+
+
+class DataConfig(Section):
+    source: Literal["embedded"] = "embedded"
+    seed: int = 0
+    image_size: int = 84
+    n_coldstart: int = 100
+    n_train: int = 600
+    n_test: int = 300  # per evaluation split
+    label_noise: float = Field(0.05, ge=0, le=1)
+    ambiguous: float = Field(0.05, ge=0, le=1)
+    ood_splits: list[str] = ["rendition", "adversarial"]
+
+
+class PretrainConfig(Section):
+    """The embedded base model: a stand-in for "Qwen2.5-VL as released" (see models/pretrain.py)."""
+
+    image_size: int = 84
+    vision_hidden: int = 64
+    vision_depth: int = 2
+    text_hidden: int = 64
+    text_layers: int = 2
+    vision_steps: int = 3000
+    vlm_steps: int = 4000
+    batch_size: int = 16
+    lr: float = 1e-3
+    pool_size: int = 20000
+    seed: int = 0
+
+
+class ColdStartConfig(Section):
+    lr: float = 1e-5
+    epochs: float = 1.0
+    warmup_ratio: float = 0.1
+    batch_size: int = 4
+    max_length: int | None = None
+
+
+class ProfileConfig(Section):
+    k: int = Field(8, ge=1)
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: int = 50
+    max_new_tokens: int = 128
+    batch_size: int = 4
+
+
+class LoraConfig(Section):
+    r: int = 32
+    alpha: int = 64
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(Section):
+    methods: list[str] = list(METHODS)
+    steps: int = 600
+    batch_size: int = 1
+    grad_accum: int = 2
+    lr: float = 1e-5
+    warmup_ratio: float = 0.1
+    balance: bool = False  # subsample every subset to the smallest bucket (the paper's difficulty study)
+    lora: LoraConfig = LoraConfig()
+    extra: dict[str, Any] = {}  # passed through to TRL's SFTConfig
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+        return methods
+
+
+class EvaluateConfig(Section):
+    batch_size: int = 32
+    max_new_tokens: int = 128
+
+
+class StudyConfig(Section):
+    run_dir: str = "runs/default"
+    seed: int = 0
+    task: Literal["classification"] = "classification"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    coldstart: ColdStartConfig = ColdStartConfig()
+    profile: ProfileConfig = ProfileConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    def section_hash(self, *names: str) -> str:
+        """Stable hash of some config sections, used to tell a finished stage from a stale one."""
+        payload = {name: getattr(self, name).model_dump() if name not in ("seed", "task") else getattr(self, name)
+                   for name in names}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message is one line for the user."""
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("dcsft") / "configs" / "embedded.yaml"))
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """`profile.k=8` -> (["profile", "k"], 8); the value is read as YAML so lists and numbers work."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({err.problem})") from None
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict, path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> StudyConfig:
+    path = Path(path) if path else default_config_path()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for override in overrides:
+        apply_override(data, *parse_override(override))
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
+
+
+def dump_config(config: StudyConfig) -> str:
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)

@@ -1,0 +1,67 @@
+"""curate: split the training set into difficulty buckets by the profile.
+
+Reads: 01_prepare/records/train.json, 03_profile/profile.jsonl.
+Writes: 04_curate/{easy,medium,hard}.jsonl (ms-swift SFT records: `messages` + `images`,
+ready for `swift sft` or TRL), assignments.jsonl (id, bucket, pass_count, k, noise: why each
+sample is where it is), buckets.json (the proportions table), stats.json, DONE.
+
+easy = all k responses correct, hard = none correct, medium = anything in between.
+
+Example: dcsft curate
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dcsft.config import StudyConfig
+from dcsft.data.records import to_sft
+from dcsft.rundir import RunDir, fingerprint, read_jsonl_complete, write_json, write_jsonl
+from dcsft.stage import StageError, read_split, run_stage, upstream
+
+BUCKETS = ("easy", "medium", "hard")
+
+
+def bucket_of(pass_count: int, k: int) -> str:
+    if not 0 <= pass_count <= k:
+        raise ValueError(f"pass_count {pass_count} outside 0..{k}")
+    return "easy" if pass_count == k else "hard" if pass_count == 0 else "medium"
+
+
+def proportions(assignments: list[dict]) -> dict:
+    total = len(assignments)
+    counts = {b: sum(a["bucket"] == b for a in assignments) for b in BUCKETS}
+    return {"total": total, **{b: {"count": n, "percent": round(100 * n / total, 1) if total else 0.0}
+                               for b, n in counts.items()}}
+
+
+def stage_fingerprint(cfg: StudyConfig) -> str:
+    return fingerprint("curate", upstream(RunDir(cfg.run_dir).profile, "profile"))
+
+
+def run(cfg: StudyConfig) -> dict:
+    rundir = RunDir(cfg.run_dir)
+
+    def body(folder: Path):
+        records, _ = read_split(rundir, "train")
+        by_id = {r["id"]: r for r in records}
+        rows = read_jsonl_complete(rundir.profile_file)
+        unknown = [row["id"] for row in rows if row["id"] not in by_id]
+        if unknown:
+            raise StageError(f"{rundir.profile_file}: {len(unknown)} profiled ids not in the training set "
+                             f"(first: {unknown[0]}); rerun `dcsft profile`")
+        assignments = [{"id": row["id"], "bucket": bucket_of(row["pass_count"], row["k"]),
+                        "pass_count": row["pass_count"], "k": row["k"],
+                        "noise": by_id[row["id"]].get("meta", {}).get("noise")} for row in rows]
+        for bucket in BUCKETS:
+            write_jsonl(rundir.bucket_file(bucket), (to_sft(by_id[a["id"]]) for a in assignments
+                                                     if a["bucket"] == bucket))
+        write_jsonl(folder / "assignments.jsonl", assignments)
+        table = proportions(assignments)
+        write_json(folder / "buckets.json", table)
+        noise = {b: {kind: sum(a["bucket"] == b and a["noise"] == kind for a in assignments)
+                     for kind in ("mislabeled", "ambiguous")} for b in BUCKETS}
+        what = " / ".join(f"{b} {table[b]['count']} ({table[b]['percent']}%)" for b in BUCKETS)
+        return what, {"buckets": table, "noise_by_bucket": noise}
+
+    return run_stage("curate", rundir.curate, stage_fingerprint(cfg), body)

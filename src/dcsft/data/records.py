@@ -1,0 +1,116 @@
+"""Records in the authors' formats, read with clear errors and counted skips.
+
+Evaluation / RL records: `{"problem", "solution", "image"}` (dcsft adds `id` and a `meta`
+dict, which other tools ignore). SFT records (ms-swift's format):
+`{"messages": [{"role": "user", "content": "<image>" + problem}, {"role": "assistant",
+"content": answer}], "images": [path]}`. Image paths are absolute, or relative to the
+folder of the file that lists them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+REQUIRED_FIELDS = ("problem", "solution", "image")
+
+
+class DataError(ValueError):
+    """A data file that cannot be used at all; the message is one line naming the file."""
+
+
+@dataclass
+class Skip:
+    file: str
+    index: int
+    record_id: str | None
+    reason: str
+
+    def line(self) -> str:
+        rid = f" ({self.record_id})" if self.record_id else ""
+        return f"{self.file}: record {self.index}{rid}: {self.reason}"
+
+
+@dataclass
+class LoadedRecords:
+    records: list[dict]
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def read_json_list(path: Path) -> list:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+    return data
+
+
+def resolve_image(image: str, base: Path) -> Path:
+    path = Path(image)
+    return path if path.is_absolute() else base / path
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an image cannot be used, or None if it decodes."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except FileNotFoundError:
+        return f"image not found: {path}"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return f"image cannot be decoded: {path} ({type(err).__name__})"
+    return None
+
+
+def record_problem(record: object, classes: set[str] | None, base: Path) -> str | None:
+    if not isinstance(record, dict):
+        return f"expected an object with {', '.join(REQUIRED_FIELDS)}, found {type(record).__name__}"
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [name for name in REQUIRED_FIELDS if not isinstance(record[name], str)]
+    if wrong:
+        return f"field(s) {', '.join(wrong)} must be text"
+    if classes is not None and record["solution"].strip().lower() not in classes:
+        return f"label {record['solution']!r} is not one of the {len(classes)} classes"
+    return image_problem(resolve_image(record["image"], base))
+
+
+def load_records(path: Path, classes: list[str] | None = None) -> LoadedRecords:
+    """Usable records of a `problem/solution/image` file, each with an absolute image path;
+    every unusable record is skipped with a reason naming the file and the record."""
+    path = Path(path)
+    known = {c.lower() for c in classes} if classes is not None else None
+    loaded = LoadedRecords([])
+    for index, record in enumerate(read_json_list(path)):
+        problem = record_problem(record, known, path.parent)
+        if problem:
+            rid = record.get("id") if isinstance(record, dict) else None
+            loaded.skipped.append(Skip(str(path), index, rid, problem))
+            continue
+        loaded.records.append({**record, "id": record.get("id", f"{path.stem}-{index}"),
+                               "image": str(resolve_image(record["image"], path.parent))})
+    return loaded
+
+
+def to_sft(record: dict) -> dict:
+    """ms-swift's SFT record for a `problem/solution/image` record."""
+    return {"messages": [{"role": "user", "content": "<image>" + record["problem"]},
+                         {"role": "assistant", "content": record["solution"]}],
+            "images": [record["image"]]}
+
+
+def from_sft(record: dict) -> dict:
+    """The `problem/solution/image` record of an ms-swift SFT record."""
+    user, assistant = record["messages"][0], record["messages"][-1]
+    return {"problem": user["content"].removeprefix("<image>"), "solution": assistant["content"],
+            "image": record["images"][0]}

@@ -1,0 +1,179 @@
+"""The run directory: where every stage reads its inputs and writes its outputs.
+
+Layout (numbered so `ls` shows the order of the study)::
+
+    RUN_DIR/
+      config.yaml                 resolved config of the last run
+      01_prepare/                 records/<split>.json, images/<split>/*.png, skipped.jsonl
+      02_coldstart/model/         full fine-tune of the base (save_pretrained folder)
+      03_profile/profile.jsonl    k responses and pass count per training sample
+      04_curate/                  easy|medium|hard.jsonl (ms-swift format), buckets.json
+      05_train/<method>/          LoRA adapter/, loss.jsonl
+      06_evaluate/<model>/        <split>.jsonl predictions, scores.json
+      07_report/                  report.md, results.json, buckets.json
+
+Every stage folder gets a `stats.json` and, written last, a `DONE` marker holding the
+stage's fingerprint (a hash of its config and of its inputs' fingerprints). A folder whose
+marker matches the current fingerprint is complete and the stage skips itself; anything
+else is rebuilt, and its changed fingerprint makes every stage downstream rebuild too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+MARKER = "DONE"
+STARTED = "STARTED"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    count = 0
+    with atomic_path(path) as tmp, tmp.open("w") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with Path(path).open() as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def read_jsonl_complete(path: Path) -> list[dict]:
+    """Complete lines of an append-only JSONL file; a torn last line (an interrupted write)
+    is cut off the file so appending can continue cleanly."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    if len(complete) != len(raw):
+        path.write_bytes(complete)
+    return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's folder in a run directory and its completion marker."""
+
+    root: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    def done_fingerprint(self) -> str | None:
+        try:
+            return read_json(self.marker)["fingerprint"]
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, current: str) -> bool:
+        return self.done_fingerprint() == current
+
+    def begin(self, current: str) -> None:
+        """Prepare the folder for a run with fingerprint `current`: partial work of the same
+        fingerprint is kept (stages reuse its finished units), anything else is removed so no
+        stale file is mistaken for new output."""
+        started = self.root / STARTED
+        if not (started.exists() and started.read_text() == current):
+            if self.root.exists():
+                shutil.rmtree(self.root)
+            self.root.mkdir(parents=True)
+            write_text(started, current)
+        self.marker.unlink(missing_ok=True)
+
+    def finish(self, current: str, stats: dict) -> None:
+        write_json(self.root / "stats.json", stats)
+        write_json(self.marker, {"fingerprint": current})
+
+
+class RunDir:
+    """Paths of one run directory (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def stage(self, *parts: str) -> Stage:
+        return Stage(self.root.joinpath(*parts))
+
+    prepare = property(lambda self: self.stage("01_prepare"))
+    coldstart = property(lambda self: self.stage("02_coldstart"))
+    profile = property(lambda self: self.stage("03_profile"))
+    curate = property(lambda self: self.stage("04_curate"))
+    report = property(lambda self: self.stage("07_report"))
+
+    def train(self, method: str) -> Stage:
+        return self.stage("05_train", method)
+
+    def evaluate(self, model_name: str) -> Stage:
+        return self.stage("06_evaluate", model_name)
+
+    def records(self, split: str) -> Path:
+        return self.prepare.root / "records" / f"{split}.json"
+
+    @property
+    def coldstart_model(self) -> Path:
+        return self.coldstart.root / "model"
+
+    @property
+    def profile_file(self) -> Path:
+        return self.profile.root / "profile.jsonl"
+
+    def bucket_file(self, bucket: str) -> Path:
+        return self.curate.root / f"{bucket}.jsonl"
+
+    def adapter(self, method: str) -> Path:
+        return self.train(method).root / "adapter"
+
+
+def save_model_atomic(model, processor, folder: Path) -> None:
+    """save_pretrained into a temporary sibling folder, then rename: a half-saved model never
+    sits at `folder`."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if processor is not None:
+        processor.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)

@@ -1,0 +1,32 @@
+"""study: every stage in order, then the tables. `dcsft study` runs the embedded default.
+
+Reads/Writes: the whole run directory (see dcsft.rundir). Stages that are already complete
+for the current config skip themselves, so rerunning a finished study does nothing.
+
+Example: dcsft study configs/paper/imagenet_3b.yaml --set train.steps=100
+"""
+
+from __future__ import annotations
+
+from dcsft import coldstart, curate, evaluate, prepare, profiling
+from dcsft.config import StudyConfig
+from dcsft.report import run as report
+from dcsft.rundir import RunDir
+from dcsft.train import run as train
+
+STAGES = {
+    "prepare": prepare.run,
+    "coldstart": coldstart.run,
+    "profile": profiling.run,
+    "curate": curate.run,
+    "train": train.run,
+    "evaluate": evaluate.run,
+    "report": report.run,
+}
+
+
+def run(cfg: StudyConfig) -> str:
+    """Run the study; returns the report's markdown."""
+    for stage in STAGES.values():
+        stage(cfg)
+    return (RunDir(cfg.run_dir).report.root / "report.md").read_text()

@@ -1,0 +1,31 @@
+"""Image classification with a one-word answer (ImageNet in the paper, the shape world here).
+
+Correct means: the response equals the answer after stripping whitespace and one trailing
+period, case-insensitively (the paper's verifier).
+"""
+
+from __future__ import annotations
+
+PROMPT = "Please provide the object name in the image. Output the answer using one word."
+
+
+def normalize(text: str) -> str:
+    text = text.strip()
+    if text.endswith("."):
+        text = text[:-1].rstrip()
+    return text.lower()
+
+
+def is_correct(response: str, solution: str) -> bool:
+    return normalize(response) == normalize(solution)
+
+
+def score(response: object, solution: str) -> float:
+    """1.0 if correct else 0.0; a response that is not text scores 0 rather than raising."""
+    return float(isinstance(response, str) and is_correct(response, solution))
+
+
+def reward(completions: list, solution: list[str], **_: object) -> list[float]:
+    """TRL-style reward callable: completions are strings or [{"role", "content"}] turns."""
+    texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
+    return [score(text, answer) for text, answer in zip(texts, solution)]

@@ -1,0 +1,87 @@
+"""Supervised fine-tuning through TRL's SFTTrainer (full or LoRA), loss on the answer only.
+
+Our config is mapped onto TRL's `SFTConfig`; anything else TRL offers goes through `extra`.
+Records become TRL's conversational prompt/completion rows with an image, which makes TRL
+put the loss on the completion only (what the paper's ms-swift runs do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, Image, Sequence
+from transformers import PrinterCallback, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from dcsft.config import LoraConfig
+from dcsft.rundir import write_jsonl
+
+
+@dataclass
+class SFTRun:
+    output_dir: Path
+    lr: float
+    batch_size: int
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    max_steps: int = -1  # -1: run `epochs` instead
+    epochs: float = 1.0
+    seed: int = 0
+    max_length: int | None = None
+    lora: LoraConfig | None = None  # None: full fine-tune
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def to_dataset(records: list[dict]) -> Dataset:
+    rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["problem"]}]}],
+             "completion": [{"role": "assistant", "content": [{"type": "text", "text": r["solution"]}]}],
+             "images": [r["image"]]} for r in records]
+    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def trl_config(run: SFTRun) -> SFTConfig:
+    on_gpu = torch.cuda.is_available()
+    settings = dict(
+        output_dir=str(run.output_dir / "trainer"), learning_rate=run.lr, per_device_train_batch_size=run.batch_size,
+        gradient_accumulation_steps=run.grad_accum, warmup_steps=run.warmup_ratio, max_steps=run.max_steps,
+        num_train_epochs=run.epochs, seed=run.seed, data_seed=run.seed, max_length=run.max_length,
+        lr_scheduler_type="cosine", logging_steps=1, save_strategy="no", report_to="none",
+        use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    settings.update(run.extra)
+    return SFTConfig(**settings)
+
+
+def peft_config(lora: LoraConfig):
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+
+
+class _Ticks(TrainerCallback):
+    def __init__(self, advance):
+        self.advance = advance
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.advance(1)
+
+
+def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: None) -> tuple[Any, dict]:
+    """Train `model` (in place, or a LoRA adapter around it); returns the trained model and
+    stats, and writes the per-step loss log to `run.output_dir`/loss.jsonl."""
+    trainer = SFTTrainer(
+        model=model, args=trl_config(run), train_dataset=to_dataset(records), processing_class=processor,
+        peft_config=peft_config(run.lora) if run.lora else None, callbacks=[_Ticks(advance)],
+    )
+    trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
+    result = trainer.train()
+    losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
+              for e in trainer.state.log_history if "loss" in e]
+    write_jsonl(run.output_dir / "loss.jsonl", losses)
+    return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
+                           "samples_seen": trainer.state.global_step * run.batch_size * run.grad_accum}

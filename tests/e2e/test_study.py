@@ -1,0 +1,104 @@
+"""The whole default study at its smallest size, through the CLI, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+SMALLEST = [
+    "data.n_coldstart=20", "data.n_train=48", "data.n_test=20",
+    "profile.batch_size=16", "train.steps=6", "evaluate.batch_size=32",
+]
+STAGE_FILES = {
+    "01_prepare": {"DONE", "STARTED", "stats.json", "records", "images"},
+    "02_coldstart": {"DONE", "STARTED", "stats.json", "loss.jsonl", "model", "trainer"},
+    "03_profile": {"DONE", "STARTED", "stats.json", "profile.jsonl"},
+    "04_curate": {"DONE", "STARTED", "stats.json", "easy.jsonl", "medium.jsonl", "hard.jsonl", "assignments.jsonl",
+                  "buckets.json"},
+    "07_report": {"DONE", "STARTED", "stats.json", "report.md", "results.json", "buckets.json"},
+}
+METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em"]
+
+
+def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(cwd / "cache")}
+    return subprocess.run([sys.executable, "-m", "dcsft", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    overrides = [arg for kv in SMALLEST for arg in ("--set", kv)]
+    first = dcsft("study", "--run-dir", str(root / "run"), *overrides, cwd=root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return root / "run", first, overrides
+
+
+@pytest.mark.e2e
+def test_run_directory_has_every_stage_output(study):
+    run, _, _ = study
+    assert (run / "config.yaml").exists()
+    for stage, files in STAGE_FILES.items():
+        assert {p.name for p in (run / stage).iterdir()} == files, stage
+    assert {p.name for p in (run / "05_train").iterdir()} == set(METHODS)
+    evaluated = {p.name for p in (run / "06_evaluate").iterdir()}
+    results = json.loads((run / "07_report" / "results.json").read_text())
+    trained = {m for m in METHODS if not results["models"][m]["n_a"]}
+    assert evaluated == {"base", "coldstart", *trained}
+    for name in evaluated:
+        scores = json.loads((run / "06_evaluate" / name / "scores.json").read_text())
+        assert set(scores) == {"photo", "rendition", "adversarial"}
+        assert all(s["n"] == 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())
+
+
+@pytest.mark.e2e
+def test_buckets_partition_the_training_set(study):
+    run, _, _ = study
+    buckets = json.loads((run / "07_report" / "buckets.json").read_text())
+    counts = [buckets[b]["count"] for b in ("easy", "medium", "hard")]
+    assert sum(counts) == buckets["total"] == 48
+    lines = {b: (run / "04_curate" / f"{b}.jsonl").read_text().splitlines() for b in ("easy", "medium", "hard")}
+    assert [len(lines[b]) for b in ("easy", "medium", "hard")] == counts
+    profile = [json.loads(line) for line in (run / "03_profile" / "profile.jsonl").read_text().splitlines()]
+    assert len(profile) == 48 and all(len(row["responses"]) == row["k"] == 8 for row in profile)
+    record = json.loads(next(line for b in lines.values() for line in b))
+    assert set(record) == {"messages", "images"} and record["messages"][0]["content"].startswith("<image>")
+
+
+@pytest.mark.e2e
+def test_lora_weights_changed(study):
+    run, _, _ = study
+    results = json.loads((run / "07_report" / "results.json").read_text())
+    trained = [m for m in METHODS if not results["models"][m]["n_a"]]
+    assert "sft" in trained
+    for method in trained:
+        weights = load_file(str(run / "05_train" / method / "adapter" / "adapter_model.safetensors"))
+        lora_b = [w for name, w in weights.items() if "lora_B" in name]
+        # PEFT starts every lora_B at zero: any non-zero entry was learned.
+        assert lora_b and any(w.abs().sum() > 0 for w in lora_b), method
+
+
+@pytest.mark.e2e
+def test_report_prints_both_tables(study):
+    _, first, _ = study
+    assert "| Model | photo (ID) | rendition (OOD) | adversarial (OOD) | OOD mean |" in first.stdout
+    assert "| Model | Dataset | Easy | Medium | Hard | Samples |" in first.stdout
+
+
+@pytest.mark.e2e
+def test_second_run_skips_every_stage(study):
+    run, _, overrides = study
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
+    second = dcsft("study", "--run-dir", str(run), *overrides, cwd=run.parent)
+    assert second.returncode == 0, second.stdout + second.stderr
+    stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
+    assert len(stage_lines) == 4 + len(METHODS) + len(list((run / "06_evaluate").iterdir())) + 1
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
+    assert after == before

@@ -1,0 +1,242 @@
+"""The study config: packaged default, overrides, one-line errors, dump round trip, section hashes."""
+
+import pytest
+import yaml
+
+from dcsft.config import (
+    METHODS,
+    ConfigError,
+    StudyConfig,
+    default_config_path,
+    dump_config,
+    load_config,
+    parse_override,
+)
+
+HAS_DEFAULT = default_config_path().exists()
+
+
+@pytest.fixture
+def cfg_file(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("run_dir: runs/test\nprofile:\n  k: 8\ntrain:\n  steps: 10\n  lora:\n    r: 4\n")
+    return path
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert message and "\n" not in message
+    return message
+
+
+def _assert_subset(expected, actual, where="config"):
+    """Every key stated in the YAML holds the YAML's value in the loaded config."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), where
+        for key, value in expected.items():
+            assert key in actual, f"{where}.{key}"
+            _assert_subset(value, actual[key], f"{where}.{key}")
+    else:
+        assert actual == expected, where
+
+
+@pytest.mark.skipif(not HAS_DEFAULT, reason="packaged default config not written yet")
+def test_default_config_loads_with_its_yaml_values():
+    cfg = load_config()
+    assert isinstance(cfg, StudyConfig)
+    raw = yaml.safe_load(default_config_path().read_text())
+    assert isinstance(raw, dict) and raw
+    _assert_subset(raw, cfg.model_dump())
+    assert set(cfg.train.methods) <= set(METHODS)
+    assert cfg.task == "classification"
+
+
+def test_load_file(cfg_file):
+    cfg = load_config(cfg_file)
+    assert cfg.run_dir == "runs/test"
+    assert cfg.train.steps == 10
+    assert cfg.train.lora.r == 4
+    # Unstated keys keep their defaults.
+    assert cfg.train.lora.alpha == StudyConfig().train.lora.alpha
+    assert cfg.profile.temperature == StudyConfig().profile.temperature
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_config(path) == StudyConfig()
+
+
+def test_defaults_are_the_papers():
+    cfg = StudyConfig()
+    assert cfg.profile.k == 8 and cfg.profile.temperature == 0.9
+    assert cfg.profile.top_p == 1.0 and cfg.profile.top_k == 50
+    assert (cfg.train.lora.r, cfg.train.lora.alpha, cfg.train.lora.dropout) == (32, 64, 0.05)
+    assert cfg.model.max_pixels == 802_816
+    assert cfg.train.methods == list(METHODS)
+
+
+def test_overrides(cfg_file):
+    cfg = load_config(cfg_file, ["profile.k=4", "train.methods=[sft,sft-m]", "train.lora.r=8",
+                                 "profile.temperature=0.7", "train.lr=3e-4", "train.balance=true",
+                                 "train.lora.target_modules=[q_proj,v_proj]"])
+    assert cfg.profile.k == 4
+    assert cfg.train.methods == ["sft", "sft-m"]
+    assert cfg.train.lora.r == 8
+    assert cfg.train.lora.alpha == 64  # sibling keys untouched
+    assert cfg.profile.temperature == pytest.approx(0.7)
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.train.balance is True
+    assert cfg.train.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.train.steps == 10  # from the file
+
+
+def test_override_creates_missing_section(tmp_path):
+    path = tmp_path / "bare.yaml"
+    path.write_text("seed: 3\n")
+    cfg = load_config(path, ["evaluate.batch_size=7"])
+    assert cfg.evaluate.batch_size == 7 and cfg.seed == 3
+
+
+def test_later_override_wins(cfg_file):
+    assert load_config(cfg_file, ["profile.k=4", "profile.k=5"]).profile.k == 5
+
+
+def test_parse_override():
+    assert parse_override("profile.k=8") == (["profile", "k"], 8)
+    assert parse_override(" train.methods = [sft, sft-e]") == (["train", "methods"], ["sft", "sft-e"])
+    assert parse_override("run_dir=a=b") == (["run_dir"], "a=b")
+
+
+@pytest.mark.parametrize("override", ["profile.k", "=3", "", " =x"])
+def test_malformed_override(cfg_file, override):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, [override])
+    assert "section.key=value" in _one_line(err)
+
+
+def test_override_value_not_yaml(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["train.methods=[sft"])
+    assert "train.methods" in _one_line(err)
+
+
+def test_override_into_a_scalar(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["seed.x=1"])
+    assert "seed" in _one_line(err)
+
+
+def test_unknown_key(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["profile.kk=4"])
+    message = _one_line(err)
+    assert "profile.kk" in message and str(cfg_file) in message
+
+
+def test_unknown_key_in_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lora:\n    rank: 8\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "train.lora.rank" in _one_line(err)
+
+
+def test_unknown_section(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["grpo.beta=0.04"])
+    assert "grpo" in _one_line(err)
+
+
+def test_unknown_method(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["train.methods=[sft,grpo]"])
+    message = _one_line(err)
+    assert "train.methods" in message and "grpo" in message
+
+
+@pytest.mark.parametrize("override, where", [("profile.k=0", "profile.k"), ("profile.k=many", "profile.k"),
+                                             ("data.label_noise=1.5", "data.label_noise"),
+                                             ("model.dtype=float64", "model.dtype")])
+def test_invalid_values(cfg_file, override, where):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, [override])
+    assert where in _one_line(err)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 0\nprofile:\n  k: [8\n  temperature: 0.9\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = _one_line(err)
+    assert str(path) in message and "line" in message and "YAML" in message
+
+
+def test_invalid_yaml_line_number(tmp_path):
+    path = tmp_path / "tab.yaml"
+    path.write_text("seed: 0\nrun_dir: x\n\tprofile: 1\n")  # a tab cannot start a token: line 3
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "line 3" in _one_line(err)
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- seed\n- 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "mapping" in _one_line(err)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = _one_line(err)
+    assert str(path) in message and "not found" in message
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_dump_round_trips(cfg_file, tmp_path):
+    cfg = load_config(cfg_file, ["train.methods=[sft-m,sft-em]", "train.lora.target_modules=[q_proj]",
+                                 "train.extra={logging_steps: 5}", "coldstart.max_length=128",
+                                 "model.dtype=bfloat16"])
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(dump_config(cfg))
+    again = load_config(dumped)
+    assert again == cfg
+    assert again.train.extra == {"logging_steps": 5}
+    assert dump_config(again) == dump_config(cfg)
+
+
+def test_dump_of_defaults_round_trips(tmp_path):
+    dumped = tmp_path / "defaults.yaml"
+    dumped.write_text(dump_config(StudyConfig()))
+    assert load_config(dumped) == StudyConfig()
+
+
+def test_section_hash():
+    base = StudyConfig()
+    changed_profile = base.model_copy(update={"profile": base.profile.model_copy(update={"k": 4})})
+    changed_train = base.model_copy(update={"train": base.train.model_copy(update={"steps": 1})})
+
+    assert base.section_hash("profile") == StudyConfig().section_hash("profile")  # stable
+    assert changed_profile.section_hash("profile") != base.section_hash("profile")
+    assert changed_train.section_hash("profile") == base.section_hash("profile")
+    assert changed_train.section_hash("train") != base.section_hash("train")
+    assert changed_train.section_hash("profile", "model") == base.section_hash("profile", "model")
+    assert len(base.section_hash("profile")) == 16
+
+
+def test_section_hash_nested_and_scalars(cfg_file):
+    a = load_config(cfg_file)
+    b = load_config(cfg_file, ["train.lora.r=16"])
+    c = load_config(cfg_file, ["seed=1"])
+    assert a.section_hash("train") != b.section_hash("train")
+    assert a.section_hash("seed") != c.section_hash("seed")
+    assert a.section_hash("train") == c.section_hash("train")
+    assert a.section_hash("profile") != a.section_hash("train")  # names are part of the payload

@@ -1,0 +1,154 @@
+"""The tiny Qwen2.5-VL built offline: tokenizer, chat template, image tokens, save/load round trip."""
+
+import os
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from dcsft.data.world import CLASSES, COLOURS
+from dcsft.models.embedded import (
+    SPECIAL_TOKENS,
+    SYSTEM_PROMPT,
+    build_config,
+    build_model,
+    build_processor,
+    build_tokenizer,
+)
+from dcsft.models.pretrain import vocabulary
+from dcsft.tasks.classification import PROMPT
+
+MIN_PIXELS, MAX_PIXELS = 3136, 7056
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(vocabulary())
+
+
+@pytest.fixture(scope="module")
+def processor(tokenizer):
+    return build_processor(tokenizer, MIN_PIXELS, MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return build_model(build_config(tokenizer, 64, 2, 64, 2), seed=0).eval()
+
+
+def _messages(answer: str | None = None) -> list[dict]:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+def _image(seed: int = 0) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (84, 84, 3), generator=g, dtype=torch.uint8).numpy()
+    return Image.fromarray(pixels)
+
+
+def _inputs(processor, seed=0):
+    text = processor.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
+    return processor(text=[text], images=[_image(seed)], return_tensors="pt")
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_class_names_are_single_tokens(tokenizer, name):
+    for text in (name, " " + name):
+        tokens = tokenizer.tokenize(text)
+        assert len(tokens) == 1, (text, tokens)
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert len(ids) == 1
+        assert tokenizer.decode(ids) == text
+
+
+def test_class_name_tokens_are_distinct(tokenizer):
+    ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(name)[0]) for name in CLASSES]
+    assert len(set(ids)) == len(CLASSES)
+
+
+def test_colours_are_single_tokens(tokenizer):
+    for name in COLOURS:
+        assert len(tokenizer.tokenize(" " + name)) == 1, name
+
+
+def test_special_tokens_are_single_and_not_split(tokenizer):
+    for token in SPECIAL_TOKENS:
+        assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
+        assert len(tokenizer.encode(token, add_special_tokens=False)) == 1
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    assert tokenizer.padding_side == "left"
+
+
+def test_tokenizer_round_trips_the_vocabulary(tokenizer):
+    for line in vocabulary():
+        assert tokenizer.decode(tokenizer.encode(line, add_special_tokens=False)) == line
+
+
+def test_chat_template_is_qwens(processor):
+    text = processor.apply_chat_template(_messages("star"), tokenize=False)
+    assert text.startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
+    assert (f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{PROMPT}<|im_end|>\n"
+            in text)
+    assert text.endswith("<|im_start|>assistant\nstar<|im_end|>\n")
+    prompt = processor.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert prompt.count("<|vision_start|><|image_pad|><|vision_end|>") == 1
+
+
+def test_84px_image_gives_9_image_tokens(processor, tokenizer):
+    inputs = _inputs(processor)
+    pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((inputs["input_ids"] == pad).sum()) == 9
+    assert inputs["image_grid_thw"].tolist() == [[1, 6, 6]]
+    assert inputs["pixel_values"].shape[0] == 36  # 6 x 6 patches of 14 px
+
+
+def test_model_config_matches_tokenizer(model, tokenizer):
+    ids = tokenizer.convert_tokens_to_ids
+    assert model.config.image_token_id == ids("<|image_pad|>")
+    assert model.config.text_config.eos_token_id == ids("<|im_end|>")
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert model.generation_config.eos_token_id == ids("<|im_end|>")
+
+
+def test_build_model_is_seeded(tokenizer, model):
+    again = build_model(build_config(tokenizer, 64, 2, 64, 2), seed=0)
+    other = build_model(build_config(tokenizer, 64, 2, 64, 2), seed=1)
+    first = next(iter(model.state_dict().values()))
+    name = next(iter(model.state_dict()))
+    assert torch.equal(again.state_dict()[name], first)
+    assert any(not torch.equal(other.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_save_and_reload_round_trip(tmp_path, model, processor, tokenizer, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    inputs = _inputs(processor, seed=1)
+    with torch.no_grad():
+        before = model(**inputs).logits
+
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+    loaded_processor = AutoProcessor.from_pretrained(str(folder), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS,
+                                                     local_files_only=True)
+    loaded_model = AutoModelForImageTextToText.from_pretrained(str(folder), local_files_only=True).eval()
+    assert type(loaded_model).__name__ == type(model).__name__
+
+    reloaded_inputs = _inputs(loaded_processor, seed=1)
+    assert torch.equal(reloaded_inputs["input_ids"], inputs["input_ids"])
+    assert torch.allclose(reloaded_inputs["pixel_values"], inputs["pixel_values"])
+    assert reloaded_inputs["image_grid_thw"].tolist() == [[1, 6, 6]]
+    assert loaded_processor.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert loaded_processor.apply_chat_template(_messages("moon"), tokenize=False) == \
+        processor.apply_chat_template(_messages("moon"), tokenize=False)
+
+    with torch.no_grad():
+        after = loaded_model(**reloaded_inputs).logits
+    assert after.shape == before.shape == (1, inputs["input_ids"].shape[1], len(tokenizer))
+    assert torch.allclose(after, before, atol=1e-5, rtol=0)
