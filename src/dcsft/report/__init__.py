@@ -1,0 +1,1 @@
+"""Report: tables and figures built from the run directory."""

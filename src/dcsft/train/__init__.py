@@ -1,0 +1,1 @@
+"""Post-training: TRL wrappers (library) and the `train` stage."""
