@@ -123,8 +123,8 @@ class StudyConfig(Section):
 
     def section_hash(self, *names: str) -> str:
         """Stable hash of some config sections, used to tell a finished stage from a stale one."""
-        payload = {name: getattr(self, name).model_dump() if name not in ("seed", "task") else getattr(self, name)
-                   for name in names}
+        values = {name: getattr(self, name) for name in names}
+        payload = {name: v.model_dump() if isinstance(v, BaseModel) else v for name, v in values.items()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -105,7 +105,7 @@ class Stage:
     def done_fingerprint(self) -> str | None:
         try:
             return read_json(self.marker)["fingerprint"]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        except (FileNotFoundError, KeyError, TypeError, json.JSONDecodeError):
             return None
 
     def is_done(self, current: str) -> bool:

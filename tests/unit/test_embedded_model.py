@@ -1,7 +1,5 @@
 """The tiny Qwen2.5-VL built offline: tokenizer, chat template, image tokens, save/load round trip."""
 
-import os
-
 import pytest
 import torch
 from PIL import Image
@@ -16,6 +14,8 @@ from dcsft.models.embedded import (
     build_processor,
     build_tokenizer,
 )
+from dcsft.config import ModelConfig
+from dcsft.models.loading import load_processor
 from dcsft.models.pretrain import vocabulary
 from dcsft.tasks.classification import PROMPT
 
@@ -23,8 +23,13 @@ MIN_PIXELS, MAX_PIXELS = 3136, 7056
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer(vocabulary())
+def corpus():
+    return vocabulary()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus):
+    return build_tokenizer(corpus)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +40,14 @@ def processor(tokenizer):
 @pytest.fixture(scope="module")
 def model(tokenizer):
     return build_model(build_config(tokenizer, 64, 2, 64, 2), seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, model, processor):
+    folder = tmp_path_factory.mktemp("embedded") / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)  # saved with max_pixels 7056
+    return folder
 
 
 def _messages(answer: str | None = None) -> list[dict]:
@@ -83,8 +96,8 @@ def test_special_tokens_are_single_and_not_split(tokenizer):
     assert tokenizer.padding_side == "left"
 
 
-def test_tokenizer_round_trips_the_vocabulary(tokenizer):
-    for line in vocabulary():
+def test_tokenizer_round_trips_the_vocabulary(tokenizer, corpus):
+    for line in corpus:
         assert tokenizer.decode(tokenizer.encode(line, add_special_tokens=False)) == line
 
 
@@ -124,19 +137,13 @@ def test_build_model_is_seeded(tokenizer, model):
     assert any(not torch.equal(other.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
-def test_save_and_reload_round_trip(tmp_path, model, processor, tokenizer, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+def test_save_and_reload_round_trip(saved, model, processor, tokenizer):
     inputs = _inputs(processor, seed=1)
     with torch.no_grad():
         before = model(**inputs).logits
 
-    folder = tmp_path / "model"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-
-    loaded_processor = AutoProcessor.from_pretrained(str(folder), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS,
-                                                     local_files_only=True)
+    folder = saved
+    loaded_processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
     loaded_model = AutoModelForImageTextToText.from_pretrained(str(folder), local_files_only=True).eval()
     assert type(loaded_model).__name__ == type(model).__name__
 
@@ -152,3 +159,15 @@ def test_save_and_reload_round_trip(tmp_path, model, processor, tokenizer, monke
         after = loaded_model(**reloaded_inputs).logits
     assert after.shape == before.shape == (1, inputs["input_ids"].shape[1], len(tokenizer))
     assert torch.allclose(after, before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.filterwarnings("error:Passing `min_pixels` and `max_pixels`:FutureWarning")
+def test_project_processor_loader_applies_the_config_bounds(saved):
+    """load_processor must override the saved bounds with the config's, without the deprecated
+    call-time min_pixels/max_pixels kwargs (a FutureWarning on every call in transformers 5)."""
+    cfg = ModelConfig(min_pixels=3136, max_pixels=802_816, threads=1)
+    loaded = load_processor(saved, cfg)  # saved with max_pixels 7056
+    assert loaded.tokenizer.padding_side == "left"
+    text = loaded.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
+    inputs = loaded(text=[text], images=[Image.new("RGB", (1200, 1600))], return_tensors="pt")
+    assert inputs["image_grid_thw"].tolist() == [[1, 1008 // 14, 756 // 14]]  # the config's bounds, not 7056

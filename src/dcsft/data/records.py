@@ -111,6 +111,7 @@ def to_sft(record: dict) -> dict:
 
 def from_sft(record: dict) -> dict:
     """The `problem/solution/image` record of an ms-swift SFT record."""
-    user, assistant = record["messages"][0], record["messages"][-1]
+    user = next(m for m in record["messages"] if m["role"] == "user")
+    assistant = [m for m in record["messages"] if m["role"] == "assistant"][-1]
     return {"problem": user["content"].removeprefix("<image>"), "solution": assistant["content"],
             "image": record["images"][0]}

@@ -1,4 +1,5 @@
-"""Qwen2.5-VL's resize rule: keep the aspect ratio, sides multiples of 28, pixels within bounds."""
+"""Qwen2.5-VL's resize rule: keep the aspect ratio, sides multiples of 28, pixels within
+bounds (at extreme aspect ratios the short side stays at 28 px, as in Qwen's own rule)."""
 
 from __future__ import annotations
 

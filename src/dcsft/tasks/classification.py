@@ -28,4 +28,4 @@ def score(response: object, solution: str) -> float:
 def reward(completions: list, solution: list[str], **_: object) -> list[float]:
     """TRL-style reward callable: completions are strings or [{"role", "content"}] turns."""
     texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
-    return [score(text, answer) for text, answer in zip(texts, solution)]
+    return [score(text, answer) for text, answer in zip(texts, solution, strict=True)]
