@@ -103,6 +103,9 @@ def pretrain(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
     def action():
         quiet_libraries()
         cfg = load_config(config, set_)
+        import torch
+
+        torch.set_num_threads(cfg.model.threads)
         folder = out or cache_root() / "base" / embedded_key(cfg.pretrain)
         info = build_embedded(cfg.pretrain, folder)
         console.print(f"base written to {folder}: held-out object-name accuracy {info['heldout_name_accuracy']} "

@@ -52,11 +52,12 @@ class PretrainConfig(Section):
     vision_depth: int = 2
     text_hidden: int = 64
     text_layers: int = 2
-    vision_steps: int = 3000
-    vlm_steps: int = 4000
+    vision_steps: int = 12000
+    vlm_steps: int = 10000
     batch_size: int = 16
     lr: float = 1e-3
-    pool_size: int = 20000
+    vlm_vision_lr_scale: float = 0.2  # phase 2: the vision tower learns at this fraction of lr
+    pool_size: int = 40000
     seed: int = 0
 
 

@@ -106,7 +106,8 @@ class Batcher:
 
     def answer_ids(self, answer: str) -> list[int]:
         if answer not in self._answer_cache:
-            self._answer_cache[answer] = self.tokenizer(answer + "<|im_end|>")["input_ids"]
+            # Exactly what the chat template puts after an assistant answer (TRL trains on it too).
+            self._answer_cache[answer] = self.tokenizer(answer + "<|im_end|>\n")["input_ids"]
         return self._answer_cache[answer]
 
     def pixels(self, images: np.ndarray) -> dict[str, torch.Tensor]:
@@ -149,7 +150,8 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 
 def train_vision(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: np.random.Generator,
-                 tick: Callable[[dict], None]) -> None:
+                 tick: Callable[[dict], None]) -> torch.nn.Module:
+    """Phase 1; returns the linear head (not part of the model) for measuring the phase."""
     features = model.config.text_config.hidden_size * (cfg.image_size // 28) ** 2
     head = torch.nn.Sequential(torch.nn.LayerNorm(features), torch.nn.Linear(features, len(world.CLASSES)))
     params = list(model.model.visual.parameters()) + list(head.parameters())
@@ -162,12 +164,16 @@ def train_vision(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: 
         loss = F.cross_entropy(logits, targets)
         step_update(optimizer, params, loss, lr_at(step, cfg.vision_steps, cfg.lr))
         tick({"phase": "vision", "step": step, "loss": loss.item()})
+    return head
 
 
 def train_vlm(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: np.random.Generator,
               tick: Callable[[dict], None]) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg.lr)
+    vision = {id(p) for p in model.model.visual.parameters()}
+    # A fresh language model's early gradients would wash out what phase 1 taught the vision tower.
+    optimizer = make_optimizer([{"params": [p for p in params if id(p) in vision], "scale": cfg.vlm_vision_lr_scale},
+                                {"params": [p for p in params if id(p) not in vision], "scale": 1.0}], cfg.lr)
     for step in range(cfg.vlm_steps):
         idx = rng.integers(len(pool.metas), size=cfg.batch_size)
         batch = batcher.text_batch([task_pair(rng, pool.metas[i]) for i in idx])
@@ -178,18 +184,38 @@ def train_vlm(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: np.
 
 def step_update(optimizer: torch.optim.Optimizer, params, loss: torch.Tensor, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
 
 
+def by_style(pool: Pool, hits: list[bool]) -> dict[str, float]:
+    styles: dict[str, list[bool]] = {}
+    for meta, hit in zip(pool.metas, hits):
+        styles.setdefault(meta["style"], []).append(hit)
+    return {style: round(100 * float(np.mean(h)), 1) for style, h in sorted(styles.items())}
+
+
+@torch.no_grad()
+def head_accuracy(model, head: torch.nn.Module, batcher: Batcher, pool: Pool, batch_size: int = 64) -> dict[str, float]:
+    """Phase-1 accuracy of the vision tower + linear head per style."""
+    model.eval()
+    hits = []
+    for start in range(0, len(pool.metas), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(pool.metas)))
+        predicted = head(vision_features(model, batcher.pixels(pool.images[idx]))).argmax(-1).tolist()
+        hits += [world.CLASSES[p] == pool.metas[i]["drawn"] for i, p in zip(idx, predicted)]
+    model.train()
+    return by_style(pool, hits)
+
+
 @torch.no_grad()
 def name_accuracy(model, batcher: Batcher, pool: Pool, question: str = PROMPT, batch_size: int = 64) -> dict[str, float]:
     """First-token argmax accuracy of the object name per style (each class name is one token)."""
     model.eval()
-    correct: dict[str, list[bool]] = {}
+    hits = []
     prompt = batcher.prompt_ids(question)
     answer_first = {c: batcher.answer_ids(c)[0] for c in world.CLASSES}
     for start in range(0, len(pool.metas), batch_size):
@@ -198,11 +224,9 @@ def name_accuracy(model, batcher: Batcher, pool: Pool, question: str = PROMPT, b
         out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                     mm_token_type_ids=(input_ids == batcher.image_token_id).int(), **batcher.pixels(pool.images[idx]))
         predicted = out.logits[:, -1].argmax(-1).tolist()
-        for i, token in zip(idx, predicted):
-            meta = pool.metas[i]
-            correct.setdefault(meta["style"], []).append(token == answer_first[meta["drawn"]])
+        hits += [token == answer_first[pool.metas[i]["drawn"]] for i, token in zip(idx, predicted)]
     model.train()
-    return {style: round(100 * float(np.mean(hits)), 1) for style, hits in sorted(correct.items())}
+    return by_style(pool, hits)
 
 
 def build_base(cfg: PretrainConfig, max_pixels: int):
@@ -224,8 +248,10 @@ def pretrain(cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: N
     heldout = draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
     rng = np.random.default_rng([cfg.seed, 1])
     model.train()
-    train_vision(model, batcher, pool, cfg, rng, progress)
+    head = train_vision(model, batcher, pool, cfg, rng, progress)
+    vision_accuracy = head_accuracy(model, head, batcher, heldout)
     train_vlm(model, batcher, pool, cfg, rng, progress)
-    stats = {"seconds": round(time.time() - started, 1), "heldout_name_accuracy": name_accuracy(model, batcher, heldout),
+    stats = {"seconds": round(time.time() - started, 1), "heldout_vision_head_accuracy": vision_accuracy,
+             "heldout_name_accuracy": name_accuracy(model, batcher, heldout),
              "parameters": sum(p.numel() for p in model.parameters())}
     return model.eval(), processor, stats
