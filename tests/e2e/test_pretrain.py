@@ -1,8 +1,9 @@
 """`dcsft pretrain` still trains a base that knows the classes, at a reduced size.
 
-The shipped base (src/dcsft/assets/embedded-base) took the full default schedule; this
-checks that the command behind it still learns, within a CI budget. The thresholds are
-well below what the reduced run measured (see the README) and far above chance (10%).
+The shipped base (src/dcsft/assets/embedded-base) took the full default schedule (31 min,
+85.5% / 83.5% / 42.1% held out); this checks that the command behind it still learns, in
+about 4 minutes: 1,000 + 2,000 steps measured 22.4% photo and 21.2% rendition on the
+held-out pool (chance 10%). The thresholds sit about 2.5 standard errors below that.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 import pytest
 
-REDUCED = ["pretrain.vision_steps=REDUCED_VISION", "pretrain.vlm_steps=REDUCED_VLM", "pretrain.pool_size=REDUCED_POOL"]
+REDUCED = ["pretrain.vision_steps=1000", "pretrain.vlm_steps=2000", "pretrain.pool_size=4000"]
 
 
 @pytest.mark.e2e
@@ -26,7 +27,7 @@ def test_reduced_pretraining_learns_the_classes(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     info = json.loads((out / "pretrain.json").read_text())
     accuracy = info["heldout_name_accuracy"]
-    assert accuracy["photo"] >= PHOTO_MIN, accuracy
-    assert accuracy["rendition"] >= RENDITION_MIN, accuracy
+    assert accuracy["photo"] >= 15.0, accuracy
+    assert accuracy["rendition"] >= 15.0, accuracy
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= {
         p.name for p in out.iterdir()}
