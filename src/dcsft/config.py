@@ -178,7 +178,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
+        overridden = [o for o in overrides if where.startswith(o.partition("=")[0].strip())]
+        source = f"--set {overridden[-1]}" if overridden else str(path)
+        raise ConfigError(f"{source}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
 
 
 def dump_config(config: StudyConfig) -> str:
