@@ -28,6 +28,7 @@ def stage_fingerprint(cfg: StudyConfig, base_identity: str) -> str:
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
+    upstream(rundir.prepare, "prepare")  # before resolve_base, which may pretrain the embedded base
     base, identity = resolve_base(cfg)
 
     def body(folder: Path):

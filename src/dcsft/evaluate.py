@@ -31,9 +31,9 @@ def accuracy(rows: list[dict]) -> float:
 def models_to_evaluate(cfg: StudyConfig) -> dict[str, tuple[str, str | None, str]]:
     """name -> (model folder or id, adapter folder or None, identity for the fingerprint)."""
     rundir = RunDir(cfg.run_dir)
+    coldstart = upstream(rundir.coldstart, "coldstart")  # before resolve_base, which may pretrain
     base, identity = resolve_base(cfg)
-    models = {"base": (base, None, identity),
-              "coldstart": (str(rundir.coldstart_model), None, upstream(rundir.coldstart, "coldstart"))}
+    models = {"base": (base, None, identity), "coldstart": (str(rundir.coldstart_model), None, coldstart)}
     for method in cfg.train.methods:
         stage = rundir.train(method)
         trained = upstream(stage, "train")
