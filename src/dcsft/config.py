@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em")
+METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "grpo")
 
 
 class Section(BaseModel):
@@ -105,6 +105,21 @@ class TrainConfig(Section):
         return methods
 
 
+class GrpoConfig(Section):
+    """The `grpo` method: TRL's GRPOTrainer from the cold start, LoRA as in `train.lora`."""
+
+    steps: int = 75  # paper: 1 epoch of 9,600 prompts at 128 prompts per step
+    prompts_per_step: int = 16
+    grad_accum: int = 8
+    num_generations: int = 8
+    temperature: float = 0.9
+    beta: float = 0.04
+    max_completion_length: int = 128
+    lr: float = 1e-5
+    warmup_ratio: float = 0.0
+    extra: dict[str, Any] = {}  # passed through to TRL's GRPOConfig
+
+
 class EvaluateConfig(Section):
     batch_size: int = 32
     max_new_tokens: int = 128
@@ -120,6 +135,7 @@ class StudyConfig(Section):
     coldstart: ColdStartConfig = ColdStartConfig()
     profile: ProfileConfig = ProfileConfig()
     train: TrainConfig = TrainConfig()
+    grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def section_hash(self, *names: str) -> str:

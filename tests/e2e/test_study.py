@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 SMALLEST = [
     "data.n_coldstart=20", "data.n_train=48", "data.n_test=20",
-    "profile.batch_size=16", "train.steps=6", "evaluate.batch_size=32",
+    "profile.batch_size=16", "train.steps=6", "grpo.steps=3", "evaluate.batch_size=32",
 ]
 STAGE_FILES = {
     "01_prepare": {"DONE", "STARTED", "stats.json", "records", "images"},
@@ -23,7 +23,7 @@ STAGE_FILES = {
                   "buckets.json"},
     "07_report": {"DONE", "STARTED", "stats.json", "report.md", "results.json", "buckets.json"},
 }
-METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em"]
+METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"]
 
 
 def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:

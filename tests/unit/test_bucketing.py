@@ -60,7 +60,8 @@ def _ids(records):
 
 def test_method_buckets():
     assert METHOD_BUCKETS == {"sft": ("easy", "medium", "hard"), "sft-e": ("easy",), "sft-m": ("medium",),
-                              "sft-h": ("hard",), "sft-em": ("easy", "medium")}
+                              "sft-h": ("hard",), "sft-em": ("easy", "medium"),
+                              "grpo": ("easy", "medium", "hard")}
 
 
 def test_subset_unbalanced():
@@ -129,4 +130,4 @@ def test_subset_all_empty():
 
 def test_subset_unknown_method():
     with pytest.raises(KeyError):
-        subset("grpo", _buckets(), balance=False, seed=0)
+        subset("ppo", _buckets(), balance=False, seed=0)

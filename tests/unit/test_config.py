@@ -144,15 +144,15 @@ def test_unknown_key_in_file(tmp_path):
 
 def test_unknown_section(cfg_file):
     with pytest.raises(ConfigError) as err:
-        load_config(cfg_file, ["grpo.beta=0.04"])
-    assert "grpo" in _one_line(err)
+        load_config(cfg_file, ["ppo.beta=0.04"])
+    assert "ppo" in _one_line(err)
 
 
 def test_unknown_method(cfg_file):
     with pytest.raises(ConfigError) as err:
-        load_config(cfg_file, ["train.methods=[sft,grpo]"])
+        load_config(cfg_file, ["train.methods=[sft,ppo]"])
     message = _one_line(err)
-    assert "train.methods" in message and "grpo" in message
+    assert "train.methods" in message and "ppo" in message
 
 
 @pytest.mark.parametrize("override, where", [("profile.k=0", "profile.k"), ("profile.k=many", "profile.k"),

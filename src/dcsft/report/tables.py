@@ -6,7 +6,7 @@ from __future__ import annotations
 BASELINE = "sft"
 REFERENCE_MODELS = ("base", "coldstart")
 LABELS = {"base": "Base", "coldstart": "Cold start", "sft": "SFT", "sft-e": "SFT-E", "sft-m": "SFT-M",
-          "sft-h": "SFT-H", "sft-em": "SFT-EM"}
+          "sft-h": "SFT-H", "sft-em": "SFT-EM", "grpo": "GRPO"}
 
 
 def label(name: str) -> str:

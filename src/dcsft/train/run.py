@@ -4,7 +4,8 @@ Reads: 02_coldstart/model/, 04_curate/{easy,medium,hard}.jsonl.
 Writes: 05_train/<method>/adapter/ (PEFT LoRA adapter), loss.jsonl, stats.json, DONE.
 
 Methods: sft (every bucket), sft-e, sft-m, sft-h (one bucket each), sft-em (easy + medium,
-i.e. only the hard samples dropped). Every method takes the same number of optimizer steps;
+i.e. only the hard samples dropped), and grpo (TRL's GRPOTrainer on every training
+sample, reward = the task's verifier; `grpo.*` settings). Every SFT method takes the same number of optimizer steps;
 with `train.balance` each subset is first subsampled (seeded) to the smallest non-empty
 bucket, so that only difficulty differs (the paper's difficulty study). A method whose
 subset is empty is recorded as "n/a (0 samples)" rather than failing the study.
@@ -24,10 +25,11 @@ from dcsft.data.records import from_sft
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint, read_jsonl, save_model_atomic
 from dcsft.stage import run_stage, upstream
-from dcsft.train import sft
+from dcsft.tasks import get_task
+from dcsft.train import grpo, sft
 
 METHOD_BUCKETS = {"sft": ("easy", "medium", "hard"), "sft-e": ("easy",), "sft-m": ("medium",),
-                  "sft-h": ("hard",), "sft-em": ("easy", "medium")}
+                  "sft-h": ("hard",), "sft-em": ("easy", "medium"), "grpo": ("easy", "medium", "hard")}
 
 
 def bucket_records(rundir: RunDir) -> dict[str, list[dict]]:
@@ -51,6 +53,8 @@ def subset(method: str, buckets: dict[str, list[dict]], balance: bool, seed: int
 def stage_fingerprint(cfg: StudyConfig, method: str) -> str:
     rundir = RunDir(cfg.run_dir)
     settings = cfg.train.model_dump(exclude={"methods"})
+    if method == "grpo":
+        settings = {"grpo": cfg.grpo.model_dump(), "lora": cfg.train.lora.model_dump(), "task": cfg.task}
     return fingerprint("train", upstream(rundir.curate, "curate"), upstream(rundir.coldstart, "coldstart"),
                        settings, method, cfg.model.model_dump(), cfg.seed)
 
@@ -65,10 +69,21 @@ def train_method(cfg: StudyConfig, method: str, buckets: dict[str, list[dict]]) 
             return f"{method}: n/a (0 samples in {'+'.join(METHOD_BUCKETS[method])})", {"samples": 0, "n_a": True}
         model = load_model(rundir.coldstart_model, cfg.model)
         processor = load_processor(rundir.coldstart_model, cfg.model)
-        run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
-                             warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=cfg.seed, lora=t.lora, extra=t.extra)
-        with progress(f"{method} (LoRA SFT on {len(records)})", t.steps) as advance:
-            model, stats = sft.train(model, processor, records, run_cfg, advance)
+        if method == "grpo":
+            g = cfg.grpo
+            run_cfg = grpo.GRPORun(output_dir=folder, lr=g.lr, prompts_per_step=g.prompts_per_step,
+                                   num_generations=g.num_generations, temperature=g.temperature, beta=g.beta,
+                                   max_completion_length=g.max_completion_length, grad_accum=g.grad_accum,
+                                   warmup_ratio=g.warmup_ratio, max_steps=g.steps, seed=cfg.seed, lora=t.lora,
+                                   extra=g.extra)
+            with progress(f"grpo (LoRA, {g.num_generations} generations per prompt)", g.steps) as advance:
+                model, stats = grpo.train(model, processor, records, get_task(cfg.task).reward, run_cfg, advance)
+        else:
+            run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
+                                 warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=cfg.seed, lora=t.lora,
+                                 extra=t.extra)
+            with progress(f"{method} (LoRA SFT on {len(records)})", t.steps) as advance:
+                model, stats = sft.train(model, processor, records, run_cfg, advance)
         save_model_atomic(model, None, rundir.adapter(method))
         return (f"{method}: {stats['steps']} steps on {len(records)} samples, loss {stats['train_loss']}",
                 {**stats, "samples": len(records), "n_a": False})

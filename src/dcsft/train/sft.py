@@ -63,7 +63,7 @@ def peft_config(lora: LoraConfig):
                           target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
-class _Ticks(TrainerCallback):
+class Ticks(TrainerCallback):
     def __init__(self, advance):
         self.advance = advance
 
@@ -76,7 +76,7 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
     stats, and writes the per-step loss log to `run.output_dir`/loss.jsonl."""
     trainer = SFTTrainer(
         model=model, args=trl_config(run), train_dataset=to_dataset(records), processing_class=processor,
-        peft_config=peft_config(run.lora) if run.lora else None, callbacks=[_Ticks(advance)],
+        peft_config=peft_config(run.lora) if run.lora else None, callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
     result = trainer.train()
