@@ -70,14 +70,9 @@ def train_method(cfg: StudyConfig, method: str, buckets: dict[str, list[dict]]) 
         model = load_model(rundir.coldstart_model, cfg.model)
         processor = load_processor(rundir.coldstart_model, cfg.model)
         if method == "grpo":
-            g = cfg.grpo
-            run_cfg = grpo.GRPORun(output_dir=folder, lr=g.lr, prompts_per_step=g.prompts_per_step,
-                                   num_generations=g.num_generations, temperature=g.temperature, beta=g.beta,
-                                   max_completion_length=g.max_completion_length, grad_accum=g.grad_accum,
-                                   warmup_ratio=g.warmup_ratio, max_steps=g.steps, seed=cfg.seed, lora=t.lora,
-                                   extra=g.extra)
-            with progress(f"grpo (LoRA, {g.num_generations} generations per prompt)", g.steps) as advance:
-                model, stats = grpo.train(model, processor, records, get_task(cfg.task).reward, run_cfg, advance)
+            with progress(f"grpo (LoRA, {cfg.grpo.num_generations} generations per prompt)", cfg.grpo.steps) as advance:
+                model, stats = grpo.train(model, processor, records, get_task(cfg.task).reward, cfg.grpo, t.lora,
+                                          folder, cfg.seed, advance)
         else:
             run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
                                  warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=cfg.seed, lora=t.lora,
