@@ -21,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ConfigArg = typer.Argument(None, help="Study config YAML; default: the packaged embedded study.")
 SetOpt = typer.Option([], "--set", "-s", help="Override a config key, e.g. --set profile.k=8 (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (overrides run_dir in the config).")
+SeedsOpt = typer.Option(None, "--seeds", help="Training runs per method (seeds seed, seed+1, ...); tables show mean ± std.")
 
 
 def quiet_libraries() -> None:
@@ -34,9 +35,10 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
-def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path]) -> StudyConfig:
+def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int]) -> StudyConfig:
     quiet_libraries()
-    cfg = load_config(config, [*overrides, *([f"run_dir={run_dir}"] if run_dir else [])])
+    flags = [*([f"run_dir={run_dir}"] if run_dir else []), *([f"seeds={seeds}"] if seeds is not None else [])]
+    cfg = load_config(config, [*overrides, *flags])
     import torch
 
     torch.set_num_threads(cfg.model.threads)
@@ -57,10 +59,11 @@ def guarded(action: Callable[[], None]) -> None:
 
 
 def stage_command(name: str, doc: str):
-    def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt):
+    def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+                seeds: Optional[int] = SeedsOpt):
         from dcsft.study import STAGES
 
-        guarded(lambda: STAGES[name](setup(config, set_, run_dir)))
+        guarded(lambda: STAGES[name](setup(config, set_, run_dir, seeds)))
 
     command.__doc__ = doc
     app.command(name)(command)
@@ -71,21 +74,22 @@ for _name, _doc in [
     ("coldstart", "Full fine-tune of the base on the cold-start set."),
     ("profile", "Sample k responses per training sample and score them."),
     ("curate", "Split the training set into easy / medium / hard buckets."),
-    ("train", "LoRA SFT from the cold start, one run per method (sft, sft-e, sft-m, sft-h, sft-em)."),
-    ("evaluate", "Greedy accuracy on the ID and OOD splits for every model."),
-    ("report", "Tables (accuracy with deltas, bucket proportions) and results.json."),
+    ("train", "Train every method from the cold start (SFT on buckets, hard mixes, curriculum, GRPO), per seed."),
+    ("evaluate", "Greedy accuracy on the ID and OOD splits for every model and seed."),
+    ("report", "Tables (accuracy, buckets, compute), figures, report.md/.html and results.json."),
 ]:
     stage_command(_name, _doc)
 
 
 @app.command()
-def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt):
+def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+          seeds: Optional[int] = SeedsOpt):
     """Run every stage (finished ones skip themselves) and print the tables."""
     from dcsft import study as study_module
 
     def action():
         started = time.time()
-        cfg = setup(config, set_, run_dir)
+        cfg = setup(config, set_, run_dir, seeds)
         report = study_module.run(cfg)
         console.print()
         print(report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "grpo")
+METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
+# The paper's hard-fraction ablation: medium plus hard samples making up x% of the mix, e.g. sft-m+h5.
+HARD_MIX = re.compile(r"sft-m\+h(\d+(?:\.\d+)?)")
+
+
+def hard_mix_percent(method: str) -> float | None:
+    """x for a method named sft-m+h<x>, else None."""
+    match = HARD_MIX.fullmatch(method)
+    return float(match.group(1)) if match else None
+
+
+def is_method(name: str) -> bool:
+    percent = hard_mix_percent(name)
+    return name in METHODS or (percent is not None and percent < 100)
 
 
 class Section(BaseModel):
@@ -99,9 +113,11 @@ class TrainConfig(Section):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: list[str]) -> list[str]:
-        unknown = sorted(set(methods) - set(METHODS))
+        unknown = sorted(m for m in set(methods) if not is_method(m))
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)} and sft-m+h<x> (x% hard, x < 100)")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"a method is listed twice in {methods}")
         return methods
 
 
@@ -128,6 +144,7 @@ class EvaluateConfig(Section):
 class StudyConfig(Section):
     run_dir: str = "runs/default"
     seed: int = 0
+    seeds: int = Field(1, ge=1)  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
     task: Literal["classification"] = "classification"
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
@@ -137,6 +154,10 @@ class StudyConfig(Section):
     train: TrainConfig = TrainConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @property
+    def train_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
 
     def section_hash(self, *names: str) -> str:
         """Stable hash of some config sections, used to tell a finished stage from a stale one."""

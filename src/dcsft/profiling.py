@@ -2,7 +2,8 @@
 
 Reads: 01_prepare/records/train.json, 02_coldstart/model/.
 Writes: 03_profile/profile.jsonl (one line per sample: id, solution, responses, correct,
-pass_count, k, pass_rate), stats.json, DONE.
+pass_count, k, pass_rate, prompt_tokens, generated_tokens), stats.json (with the compute
+spent: tokens forwarded and generated), DONE.
 Paper: k = 8, temperature 0.9, top_p 1.0, top_k 50, at most 128 new tokens.
 
 Lines are appended and flushed per batch; an interrupted run continues after the last
@@ -32,10 +33,19 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
                        cfg.seed)
 
 
-def profile_row(record: dict, responses: list[str], task) -> dict:
+def profile_row(record: dict, responses: list[str], prompt_tokens: int, generated_tokens: int, task) -> dict:
     correct = [int(task.score(r, record["solution"])) for r in responses]
     return {"id": record["id"], "solution": record["solution"], "responses": responses, "correct": correct,
-            "pass_count": sum(correct), "k": len(correct), "pass_rate": sum(correct) / len(correct)}
+            "pass_count": sum(correct), "k": len(correct), "pass_rate": sum(correct) / len(correct),
+            "prompt_tokens": prompt_tokens, "generated_tokens": generated_tokens}
+
+
+def compute(rows: list[dict]) -> dict:
+    """Tokens through the model: each of the k draws prefills the prompt (HF generate expands the
+    batch before the prefill) and forwards each generated token once."""
+    generated = sum(row["generated_tokens"] for row in rows)
+    return {"tokens_forwarded": sum(row["prompt_tokens"] * row["k"] for row in rows) + generated,
+            "tokens_generated": generated, "samples_seen": len(rows)}
 
 
 def run(cfg: StudyConfig) -> dict:
@@ -58,17 +68,18 @@ def run(cfg: StudyConfig) -> dict:
             processor = load_processor(rundir.coldstart_model, cfg.model)
             with progress(f"profiling k={p.k}", len(records)) as advance, out.open("a") as sink:
                 advance(start)
-                for batch, responses in respond_batches(model, processor, records, sampling, p.batch_size,
+                for batch, generated in respond_batches(model, processor, records, sampling, p.batch_size,
                                                         cfg.seed, first=start):
-                    sink.write("".join(json.dumps(profile_row(r, resp, task)) + "\n"
-                                       for r, resp in zip(batch, responses)))
+                    sink.write("".join(json.dumps(profile_row(r, *row, task)) + "\n" for r, row in
+                                       zip(batch, zip(generated.responses, generated.prompt_tokens,
+                                                      generated.generated_tokens))))
                     sink.flush()
                     advance(len(batch))
         rows = read_jsonl_complete(out)
         counts = [row["pass_count"] for row in rows]
         stats = {"samples": len(rows), "k": p.k, "skipped": skipped, "resumed_from": start,
                  "pass_count_histogram": {str(c): counts.count(c) for c in range(p.k + 1)},
-                 "mean_pass_rate": round(sum(counts) / (p.k * len(counts)), 4)}
+                 "mean_pass_rate": round(sum(counts) / (p.k * len(counts)), 4), **compute(rows)}
         return f"{p.k} responses for each of {len(rows)} training samples, mean pass rate {stats['mean_pass_rate']}", stats
 
     return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body)

@@ -8,9 +8,10 @@ Layout (numbered so `ls` shows the order of the study)::
       02_coldstart/model/         full fine-tune of the base (save_pretrained folder)
       03_profile/profile.jsonl    k responses and pass count per training sample
       04_curate/                  easy|medium|hard.jsonl (ms-swift format), buckets.json
-      05_train/<method>/          LoRA adapter/, loss.jsonl
-      06_evaluate/<model>/        <split>.jsonl predictions, scores.json
-      07_report/                  report.md, results.json, buckets.json
+      05_train/<method>/seed<s>/  LoRA adapter/, loss.jsonl (one folder per training seed)
+      06_evaluate/<model>/        <split>.jsonl predictions, scores.json (base, coldstart)
+      06_evaluate/<method>/seed<s>/   the same for each trained method and seed
+      07_report/                  report.md, report.html, figures/*.png, results.json, buckets.json
 
 Every stage folder gets a `stats.json` and, written last, a `DONE` marker holding the
 stage's fingerprint (a hash of its config and of its inputs' fingerprints). A folder whose
@@ -143,11 +144,12 @@ class RunDir:
     curate = property(lambda self: self.stage("04_curate"))
     report = property(lambda self: self.stage("07_report"))
 
-    def train(self, method: str) -> Stage:
-        return self.stage("05_train", method)
+    def train(self, method: str, seed: int) -> Stage:
+        return self.stage("05_train", method, f"seed{seed}")
 
-    def evaluate(self, model_name: str) -> Stage:
-        return self.stage("06_evaluate", model_name)
+    def evaluate(self, model_name: str, seed: int | None = None) -> Stage:
+        """base and coldstart have one evaluation; trained methods one per training seed."""
+        return self.stage("06_evaluate", model_name, *([f"seed{seed}"] if seed is not None else []))
 
     def records(self, split: str) -> Path:
         return self.prepare.root / "records" / f"{split}.json"
@@ -163,8 +165,8 @@ class RunDir:
     def bucket_file(self, bucket: str) -> Path:
         return self.curate.root / f"{bucket}.jsonl"
 
-    def adapter(self, method: str) -> Path:
-        return self.train(method).root / "adapter"
+    def adapter(self, method: str, seed: int) -> Path:
+        return self.train(method, seed).root / "adapter"
 
 
 def save_model_atomic(model, processor, folder: Path) -> None:

@@ -13,17 +13,20 @@ from safetensors.torch import load_file
 
 SMALLEST = [
     "data.n_coldstart=20", "data.n_train=48", "data.n_test=20",
-    "profile.batch_size=16", "train.steps=6", "grpo.steps=3", "evaluate.batch_size=32",
+    "profile.batch_size=16", "train.steps=6", "grpo.steps=3", "evaluate.batch_size=32", "seeds=2",
 ]
+SEEDS = {"seed0", "seed1"}
 STAGE_FILES = {
     "01_prepare": {"DONE", "STARTED", "stats.json", "records", "images"},
     "02_coldstart": {"DONE", "STARTED", "stats.json", "loss.jsonl", "model", "trainer"},
     "03_profile": {"DONE", "STARTED", "stats.json", "profile.jsonl"},
     "04_curate": {"DONE", "STARTED", "stats.json", "easy.jsonl", "medium.jsonl", "hard.jsonl", "assignments.jsonl",
                   "buckets.json"},
-    "07_report": {"DONE", "STARTED", "stats.json", "report.md", "results.json", "buckets.json"},
+    "07_report": {"DONE", "STARTED", "stats.json", "report.md", "report.html", "figures", "results.json",
+                  "buckets.json"},
 }
-METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "grpo"]
+METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"]
+FIGURES = {"accuracy.png", "loss_per_bucket.png", "gallery.png", "zero_advantage.png"}
 
 
 def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -48,14 +51,21 @@ def test_run_directory_has_every_stage_output(study):
     for stage, files in STAGE_FILES.items():
         assert {p.name for p in (run / stage).iterdir()} == files, stage
     assert {p.name for p in (run / "05_train").iterdir()} == set(METHODS)
+    assert all({p.name for p in (run / "05_train" / m).iterdir()} == SEEDS for m in METHODS)
+    assert {p.name for p in (run / "07_report" / "figures").iterdir()} == FIGURES
     evaluated = {p.name for p in (run / "06_evaluate").iterdir()}
     results = json.loads((run / "07_report" / "results.json").read_text())
     trained = {m for m in METHODS if not results["models"][m]["n_a"]}
     assert evaluated == {"base", "coldstart", *trained}
-    for name in evaluated:
-        scores = json.loads((run / "06_evaluate" / name / "scores.json").read_text())
+    folders = [run / "06_evaluate" / "base", run / "06_evaluate" / "coldstart",
+               *(run / "06_evaluate" / m / s for m in trained for s in SEEDS)]
+    for folder in folders:
+        scores = json.loads((folder / "scores.json").read_text())
         assert set(scores) == {"photo", "rendition", "adversarial"}
         assert all(s["n"] == 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())
+    for method in trained:
+        runs = results["models"][method]["accuracy"]["photo"]["runs"]
+        assert len(runs) == 2 and results["models"][method]["accuracy"]["photo"]["std"] is not None
 
 
 @pytest.mark.e2e
@@ -79,17 +89,53 @@ def test_lora_weights_changed(study):
     trained = [m for m in METHODS if not results["models"][m]["n_a"]]
     assert "sft" in trained
     for method in trained:
-        weights = load_file(str(run / "05_train" / method / "adapter" / "adapter_model.safetensors"))
-        lora_b = [w for name, w in weights.items() if "lora_B" in name]
+        seeds = [load_file(str(run / "05_train" / method / s / "adapter" / "adapter_model.safetensors"))
+                 for s in sorted(SEEDS)]
+        lora_b = [w for name, w in seeds[0].items() if "lora_B" in name]
         # PEFT starts every lora_B at zero: any non-zero entry was learned.
         assert lora_b and any(w.abs().sum() > 0 for w in lora_b), method
+        assert any(not w.equal(seeds[1][name]) for name, w in seeds[0].items()), f"{method}: seeds gave one run"
+
+
+@pytest.mark.e2e
+def test_compute_is_accounted_for_every_method(study):
+    run, _, _ = study
+    results = json.loads((run / "07_report" / "results.json").read_text())
+    rows = results["compute"]["rows"]
+    assert rows["profile"]["tokens_generated"] >= 48 * 8  # at least the end-of-turn token of every draw
+    for method in METHODS:
+        if results["models"][method]["n_a"]:
+            assert rows[method] is None
+            continue
+        cost = rows[method]
+        assert cost["seconds"] > 0 and cost["steps"] == (3 if method == "grpo" else 6), method
+        assert cost["tokens_forwarded"] > cost["samples_seen"] > 0, method
+        assert (cost["tokens_generated"] > 0) == (method == "grpo"), method
+    ratio = results["compute"]["grpo_over_dcsft"]
+    assert ratio["seconds"] == round(rows["grpo"]["seconds"] / (rows["profile"]["seconds"] + rows["sft-m"]["seconds"]), 2)
+    zero = results["zero_advantage"]
+    assert len(zero["runs"]) == 2 and all(len(r) == 3 and all(0 <= f <= 1 for f in r) for r in zero["runs"])
+
+
+@pytest.mark.e2e
+def test_curriculum_and_hard_mixes_train_on_what_they_say(study):
+    run, _, _ = study
+    buckets = json.loads((run / "07_report" / "buckets.json").read_text())
+    stats = {m: json.loads((run / "05_train" / m / "seed0" / "stats.json").read_text())
+             for m in ("curriculum", "sft-m+h5", "sft-m+h15")}
+    assert stats["curriculum"]["samples"] == 48  # 6 steps x 8 = every sample once
+    medium, hard = buckets["medium"]["count"], buckets["hard"]["count"]
+    for method, percent in (("sft-m+h5", 5), ("sft-m+h15", 15)):
+        wanted = round(percent / (100 - percent) * medium)
+        assert stats[method]["samples"] == medium + min(wanted, hard)
 
 
 @pytest.mark.e2e
 def test_report_prints_both_tables(study):
     _, first, _ = study
-    assert "| Model | photo (ID) | rendition (OOD) | adversarial (OOD) | OOD mean |" in first.stdout
+    assert "| Model | Runs | photo (ID) | rendition (OOD) | adversarial (OOD) | OOD mean |" in first.stdout
     assert "| Model | Dataset | Easy | Medium | Hard | Samples |" in first.stdout
+    assert "| Stage or method | Wall s |" in first.stdout and "GRPO / DC-SFT = " in first.stdout
 
 
 @pytest.mark.e2e
@@ -99,6 +145,7 @@ def test_second_run_skips_every_stage(study):
     second = dcsft("study", "--run-dir", str(run), *overrides, cwd=run.parent)
     assert second.returncode == 0, second.stdout + second.stderr
     stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
-    assert len(stage_lines) == 4 + len(METHODS) + len(list((run / "06_evaluate").iterdir())) + 1
+    evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(list((run / "06_evaluate").glob("*/*/scores.json")))
+    assert len(stage_lines) == 4 + len(METHODS) * len(SEEDS) + evaluations + 1
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
     assert after == before

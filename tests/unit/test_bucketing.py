@@ -61,7 +61,7 @@ def _ids(records):
 def test_method_buckets():
     assert METHOD_BUCKETS == {"sft": ("easy", "medium", "hard"), "sft-e": ("easy",), "sft-m": ("medium",),
                               "sft-h": ("hard",), "sft-em": ("easy", "medium"),
-                              "grpo": ("easy", "medium", "hard")}
+                              "curriculum": ("easy", "medium", "hard"), "grpo": ("easy", "medium", "hard")}
 
 
 def test_subset_unbalanced():

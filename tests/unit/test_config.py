@@ -9,6 +9,8 @@ from dcsft.config import (
     StudyConfig,
     default_config_path,
     dump_config,
+    hard_mix_percent,
+    is_method,
     load_config,
     parse_override,
 )
@@ -47,7 +49,7 @@ def test_default_config_loads_with_its_yaml_values():
     raw = yaml.safe_load(default_config_path().read_text())
     assert isinstance(raw, dict) and raw
     _assert_subset(raw, cfg.model_dump())
-    assert set(cfg.train.methods) <= set(METHODS)
+    assert all(is_method(m) for m in cfg.train.methods)
     assert cfg.task == "classification"
 
 
@@ -153,6 +155,35 @@ def test_unknown_method(cfg_file):
         load_config(cfg_file, ["train.methods=[sft,ppo]"])
     message = _one_line(err)
     assert "train.methods" in message and "ppo" in message
+
+
+@pytest.mark.parametrize("name, percent", [("sft-m+h5", 5.0), ("sft-m+h0", 0.0), ("sft-m+h12.5", 12.5),
+                                           ("sft-m+h99", 99.0)])
+def test_hard_mix_methods_are_methods(name, percent):
+    assert hard_mix_percent(name) == percent
+    assert is_method(name)
+
+
+@pytest.mark.parametrize("name", ["sft-m+h100", "sft-m+h", "sft-m+h-5", "sft-e+h5", "sft-m+h5x", "curriculum2"])
+def test_malformed_method_names_are_rejected(cfg_file, name):
+    assert not is_method(name)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, [f"train.methods=[sft,{name}]"])
+    assert "sft-m+h<x>" in _one_line(err)
+
+
+def test_a_method_listed_twice_is_rejected(cfg_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["train.methods=[sft,sft-m,sft]"])
+    assert "twice" in _one_line(err)
+
+
+def test_training_seeds_follow_the_seed(cfg_file):
+    assert load_config(cfg_file, ["seed=7", "seeds=3"]).train_seeds == [7, 8, 9]
+    assert load_config(cfg_file).train_seeds == [load_config(cfg_file).seed]
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["seeds=0"])
+    assert "--set seeds=0" in _one_line(err)
 
 
 @pytest.mark.parametrize("override, where", [("profile.k=0", "profile.k"), ("profile.k=many", "profile.k"),

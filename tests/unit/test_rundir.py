@@ -208,6 +208,7 @@ def test_rundir_layout(tmp_path):
     assert run.coldstart_model == tmp_path / "02_coldstart" / "model"
     assert run.profile_file == tmp_path / "03_profile" / "profile.jsonl"
     assert run.bucket_file("medium") == tmp_path / "04_curate" / "medium.jsonl"
-    assert run.adapter("sft-m") == tmp_path / "05_train" / "sft-m" / "adapter"
+    assert run.adapter("sft-m", 1) == tmp_path / "05_train" / "sft-m" / "seed1" / "adapter"
     assert run.evaluate("base").root == tmp_path / "06_evaluate" / "base"
+    assert run.evaluate("sft-m", 0).root == tmp_path / "06_evaluate" / "sft-m" / "seed0"
     assert run.report.root == tmp_path / "07_report"

@@ -1,77 +1,256 @@
-"""report: the study's tables and machine-readable results.
+"""report: the study's tables, figures and machine-readable results.
 
-Reads: 06_evaluate/<model>/scores.json, 05_train/<method>/stats.json, 04_curate/buckets.json
-and stats.json.
-Writes: 07_report/report.md (accuracy table with deltas against SFT, bucket proportions,
-where the injected noise landed), results.json, buckets.json (schemas in the README),
-stats.json, DONE.
+Reads: 06_evaluate/**/scores.json, 05_train/<method>/seed<s>/{stats.json,loss.jsonl},
+02_coldstart/stats.json, 03_profile/{profile.jsonl,stats.json}, 04_curate/{assignments.jsonl,
+buckets.json,stats.json}, 01_prepare/records/train.json.
+Writes: 07_report/report.md and report.html (the same report, the HTML self-contained with
+its figures inlined), figures/{accuracy,loss_per_bucket,gallery,zero_advantage}.png,
+results.json, buckets.json (schemas in the README), stats.json, DONE.
 
 Example: dcsft report
 """
 
 from __future__ import annotations
 
+import base64
+import math
+import random
+import re
 from pathlib import Path
 
-from dcsft.config import StudyConfig
+from markdown_it import MarkdownIt
+
+from dcsft.config import StudyConfig, hard_mix_percent
 from dcsft.data.splits import ID_SPLIT
-from dcsft.report import tables
-from dcsft.rundir import RunDir, fingerprint, read_json, write_json, write_text
-from dcsft.stage import run_stage, upstream
+from dcsft.report import figures, tables
+from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json, write_text
+from dcsft.stage import read_split, run_stage, upstream
 
 DATASET = {"classification": "shape world (embedded)"}
+GALLERY_PER_BUCKET = 5
+BUCKET_METHODS = {"sft-e": "easy", "sft-m": "medium", "sft-h": "hard"}
 
 
-def collect(cfg: StudyConfig) -> tuple[dict, dict, list[str]]:
-    """(results, buckets, fingerprints of everything the report is built from)."""
+def accuracy_of(scores: list[dict], ood_splits: list[str]) -> dict:
+    """column -> mean/std/runs over the given evaluations (one per training seed)."""
+    cols = [*scores[0].keys(), "ood_mean"]
+    runs = {c: [s[c]["accuracy"] if c != "ood_mean" else tables.ood_mean(s, ood_splits) for s in scores]
+            for c in cols}
+    return {c: tables.summary(values) for c, values in runs.items()}
+
+
+def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
     rundir = RunDir(cfg.run_dir)
-    inputs = [upstream(rundir.curate, "curate")]
     models = {}
-    for name in ["base", "coldstart", *cfg.train.methods]:
-        if name in cfg.train.methods:
-            inputs.append(upstream(rundir.train(name), "train"))
-            trained = read_json(rundir.train(name).root / "stats.json")
-            if trained.get("n_a"):
-                models[name] = {"n_a": True, "samples": 0}
-                continue
+    for name in ("base", "coldstart"):
         inputs.append(upstream(rundir.evaluate(name), "evaluate"))
         scores = read_json(rundir.evaluate(name).root / "scores.json")
-        models[name] = {"n_a": False, "scores": scores, "ood_mean": tables.ood_mean(scores, cfg.data.ood_splits)}
-        if name in cfg.train.methods:
-            models[name].update(samples=trained["samples"], steps=trained["steps"])
-    reference = next(m for m in models.values() if not m["n_a"])
-    results = {"task": cfg.task, "id_split": ID_SPLIT, "ood_splits": cfg.data.ood_splits,
-               "split_sizes": {s: v["n"] for s, v in reference["scores"].items()},
-               "baseline": tables.BASELINE, "models": models, "seed": cfg.seed}
-    curate_stats = read_json(rundir.curate.root / "stats.json")
-    buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],
-               "noise_by_bucket": curate_stats["noise_by_bucket"]}
-    return results, buckets, inputs
+        models[name] = {"n_a": False, "runs": 1, "accuracy": accuracy_of([scores], cfg.data.ood_splits)}
+    for method in cfg.train.methods:
+        trained = []
+        for seed in cfg.train_seeds:
+            inputs.append(upstream(rundir.train(method, seed), "train"))
+            trained.append(read_json(rundir.train(method, seed).root / "stats.json"))
+        if any(t.get("n_a") for t in trained):
+            models[method] = {"n_a": True, "samples": 0}
+            continue
+        scores = []
+        for seed in cfg.train_seeds:
+            inputs.append(upstream(rundir.evaluate(method, seed), "evaluate"))
+            scores.append(read_json(rundir.evaluate(method, seed).root / "scores.json"))
+        models[method] = {"n_a": False, "runs": len(scores), "accuracy": accuracy_of(scores, cfg.data.ood_splits),
+                          "samples": trained[0]["samples"], "steps": trained[0]["steps"]}
+        if "hard_percent" in trained[0]:
+            models[method]["hard_percent"] = trained[0]["hard_percent"]
+    return models
 
 
-def render(results: dict, buckets: dict, cfg: StudyConfig) -> str:
+def cost_of(stats: list[dict]) -> dict:
+    """Mean compute of one or more runs; a figure an older run did not record stays None."""
+    cost = {}
+    for field in tables.COST_FIELDS:
+        values = [s.get(field, 0 if field == "steps" else None) for s in stats]
+        cost[field] = None if None in values else (round(sum(values) / len(values), 1) if field == "seconds"
+                                                   else round(sum(values) / len(values)))
+    return cost
+
+
+def collect_compute(cfg: StudyConfig, models: dict) -> dict:
+    rundir = RunDir(cfg.run_dir)
+    rows = {"coldstart": cost_of([read_json(rundir.coldstart.root / "stats.json")]),
+            "profile": cost_of([read_json(rundir.profile.root / "stats.json")])}
+    for method in cfg.train.methods:
+        rows[method] = None if models[method]["n_a"] else cost_of(
+            [read_json(rundir.train(method, seed).root / "stats.json") for seed in cfg.train_seeds])
+    compute = {"rows": rows, "grpo_over_dcsft": None}
+    grpo, sft_m, profile = rows.get("grpo"), rows.get("sft-m"), rows["profile"]
+    if grpo and sft_m:
+        dcsft_seconds = profile["seconds"] + sft_m["seconds"]
+        tokens = (grpo["tokens_forwarded"] / (profile["tokens_forwarded"] + sft_m["tokens_forwarded"])
+                  if None not in (grpo["tokens_forwarded"], profile["tokens_forwarded"], sft_m["tokens_forwarded"])
+                  else math.nan)
+        compute["grpo_over_dcsft"] = {"seconds": round(grpo["seconds"] / dcsft_seconds, 2),
+                                      "tokens_forwarded": round(tokens, 2), "grpo_seconds": grpo["seconds"],
+                                      "dcsft_seconds": round(dcsft_seconds, 1)}
+    return compute
+
+
+def zero_advantage(cfg: StudyConfig, buckets: dict) -> dict | None:
+    """GRPO's per-step zero-advantage fractions beside two references from the profile: the
+    easy + hard share, and the expected share of all-equal groups of num_generations draws,
+    mean over samples of p^g + (1 - p)^g with p the profiled pass rate."""
+    rundir = RunDir(cfg.run_dir)
+    if "grpo" not in cfg.train.methods:
+        return None
+    runs = [[s["zero_advantage_fraction"] for s in read_jsonl(rundir.train("grpo", seed).root / "loss.jsonl")
+             if s["zero_advantage_fraction"] is not None]
+            for seed in cfg.train_seeds if (rundir.train("grpo", seed).root / "loss.jsonl").exists()]
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    g = cfg.grpo.num_generations
+    rates = [row["pass_rate"] for row in read_jsonl(rundir.profile_file)]
+    return {"runs": runs, "mean": round(sum(map(sum, runs)) / sum(map(len, runs)), 4),
+            "profile_easy_hard_share": round((buckets["easy"]["count"] + buckets["hard"]["count"]) / buckets["total"], 4),
+            "predicted": round(sum(p ** g + (1 - p) ** g for p in rates) / len(rates), 4)}
+
+
+def gallery_examples(cfg: StudyConfig) -> dict[str, list[dict]]:
+    rundir = RunDir(cfg.run_dir)
+    train = {r["id"]: r for r in read_split(rundir, "train")[0]}
+    assignments = {a["id"]: a for a in read_jsonl(rundir.curate.root / "assignments.jsonl")}
+    examples = {b: [] for b in ("easy", "medium", "hard")}
+    for row in read_jsonl(rundir.profile_file):
+        a = assignments[row["id"]]
+        examples[a["bucket"]].append({"image": train[row["id"]]["image"], "solution": row["solution"],
+                                      "responses": row["responses"], "noise": a.get("noise")})
+    rng = random.Random(cfg.seed)
+    return {b: rng.sample(rows, min(GALLERY_PER_BUCKET, len(rows))) for b, rows in examples.items()}
+
+
+def bucket_losses(cfg: StudyConfig, models: dict) -> dict[str, list[list[float]]]:
+    rundir = RunDir(cfg.run_dir)
+    return {bucket: [[s["loss"] for s in read_jsonl(rundir.train(method, seed).root / "loss.jsonl")]
+                     for seed in cfg.train_seeds]
+            for method, bucket in BUCKET_METHODS.items() if method in models and not models[method]["n_a"]}
+
+
+def draw_figures(cfg: StudyConfig, folder: Path, results: dict, zero: dict | None) -> dict[str, str]:
+    """Draw what the run has data for; returns name -> caption."""
+    out = folder / "figures"
+    drawn = {"accuracy": "Accuracy per model and split; error bars are the std over training seeds."}
+    figures.accuracy_bars(results, out / "accuracy.png")
+    losses = bucket_losses(cfg, results["models"])
+    if losses:
+        figures.loss_per_bucket(losses, out / "loss_per_bucket.png")
+        drawn["loss_per_bucket"] = ("Training loss per step of SFT on each bucket (supplement Figure 1); faint: "
+                                    "per step, solid: moving average.")
+    figures.gallery(gallery_examples(cfg), out / "gallery.png")
+    drawn["gallery"] = ("Random training samples of each bucket with the ground truth (and the noise injected "
+                        "into it, if any) and the cold-started model's k answers (supplement Figure 2).")
+    if zero:
+        figures.zero_advantage(zero["runs"], zero["profile_easy_hard_share"], zero["predicted"],
+                               out / "zero_advantage.png")
+        drawn["zero_advantage"] = "GRPO's fraction of prompt groups with zero advantage at each step."
+    return drawn
+
+
+def findings(results: dict) -> str:
+    """What the run shows about the paper's claims, in plain words, whichever way it goes."""
+    models = results["models"]
+    sft = models.get(tables.BASELINE)
+    if not sft or sft["n_a"]:
+        return "No SFT baseline in this run, so no comparison against it."
+    lines = []
+    for name in ("sft-m", "sft-em", "grpo", "curriculum"):
+        entry = models.get(name)
+        if not entry or entry["n_a"]:
+            continue
+        delta = entry["accuracy"]["ood_mean"]["mean"] - sft["accuracy"]["ood_mean"]["mean"]
+        verdict = "beats" if delta > 0 else "does not beat"
+        lines.append(f"- {tables.label(name)} {verdict} SFT out of distribution on this run: OOD mean "
+                     f"{entry['accuracy']['ood_mean']['mean']:.2f} vs {sft['accuracy']['ood_mean']['mean']:.2f} "
+                     f"({delta:+.2f} points).")
+    n = min(results["split_sizes"].values())
+    lines.append(f"- For scale: one accuracy near 80% measured on n = {n} images has a standard error of "
+                 f"{100 * math.sqrt(0.8 * 0.2 / n):.1f} points; with {len(results['seeds'])} training seed(s), "
+                 f"differences smaller than that are not evidence either way (`--seeds N` for more runs).")
+    return "\n".join(lines)
+
+
+def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:
     dataset = DATASET.get(cfg.task, cfg.task)
-    return "\n\n".join([
+    zero = results["zero_advantage"]
+    ablation = [m for m in cfg.train.methods if m == "sft-m" or hard_mix_percent(m) is not None]
+
+    def figure(name: str) -> list[str]:
+        return [f"![{name}](figures/{name}.png)\n\n*{drawn[name]}*"] if name in drawn else []
+
+    parts = [
         f"# DC-SFT study: {dataset}",
-        f"Run directory `{cfg.run_dir}`, seed {cfg.seed}.",
+        f"Run directory `{cfg.run_dir}`, seed {cfg.seed}, training seeds {results['seeds']}.",
         "## Accuracy (ID and OOD), deltas against SFT",
-        tables.accuracy_table(results),
+        tables.accuracy_table(results), *figure("accuracy"),
+        "## What this run shows", findings(results),
         "## Difficulty buckets of the training set (profiled on the cold-started model)",
         tables.proportions_table("cold start", dataset, buckets),
         f"k = {cfg.profile.k} samples per training example at temperature {cfg.profile.temperature}.",
-        "## Where the injected label noise landed",
-        tables.noise_table(buckets["noise_by_bucket"], buckets),
-    ]) + "\n"
+        *figure("gallery"), *figure("loss_per_bucket"),
+        "## Where the injected label noise landed", tables.noise_table(buckets["noise_by_bucket"], buckets),
+    ]
+    if len(ablation) > 1:
+        parts += ["## Hard-fraction ablation (medium plus x% hard)", tables.ablation_table(results, ablation)]
+    if zero:
+        parts += ["## RL's implicit filter",
+                  f"On average {zero['mean']:.1%} of GRPO's prompt groups per step had all {cfg.grpo.num_generations} "
+                  f"rewards equal (zero advantage, no gradient). The profile puts {zero['profile_easy_hard_share']:.1%} "
+                  f"of the training set in easy + hard, and its pass rates predict {zero['predicted']:.1%} all-equal "
+                  f"groups of {cfg.grpo.num_generations}.", *figure("zero_advantage")]
+    parts += ["## Compute", tables.cost_table(results["compute"]), tables.cost_ratio_line(results["compute"]),
+              "Tokens forwarded count every token that went through the model (prompt and image tokens included, "
+              "padding excluded; each sampled draw prefills its prompt); a method's row is per training run, the "
+              "mean over seeds."]
+    return "\n\n".join(parts) + "\n"
+
+
+def to_html(markdown: str, folder: Path, title: str) -> str:
+    """One self-contained page: the markdown report rendered, its figures inlined."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+
+    def inline(match: re.Match) -> str:
+        data = base64.b64encode((folder / match.group(1)).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="(figures/[\w.-]+\.png)"', inline, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+             "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child"
+             "{text-align:left}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}")
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style>"
+            f"</head><body>\n{body}</body></html>\n")
 
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
-    results, buckets, inputs = collect(cfg)
+    inputs = [upstream(rundir.curate, "curate")]
+    models = collect_models(cfg, inputs)
+    reference = read_json(rundir.evaluate("base").root / "scores.json")
+    curate_stats = read_json(rundir.curate.root / "stats.json")
+    buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],
+               "noise_by_bucket": curate_stats["noise_by_bucket"]}
+    results = {"task": cfg.task, "id_split": ID_SPLIT, "ood_splits": cfg.data.ood_splits,
+               "split_sizes": {s: v["n"] for s, v in reference.items()}, "baseline": tables.BASELINE,
+               "seed": cfg.seed, "seeds": cfg.train_seeds, "models": models,
+               "compute": collect_compute(cfg, models), "zero_advantage": zero_advantage(cfg, buckets)}
 
     def body(folder: Path):
+        drawn = draw_figures(cfg, folder, results, results["zero_advantage"])
+        markdown = render(cfg, results, buckets, drawn)
         write_json(folder / "results.json", results)
         write_json(folder / "buckets.json", buckets)
-        write_text(folder / "report.md", render(results, buckets, cfg))
-        return f"tables for {len(results['models'])} models", {"models": list(results["models"])}
+        write_text(folder / "report.md", markdown)
+        write_text(folder / "report.html", to_html(markdown, folder, f"DC-SFT study: {cfg.run_dir}"))
+        return (f"tables and {len(drawn)} figures for {len(models)} models",
+                {"models": list(models), "figures": sorted(drawn)})
 
-    return run_stage("report", rundir.report, fingerprint("report", inputs, cfg.data.ood_splits), body)
+    return run_stage("report", rundir.report, fingerprint("report", inputs, cfg.data.ood_splits, cfg.seed), body)

@@ -4,10 +4,16 @@ TRL logs, per step, the fraction of prompt groups whose k rewards are all equal
 (`frac_reward_zero_std`): those groups have zero advantage and give no gradient, the
 implicit filter the paper's argument rests on. It is kept in loss.jsonl as
 `zero_advantage_fraction`.
+
+Compute: TRL counts the prompt + completion tokens of every completion; each of them goes
+through the model when it is generated, again in the policy's training pass, and once more
+in the reference model's pass when beta > 0, so tokens forwarded = that count x (2 + [beta > 0]).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +25,44 @@ from trl import GRPOConfig, GRPOTrainer
 from dcsft.config import GrpoConfig, LoraConfig
 from dcsft.rundir import write_jsonl
 from dcsft.train.sft import Ticks, peft_config
+
+
+class CountedReward:
+    """A task's reward as TRL calls it, made safe for long runs: a completion whose reward
+    raises or is not a finite number scores 0 and is counted in `failures`, instead of ending
+    the run. Also counts the completions and the tokens generated for them."""
+
+    def __init__(self, reward: Callable):
+        self.reward = reward
+        self.__name__ = getattr(reward, "__name__", "reward")  # TRL logs rewards under this name
+        self.failures = 0
+        self.completions = 0
+        self.tokens_generated = 0
+
+    def __call__(self, completions: list, completion_ids: list | None = None, **kwargs) -> list[float]:
+        self.completions += len(completions)
+        self.tokens_generated += sum(len(ids) for ids in completion_ids or [])
+        try:
+            values = list(self.reward(completions, **kwargs))
+            if len(values) != len(completions):
+                raise ValueError("wrong number of rewards")
+        except Exception:  # noqa: BLE001 - any failure of the batch call falls back to one completion at a time
+            values = [self.one(i, completions, kwargs) for i in range(len(completions))]
+        return [self.checked(value) for value in values]
+
+    def one(self, i: int, completions: list, kwargs: dict) -> object:
+        per_completion = {k: [v[i]] if isinstance(v, list) and len(v) == len(completions) else v
+                          for k, v in kwargs.items()}
+        try:
+            return list(self.reward([completions[i]], **per_completion))[0]
+        except Exception:  # noqa: BLE001 - scored 0 and counted by checked()
+            return None
+
+    def checked(self, value: object) -> float:
+        if isinstance(value, numbers.Real) and math.isfinite(value):
+            return float(value)
+        self.failures += 1
+        return 0.0
 
 
 def to_dataset(records: list[dict]) -> Dataset:
@@ -46,8 +90,9 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
           output_dir: Path, seed: int, advance=lambda _: None) -> tuple[Any, dict]:
     """Train a LoRA adapter around `model` with GRPO; returns the model and stats, and writes
     the per-step log (loss, reward, zero-advantage fraction) to `output_dir`/loss.jsonl."""
+    counted = CountedReward(reward)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[reward], args=trl_config(g, output_dir, seed), train_dataset=to_dataset(records),
+        model=model, reward_funcs=[counted], args=trl_config(g, output_dir, seed), train_dataset=to_dataset(records),
         processing_class=processor, peft_config=peft_config(lora), callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)
@@ -57,6 +102,10 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
              for e in trainer.state.log_history if "loss" in e]
     write_jsonl(output_dir / "loss.jsonl", steps)
     zero = [s["zero_advantage_fraction"] for s in steps if s["zero_advantage_fraction"] is not None]
+    passes = 2 + (g.beta > 0)
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                            "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum,
+                           "completions": counted.completions, "reward_failures": counted.failures,
+                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen) * passes,
+                           "tokens_generated": counted.tokens_generated,
                            "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None}

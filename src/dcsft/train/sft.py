@@ -7,6 +7,7 @@ put the loss on the completion only (what the paper's ms-swift runs do).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class SFTRun:
     epochs: float = 1.0
     seed: int = 0
     max_length: int | None = None
+    in_order: bool = False  # read the records in the given order (a curriculum), not shuffled
     lora: LoraConfig | None = None  # None: full fine-tune
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,10 +52,19 @@ def trl_config(run: SFTRun) -> SFTConfig:
         num_train_epochs=run.epochs, seed=run.seed, data_seed=run.seed, max_length=run.max_length,
         lr_scheduler_type="cosine", logging_steps=1, save_strategy="no", report_to="none",
         use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, disable_tqdm=True,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+        train_sampling_strategy="sequential" if run.in_order else "random",
     )
     settings.update(run.extra)
     return SFTConfig(**settings)
+
+
+def samples_seen(n_records: int, batch_size: int, micro_batches: int) -> int:
+    """Samples read in `micro_batches` batches over repeated epochs of `n_records`: an epoch's
+    last batch is short when batch_size does not divide n_records (the dataloader keeps it)."""
+    per_epoch = math.ceil(n_records / batch_size)
+    epochs, rest = divmod(micro_batches, per_epoch)
+    return epochs * n_records + min(rest * batch_size, n_records)
 
 
 def peft_config(lora: LoraConfig):
@@ -84,4 +95,6 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
               for e in trainer.state.log_history if "loss" in e]
     write_jsonl(run.output_dir / "loss.jsonl", losses)
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
-                           "samples_seen": trainer.state.global_step * run.batch_size * run.grad_accum}
+                           "samples_seen": samples_seen(len(records), run.batch_size,
+                                                        trainer.state.global_step * run.grad_accum),
+                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0}

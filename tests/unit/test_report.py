@@ -1,0 +1,106 @@
+"""The report's tables, figures and HTML page, built from hand-made results."""
+
+import re
+
+import pytest
+from PIL import Image
+
+from dcsft.report import figures, tables
+from dcsft.report.run import findings, to_html
+
+
+def _scores(photo, rendition, adversarial, n=1000):
+    return {s: {"accuracy": a, "n": n} for s, a in (("photo", photo), ("rendition", rendition),
+                                                   ("adversarial", adversarial))}
+
+
+def _entry(*runs):
+    cols = ["photo", "rendition", "adversarial"]
+    per_col = {c: [r[i] for r in runs] for i, c in enumerate(cols)}
+    per_col["ood_mean"] = [(r[1] + r[2]) / 2 for r in runs]
+    return {"n_a": False, "runs": len(runs), "accuracy": {c: tables.summary(v) for c, v in per_col.items()}}
+
+
+@pytest.fixture
+def results():
+    return {"id_split": "photo", "ood_splits": ["rendition", "adversarial"], "seeds": [0, 1],
+            "split_sizes": {"photo": 1000, "rendition": 1000, "adversarial": 1000},
+            "models": {"base": _entry((80.0, 70.0, 30.0)), "sft": _entry((86.0, 80.0, 38.0), (88.0, 82.0, 40.0)),
+                       "sft-m": _entry((85.0, 80.0, 37.0), (85.0, 80.0, 37.0)), "sft-h": {"n_a": True, "samples": 0},
+                       "sft-m+h5": {**_entry((84.0, 79.0, 36.0), (86.0, 79.0, 36.0)), "hard_percent": 4.98}}}
+
+
+def test_summary_is_mean_and_sample_std():
+    assert tables.summary([1.0, 3.0]) == {"mean": 2.0, "std": 1.41, "runs": [1.0, 3.0]}
+    assert tables.summary([5.0])["std"] is None
+
+
+def test_accuracy_table_shows_std_and_deltas_of_means(results):
+    table = tables.accuracy_table(results)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "87.00 ± 1.41 |" in rows["SFT"]  # the baseline has no delta
+    assert "85.00 ± 0.00 (-2.00)" in rows["SFT-M"]
+    assert "58.50 ± 0.00 (-1.50) |" in rows["SFT-M"]  # OOD means: SFT per seed 59 and 61
+    assert "80.00 |" in rows["Base"] and "(" not in rows["Base"]  # reference models: no delta
+    assert rows["SFT-H"].count("n/a (0 samples)") == 4
+    assert "SFT-M + 5% hard" in rows
+
+
+def test_findings_say_when_the_paper_is_not_reproduced(results):
+    text = findings(results)
+    assert "SFT-M does not beat SFT out of distribution" in text and "(-1.50 points)" in text
+    results["models"]["sft-m"] = _entry((85.0, 90.0, 40.0))
+    assert "SFT-M beats SFT" in findings(results)
+
+
+def test_ablation_table_gives_the_reached_hard_share(results):
+    table = tables.ablation_table(results, ["sft-m", "sft-m+h5", "sft-h"])
+    assert "| SFT-M | 0.0% |" in table and "| SFT-M + 5% hard | 5.0% |" in table and "n/a (0 samples)" in table
+
+
+def test_cost_table_and_ratio():
+    compute = {"rows": {"coldstart": {"seconds": 2.0, "steps": 25, "samples_seen": 100, "tokens_forwarded": 4900,
+                                      "tokens_generated": 0},
+                        "profile": {"seconds": 13.0, "steps": 0, "samples_seen": 1600, "tokens_forwarded": None,
+                                    "tokens_generated": None},
+                        "sft-h": None},
+               "grpo_over_dcsft": {"seconds": 2.5, "tokens_forwarded": 3.1, "grpo_seconds": 100.0,
+                                   "dcsft_seconds": 40.0}}
+    table = tables.cost_table(compute)
+    assert "| Cold start | 2.0 | 25 | 100 | 4,900 | 0 |" in table
+    assert "| Profile (k draws per sample) | 13.0 | 0 | 1,600 | – | – |" in table  # not recorded: a dash, not 0
+    assert "n/a (0 samples)" in table
+    assert "GRPO / DC-SFT = 2.50x wall time" in tables.cost_ratio_line(compute)
+    assert "needs both" in tables.cost_ratio_line({"rows": {}, "grpo_over_dcsft": None})
+
+
+def _png(path):
+    with Image.open(path) as image:
+        return image.format, image.size
+
+
+def test_figures_are_drawn_even_with_an_empty_bucket(tmp_path, results):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (84, 84), "red").save(image)
+    sample = {"image": str(image), "solution": "circle", "responses": ["circle"] * 6 + ["square"] * 2, "noise": None}
+    figures.gallery({"easy": [sample] * 3, "medium": [sample], "hard": []}, tmp_path / "gallery.png")
+    figures.accuracy_bars(results, tmp_path / "accuracy.png")
+    figures.loss_per_bucket({"easy": [[0.5, 0.4, 0.3]], "hard": [[2.0, 1.9, 1.5], [2.1, 1.8]]}, tmp_path / "loss.png")
+    figures.zero_advantage([[0.5, 0.75, 0.5]], 0.6, 0.7, tmp_path / "zero.png")
+    for name in ("gallery", "accuracy", "loss", "zero"):
+        fmt, (width, height) = _png(tmp_path / f"{name}.png")
+        assert fmt == "PNG" and width > 300 and height > 200
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_answer_line_counts_the_sampled_answers():
+    assert figures.answer_line(["moon", "moon", " ", "star"]) == "moon x2, (empty) x1, star x1"
+
+
+def test_html_is_self_contained(tmp_path):
+    (tmp_path / "figures").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "figures" / "accuracy.png")
+    page = to_html("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![accuracy](figures/accuracy.png)\n", tmp_path, "t")
+    assert "<table>" in page and "<td>1</td>" in page
+    assert re.findall(r'src="([^"]*)"', page)[0].startswith("data:image/png;base64,")
+    assert "figures/" not in page
