@@ -93,7 +93,8 @@ def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir:
         report = study_module.run(cfg)
         console.print()
         print(report)
-        console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}")
+        console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}; "
+                      f"report with figures: {RunDir(cfg.run_dir).report.root / 'report.html'}")
 
     guarded(action)
 

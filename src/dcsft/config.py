@@ -84,12 +84,17 @@ class ColdStartConfig(Section):
 
 
 class ProfileConfig(Section):
+    # sample: k sampled responses (the paper's way); adaptive: sample in rounds, stop a sample once
+    # it is medium; exact: P(correct) from one teacher-forced pass (finite-answer verifiers only).
+    method: Literal["sample", "adaptive", "exact"] = "sample"
     k: int = Field(8, ge=1)
-    temperature: float = 0.9
-    top_p: float = 1.0
-    top_k: int = 50
-    max_new_tokens: int = 128
-    batch_size: int = 4
+    temperature: float = Field(0.9, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(50, ge=0)
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(4, ge=1)
+    shared_prefill: bool = True  # encode each prompt once and draw the k responses from its cache
+    adaptive_round: int = Field(2, ge=1)  # responses per sample per round of `adaptive`
 
 
 class LoraConfig(Section):

@@ -1,30 +1,48 @@
-"""profile: sample k responses per training sample from the cold-started model and score them.
+"""profile: how often the cold-started model answers each training sample correctly.
 
 Reads: 01_prepare/records/train.json, 02_coldstart/model/.
 Writes: 03_profile/profile.jsonl (one line per sample: id, solution, responses, correct,
-pass_count, k, pass_rate, prompt_tokens, generated_tokens), stats.json (with the compute
-spent: tokens forwarded and generated), DONE.
+pass_count, k, pass_rate, prompt_tokens, generated_tokens, forwarded_tokens; `exact` adds
+p_correct and bucket_probabilities), stats.json (with the compute spent), DONE.
 Paper: k = 8, temperature 0.9, top_p 1.0, top_k 50, at most 128 new tokens.
 
-Lines are appended and flushed per batch; an interrupted run continues after the last
-complete line (a torn last line is dropped), and the per-batch seed makes the result the
-same as an uninterrupted run.
+`profile.method`:
+- sample (default, the paper's way): k sampled responses per sample, scored by the verifier.
+  With `profile.shared_prefill` the image and prompt are encoded once and the k responses
+  drawn from that cache, instead of once per response (same distribution, k x less prefill).
+- adaptive: sample `profile.adaptive_round` responses per round and stop a sample as soon as
+  it has a correct and a wrong one: it is medium whatever the remaining draws say. Easy and
+  hard samples still take all k draws (no early stop for them: that would change which
+  bucket a sample lands in), so buckets have the same distribution as `sample`; `k` in a row
+  is the number of draws made, and pass_rate of a stopped sample is over those draws.
+- exact: for verifiers with a finite accepted set, P(one sampled response is correct) from
+  one teacher-forced pass (dcsft.models.exact); the row's k outcomes are then drawn as
+  Bernoulli(p) with a per-sample seed (the same distribution as k rollouts) and the expected
+  bucket probabilities p^k, 1 - p^k - (1-p)^k, (1-p)^k are stored too.
 
-Example: dcsft profile --set profile.k=16
+Lines are appended and flushed per batch; an interrupted run continues after the last
+complete batch (a torn last line is dropped), and per-batch seeds make the result the same
+as an uninterrupted run.
+
+Example: dcsft profile --set profile.method=exact
 """
 
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import dataclass
 from pathlib import Path
 
-from dcsft.config import StudyConfig
+from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.console import progress
-from dcsft.models.generate import Sampling, respond_batches
+from dcsft.models.exact import pass_probabilities
+from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
+                                   supports_shared_prefill)
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint, read_jsonl_complete
-from dcsft.stage import read_split, run_stage, upstream
-from dcsft.tasks import get_task
+from dcsft.stage import StageError, read_split, run_stage, upstream
+from dcsft.tasks import get_task, profile_methods
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -33,27 +51,99 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
                        cfg.seed)
 
 
-def profile_row(record: dict, responses: list[str], prompt_tokens: int, generated_tokens: int, task) -> dict:
-    correct = [int(task.score(r, record["solution"])) for r in responses]
+@dataclass
+class Profiler:
+    """Scores one batch of training samples with the configured method."""
+
+    model: object
+    processor: object
+    task: object
+    p: ProfileConfig
+    seed: int
+
+    def sampling(self, n: int) -> Sampling:
+        return Sampling(do_sample=True, num_return_sequences=n, temperature=self.p.temperature, top_p=self.p.top_p,
+                        top_k=self.p.top_k, max_new_tokens=self.p.max_new_tokens)
+
+    def draw(self, batch: list[dict], n: int, batch_seed: int):
+        return respond(self.model, self.processor, batch, self.sampling(n), self.seed, batch_seed,
+                       self.p.shared_prefill)
+
+    def sample(self, batch: list[dict], batch_index: int) -> list[dict]:
+        out = self.draw(batch, self.p.k, batch_index)
+        return [row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
+                for r, responses, prompt, generated, forwarded in
+                zip(batch, out.responses, out.prompt_tokens, out.generated_tokens, out.forwarded_tokens)]
+
+    def adaptive(self, batch: list[dict], batch_index: int) -> list[dict]:
+        """Rounds of draws from one prefill of the batch, until every sample is medium or has k draws."""
+        encoded = prefill(self.model, prompt_inputs(self.processor, batch))
+        prompts = encoded.inputs["attention_mask"].sum(dim=1).tolist()
+        state = [{"responses": [], "correct": [], "generated": 0, "forwarded": p - 1} for p in prompts]
+        open_, done, round_ = list(range(len(batch))), 0, 0
+        while open_ and done < self.p.k:
+            n = min(self.p.adaptive_round, self.p.k - done)
+            # Round seeds are disjoint from `sample`'s batch seeds and from other batches' rounds.
+            out = respond_prefilled(self.model, self.processor, encoded, open_, self.sampling(n), self.seed,
+                                    (batch_index + 1) * 1_000 + round_)
+            for i, responses, generated, forwarded in zip(open_, out.responses, out.generated_tokens,
+                                                          out.forwarded_tokens):
+                s = state[i]
+                s["responses"] += responses
+                s["correct"] += self.correct(batch[i], responses)
+                s["generated"] += generated
+                s["forwarded"] += forwarded
+            open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2]
+            done, round_ = done + n, round_ + 1
+        return [row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
+                for r, s, p in zip(batch, state, prompts)]
+
+    def exact(self, batch: list[dict], batch_index: int) -> list[dict]:
+        accepted = [self.task.accepted_answers(r["solution"]) for r in batch]
+        try:
+            probabilities, prompts, forwarded = pass_probabilities(self.model, self.processor, batch, accepted,
+                                                          self.sampling(1))
+        except ValueError as err:  # ExactUnsupported or answers that tokenise to nothing
+            raise StageError(f"profile.method=exact: {err}") from None
+        rows = []
+        k = self.p.k
+        for r, p_correct, prompt, tokens in zip(batch, probabilities, prompts, forwarded):
+            rng = random.Random(f"{self.seed}-{r['id']}")
+            correct = [int(rng.random() < p_correct) for _ in range(k)]
+            rows.append({**row(r, [], correct, prompt, 0, tokens),
+                         "p_correct": round(p_correct, 6),
+                         "bucket_probabilities": {"easy": round(p_correct ** k, 6),
+                                                  "medium": round(1 - p_correct ** k - (1 - p_correct) ** k, 6),
+                                                  "hard": round((1 - p_correct) ** k, 6)}})
+        return rows
+
+    def correct(self, record: dict, responses: list[str]) -> list[int]:
+        return [int(self.task.score(response, record["solution"])) for response in responses]
+
+
+def row(record: dict, responses: list[str], correct: list[int], prompt: int, generated: int, forwarded: int) -> dict:
     return {"id": record["id"], "solution": record["solution"], "responses": responses, "correct": correct,
             "pass_count": sum(correct), "k": len(correct), "pass_rate": sum(correct) / len(correct),
-            "prompt_tokens": prompt_tokens, "generated_tokens": generated_tokens}
+            "prompt_tokens": prompt, "generated_tokens": generated, "forwarded_tokens": forwarded}
 
 
 def compute(rows: list[dict]) -> dict:
-    """Tokens through the model: each of the k draws prefills the prompt (HF generate expands the
-    batch before the prefill) and forwards each generated token once."""
-    generated = sum(row["generated_tokens"] for row in rows)
-    return {"tokens_forwarded": sum(row["prompt_tokens"] * row["k"] for row in rows) + generated,
-            "tokens_generated": generated, "samples_seen": len(rows)}
+    return {"tokens_forwarded": sum(r["forwarded_tokens"] for r in rows),
+            "tokens_generated": sum(r["generated_tokens"] for r in rows), "samples_seen": len(rows),
+            "responses": sum(len(r["responses"]) for r in rows)}
+
+
+def check_method(cfg: StudyConfig) -> None:
+    supported = profile_methods(get_task(cfg.task))
+    if cfg.profile.method not in supported:
+        raise StageError(f"profile.method={cfg.profile.method}: the {cfg.task} task's verifier has no finite set of "
+                         f"accepted answers; methods it supports: {', '.join(supported)}")
 
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
-    task = get_task(cfg.task)
     p = cfg.profile
-    sampling = Sampling(do_sample=True, num_return_sequences=p.k, temperature=p.temperature, top_p=p.top_p,
-                        top_k=p.top_k, max_new_tokens=p.max_new_tokens)
+    check_method(cfg)
 
     def body(folder: Path):
         records, skipped = read_split(rundir, "train")
@@ -62,24 +152,28 @@ def run(cfg: StudyConfig) -> dict:
         # Resume at a batch boundary: seeds are per batch, so the rest comes out as if never stopped.
         start = len(rows) // p.batch_size * p.batch_size
         if start != len(rows):
-            out.write_text("".join(json.dumps(row) + "\n" for row in rows[:start]))
+            out.write_text("".join(json.dumps(r) + "\n" for r in rows[:start]))
         if start < len(records):
-            model = load_model(rundir.coldstart_model, cfg.model)
-            processor = load_processor(rundir.coldstart_model, cfg.model)
-            with progress(f"profiling k={p.k}", len(records)) as advance, out.open("a") as sink:
+            profiler = Profiler(load_model(rundir.coldstart_model, cfg.model),
+                                load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed)
+            if p.method != "sample" and not supports_shared_prefill(profiler.model):
+                raise StageError(f"profile.method={p.method} needs a Qwen-VL model (it reuses the prompt's KV cache); "
+                                 f"{type(profiler.model).__name__} supports profile.method=sample")
+            score_batch = getattr(profiler, p.method)
+            with progress(f"profiling ({p.method}, k={p.k})", len(records)) as advance, out.open("a") as sink:
                 advance(start)
-                for batch, generated in respond_batches(model, processor, records, sampling, p.batch_size,
-                                                        cfg.seed, first=start):
-                    sink.write("".join(json.dumps(profile_row(r, *row, task)) + "\n" for r, row in
-                                       zip(batch, zip(generated.responses, generated.prompt_tokens,
-                                                      generated.generated_tokens))))
+                for first in range(start, len(records), p.batch_size):
+                    batch = records[first:first + p.batch_size]
+                    sink.write("".join(json.dumps(r) + "\n" for r in score_batch(batch, first // p.batch_size)))
                     sink.flush()
                     advance(len(batch))
         rows = read_jsonl_complete(out)
-        counts = [row["pass_count"] for row in rows]
-        stats = {"samples": len(rows), "k": p.k, "skipped": skipped, "resumed_from": start,
-                 "pass_count_histogram": {str(c): counts.count(c) for c in range(p.k + 1)},
-                 "mean_pass_rate": round(sum(counts) / (p.k * len(counts)), 4), **compute(rows)}
-        return f"{p.k} responses for each of {len(rows)} training samples, mean pass rate {stats['mean_pass_rate']}", stats
+        counts = [r["pass_count"] / r["k"] for r in rows]
+        stats = {"samples": len(rows), "method": p.method, "k": p.k, "skipped": skipped, "resumed_from": start,
+                 "pass_count_histogram": {str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows)
+                                          for c in range(p.k + 1)},
+                 "mean_pass_rate": round(sum(counts) / len(counts), 4), **compute(rows)}
+        return (f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
+                f"mean pass rate {stats['mean_pass_rate']}", stats)
 
     return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body)

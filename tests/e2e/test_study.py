@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,24 @@ def test_second_run_skips_every_stage(study):
     assert len(stage_lines) == 4 + len(METHODS) * len(SEEDS) + evaluations + 1
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
     assert after == before
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("method", ["exact", "adaptive"])
+def test_other_profile_methods_feed_curate(study, tmp_path, method):
+    run, _, overrides = study
+    copy = tmp_path / "run"
+    for stage in ("01_prepare", "02_coldstart"):
+        shutil.copytree(run / stage, copy / stage)
+    args = [*overrides, "--set", f"profile.method={method}"]
+    for verb in ("profile", "curate"):
+        done = dcsft(verb, "--run-dir", str(copy), *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in (copy / "03_profile" / "profile.jsonl").read_text().splitlines()]
+    assert len(rows) == 48
+    if method == "exact":
+        assert all(r["responses"] == [] and r["k"] == 8 and 0 <= r["p_correct"] <= 1 for r in rows)
+    else:
+        assert all(len(r["responses"]) == r["k"] <= 8 for r in rows)
+    buckets = json.loads((copy / "04_curate" / "buckets.json").read_text())
+    assert buckets["total"] == 48 and buckets["medium"]["count"] > 0

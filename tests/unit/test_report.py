@@ -48,9 +48,14 @@ def test_accuracy_table_shows_std_and_deltas_of_means(results):
 
 def test_findings_say_when_the_paper_is_not_reproduced(results):
     text = findings(results)
-    assert "SFT-M does not beat SFT out of distribution" in text and "(-1.50 points)" in text
+    assert "SFT-M does not beat SFT out of distribution on this run" in text and "(-1.50 points;" in text
+    assert "two standard errors of the difference: 1.98" in text  # binomial, n = 1000, two seeds each
     results["models"]["sft-m"] = _entry((85.0, 90.0, 40.0))
-    assert "SFT-M beats SFT" in findings(results)
+    assert "SFT-M beats SFT out of distribution" in findings(results)
+    results["models"]["sft-m"] = _entry((85.0, 81.0, 39.5))
+    assert "SFT-M is ahead of SFT by less than the noise" in findings(results)
+    results["models"]["sft-m"] = _entry((85.0, 70.0, 30.0))
+    assert "SFT-M falls clearly behind SFT" in findings(results)
 
 
 def test_ablation_table_gives_the_reached_hard_share(results):

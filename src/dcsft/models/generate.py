@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -37,12 +38,15 @@ def prompt_text(processor, question: str) -> str:
 
 @dataclass(frozen=True)
 class Generated:
-    """Per record: its responses, its prompt length in tokens (image tokens included) and the
-    tokens generated over all its responses (up to and including the end-of-turn token)."""
+    """Per record: its responses, its prompt length in tokens (image tokens included), the
+    tokens generated over all its responses (up to and including the end-of-turn token) and the
+    tokens forwarded (each prompt once per response, or once with a shared prefill, plus the
+    generated ones)."""
 
     responses: list[list[str]]
     prompt_tokens: list[int]
     generated_tokens: list[int]
+    forwarded_tokens: list[int]
 
 
 def generated_lengths(new_tokens: torch.Tensor, stop_ids: set[int]) -> list[int]:
@@ -59,27 +63,105 @@ def stop_token_ids(model) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos]) - {None}
 
 
-@torch.no_grad()
-def respond(model, processor, records: list[dict], sampling: Sampling, seed: int, batch_index: int) -> Generated:
-    """`num_return_sequences` responses per record. The generator is seeded per batch, so a
-    batch's responses do not depend on which batches ran before it."""
+def prompt_inputs(processor, records: list[dict]) -> dict:
+    """The processor's batch (left-padded) for the records' image + question prompts."""
     images = [Image.open(r["image"]).convert("RGB") for r in records]
-    inputs = processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
-                       return_tensors="pt", padding=True)
-    torch.manual_seed(seed * 1_000_003 + batch_index)
-    output = model.generate(**inputs, **sampling.generate_kwargs())
-    new_tokens = output[:, inputs["input_ids"].shape[1]:]
+    return processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
+                     return_tensors="pt", padding=True)
+
+
+def supports_shared_prefill(model) -> bool:
+    """Qwen-VL models keep the multimodal rotary offsets of the last prefill in `rope_deltas`."""
+    return hasattr(getattr(model, "model", None), "rope_deltas")
+
+
+TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+@dataclass
+class Prefill:
+    """Prompts encoded once: the processor batch, the KV cache of the prompts (less their last
+    token unless `keep_last`), their multimodal rotary offsets and the last position's logits."""
+
+    inputs: dict
+    cache: object
+    rope_deltas: torch.Tensor
+    logits: torch.Tensor
+
+
+@torch.no_grad()
+def prefill(model, inputs: dict, keep_last: bool = False) -> Prefill:
+    end = None if keep_last else -1  # generate must process at least the last prompt token itself
+    head = {key: inputs[key][:, :end] for key in TEXT_KEYS if key in inputs}
+    vision = {key: value for key, value in inputs.items() if key not in TEXT_KEYS}
+    out = model(**head, **vision, use_cache=True, logits_to_keep=1)
+    return Prefill(inputs, out.cache, model.model.rope_deltas, out.logits[:, -1])
+
+
+def branch(model, encoded: Prefill, copies: int, rows: list[int] | None = None, keep: bool = False):
+    """Text inputs and a KV cache for `copies` continuations of each prompt in `rows` (all by
+    default), prompt i's copies side by side; with `keep` the prefill stays untouched so it can
+    be branched again. Sets the model's rotary offsets to match the new batch."""
+    index = torch.arange(encoded.inputs["input_ids"].shape[0]) if rows is None else torch.tensor(rows)
+    cache = copy.deepcopy(encoded.cache) if keep else encoded.cache
+    if rows is not None:
+        cache.batch_select_indices(index)
+    cache.batch_repeat_interleave(copies)
+    model.model.rope_deltas = encoded.rope_deltas[index].repeat_interleave(copies, dim=0)
+    return {key: encoded.inputs[key][index].repeat_interleave(copies, dim=0)
+            for key in TEXT_KEYS if key in encoded.inputs}, cache
+
+
+def decoded(model, processor, output: torch.Tensor, prompt_width: int, n: int, prompt_tokens: list[int],
+            prompts_forwarded: list[int]) -> Generated:
+    new_tokens = output[:, prompt_width:]
     texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
     lengths = generated_lengths(new_tokens, stop_token_ids(model))
+    count = len(prompt_tokens)
+    generated = [sum(lengths[i * n:(i + 1) * n]) for i in range(count)]
+    return Generated(responses=[texts[i * n:(i + 1) * n] for i in range(count)], prompt_tokens=prompt_tokens,
+                     generated_tokens=generated, forwarded_tokens=[f + g for f, g in zip(prompts_forwarded, generated)])
+
+
+@torch.no_grad()
+def respond_prefilled(model, processor, encoded: Prefill, rows: list[int], sampling: Sampling, seed: int,
+                      batch_index: int) -> Generated:
+    """`num_return_sequences` responses for each prompt in `rows` of an already encoded batch,
+    which stays reusable (adaptive profiling draws several rounds from one prefill). Tokens
+    forwarded count each copy's last prompt token and the generated ones, not the prefill."""
     n = sampling.num_return_sequences
-    return Generated(responses=[texts[i * n:(i + 1) * n] for i in range(len(records))],
-                     prompt_tokens=inputs["attention_mask"].sum(dim=1).tolist(),
-                     generated_tokens=[sum(lengths[i * n:(i + 1) * n]) for i in range(len(records))])
+    expanded, cache = branch(model, encoded, n, rows, keep=True)
+    torch.manual_seed(seed * 1_000_003 + batch_index)
+    output = model.generate(**expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1})
+    prompt_tokens = encoded.inputs["attention_mask"][rows].sum(dim=1).tolist()
+    return decoded(model, processor, output, expanded["input_ids"].shape[1], n, prompt_tokens, [n] * len(rows))
+
+
+@torch.no_grad()
+def respond(model, processor, records: list[dict], sampling: Sampling, seed: int, batch_index: int,
+            share_prefill: bool = False) -> Generated:
+    """`num_return_sequences` responses per record. The generator is seeded per batch, so a
+    batch's responses do not depend on which batches ran before it. With `share_prefill`, the
+    prompt is encoded once per record instead of once per response (same responses)."""
+    inputs = prompt_inputs(processor, records)
+    prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+    n = sampling.num_return_sequences
+    if share_prefill and n > 1 and supports_shared_prefill(model):
+        expanded, cache = branch(model, prefill(model, inputs), n)
+        torch.manual_seed(seed * 1_000_003 + batch_index)
+        output = model.generate(**expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1})
+        # The prefill forwards the prompt less its last token once; each copy then forwards that token.
+        return decoded(model, processor, output, expanded["input_ids"].shape[1], n, prompt_tokens,
+                       [p - 1 + n for p in prompt_tokens])
+    torch.manual_seed(seed * 1_000_003 + batch_index)
+    output = model.generate(**inputs, **sampling.generate_kwargs())
+    return decoded(model, processor, output, inputs["input_ids"].shape[1], n, prompt_tokens,
+                   [p * n for p in prompt_tokens])
 
 
 def respond_batches(model, processor, records: list[dict], sampling: Sampling, batch_size: int, seed: int,
-                    first: int = 0) -> Iterator[tuple[list[dict], Generated]]:
+                    first: int = 0, share_prefill: bool = False) -> Iterator[tuple[list[dict], Generated]]:
     """(batch, responses per record) for the records from index `first` (a batch boundary) on."""
     for start in range(first, len(records), batch_size):
         batch = records[start:start + batch_size]
-        yield batch, respond(model, processor, batch, sampling, seed, start // batch_size)
+        yield batch, respond(model, processor, batch, sampling, seed, start // batch_size, share_prefill)

@@ -70,7 +70,9 @@ def gallery(examples: dict[str, list[dict]], path: Path) -> None:
             ax.imshow(Image.open(sample["image"]).convert("RGB"))
             truth = f"truth: {sample['solution']}" + (f" ({sample['noise']})" if sample.get("noise") else "")
             ax.set_title(truth, fontsize=8, color=BUCKET_COLOURS[bucket])
-            ax.text(0.5, -0.08, answer_line(sample["responses"]), transform=ax.transAxes, ha="center", va="top",
+            answers = (answer_line(sample["responses"]) if sample["responses"]
+                       else f"P(correct) = {sample.get('p_correct', 0):.2f}")  # profile.method=exact samples nothing
+            ax.text(0.5, -0.08, answers, transform=ax.transAxes, ha="center", va="top",
                     fontsize=7, wrap=True)
         axes[row][0].text(-0.15, 0.5, bucket, transform=axes[row][0].transAxes, rotation=90, ha="right",
                           va="center", fontsize=11, fontweight="bold", color=BUCKET_COLOURS[bucket])

@@ -123,7 +123,8 @@ def gallery_examples(cfg: StudyConfig) -> dict[str, list[dict]]:
     for row in read_jsonl(rundir.profile_file):
         a = assignments[row["id"]]
         examples[a["bucket"]].append({"image": train[row["id"]]["image"], "solution": row["solution"],
-                                      "responses": row["responses"], "noise": a.get("noise")})
+                                      "responses": row["responses"], "noise": a.get("noise"),
+                                      "p_correct": row.get("p_correct")})
     rng = random.Random(cfg.seed)
     return {b: rng.sample(rows, min(GALLERY_PER_BUCKET, len(rows))) for b, rows in examples.items()}
 
@@ -166,16 +167,24 @@ def findings(results: dict) -> str:
         entry = models.get(name)
         if not entry or entry["n_a"]:
             continue
-        delta = entry["accuracy"]["ood_mean"]["mean"] - sft["accuracy"]["ood_mean"]["mean"]
-        verdict = "beats" if delta > 0 else "does not beat"
-        lines.append(f"- {tables.label(name)} {verdict} SFT out of distribution on this run: OOD mean "
-                     f"{entry['accuracy']['ood_mean']['mean']:.2f} vs {sft['accuracy']['ood_mean']['mean']:.2f} "
-                     f"({delta:+.2f} points).")
-    n = min(results["split_sizes"].values())
-    lines.append(f"- For scale: one accuracy near 80% measured on n = {n} images has a standard error of "
-                 f"{100 * math.sqrt(0.8 * 0.2 / n):.1f} points; with {len(results['seeds'])} training seed(s), "
-                 f"differences smaller than that are not evidence either way (`--seeds N` for more runs).")
+        ours, theirs = entry["accuracy"]["ood_mean"]["mean"], sft["accuracy"]["ood_mean"]["mean"]
+        delta, noise = ours - theirs, 2 * math.hypot(ood_mean_se(entry, results), ood_mean_se(sft, results))
+        verdict = ("beats SFT" if delta > noise else "is ahead of SFT by less than the noise" if delta > 0
+                   else "falls clearly behind SFT" if delta < -noise else "does not beat SFT")
+        lines.append(f"- {tables.label(name)} {verdict} out of distribution on this run: OOD mean {ours:.2f} vs "
+                     f"{theirs:.2f} ({delta:+.2f} points; two standard errors of the difference: {noise:.2f}).")
+    lines.append(f"- Standard errors are binomial over the test images of each split, for the mean over "
+                 f"{len(results['seeds'])} training seed(s); seed-to-seed variation comes on top "
+                 f"(`--seeds N` measures it).")
     return "\n".join(lines)
+
+
+def ood_mean_se(entry: dict, results: dict) -> float:
+    """Binomial standard error (points) of a model's OOD-mean accuracy, averaged over its runs."""
+    ood = results["ood_splits"]
+    variance = sum((a := entry["accuracy"][s]["mean"]) * (100 - a) / (results["split_sizes"][s] * entry["runs"])
+                   for s in ood)
+    return math.sqrt(variance) / len(ood)
 
 
 def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:

@@ -6,6 +6,11 @@ from dcsft.tasks import classification
 TASKS = {"classification": classification}
 
 
+def profile_methods(task) -> list[str]:
+    """`exact` needs a verifier with a finite set of accepted answers (`accepted_answers`)."""
+    return ["sample", "adaptive", *(["exact"] if hasattr(task, "accepted_answers") else [])]
+
+
 def get_task(name: str):
     try:
         return TASKS[name]

@@ -20,6 +20,17 @@ def is_correct(response: str, solution: str) -> bool:
     return normalize(response) == normalize(solution)
 
 
+def accepted_answers(solution: str) -> list[str]:
+    """The answer strings `profile.method=exact` sums the probability of: the answer as given,
+    lower-case and capitalised, each with and without the trailing period. The verifier also
+    accepts other capitalisations and surrounding whitespace; those are not counted, so exact
+    slightly underestimates P(correct) by their mass (benchmarks/profile_speed.py measures how
+    many sampled correct answers fall outside this set)."""
+    base = normalize(solution)
+    forms = dict.fromkeys([solution.strip(), base, base.capitalize()])
+    return [form + end for form in forms for end in ("", ".")]
+
+
 def score(response: object, solution: str) -> float:
     """1.0 if correct else 0.0; a response that is not text scores 0 rather than raising."""
     return float(isinstance(response, str) and is_correct(response, solution))
