@@ -19,7 +19,6 @@ Writes benchmarks/results/profile_speed.json (the README's table is built from i
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -32,7 +31,7 @@ from scipy.stats import chi2_contingency
 from dcsft import coldstart, prepare
 from dcsft.config import load_config
 from dcsft.curate import bucket_of
-from dcsft.models.generate import Sampling, respond
+from dcsft.models.generate import respond
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, compute, row
 from dcsft.rundir import RunDir, write_json

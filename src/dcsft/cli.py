@@ -12,7 +12,7 @@ import typer
 from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
 from dcsft.console import console
 from dcsft.data.records import DataError
-from dcsft.rundir import RunDir, write_text
+from dcsft.rundir import RunDir, RunDirBusy, hold_lock, write_text
 from dcsft.stage import StageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,13 +35,20 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
-def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int]) -> StudyConfig:
-    quiet_libraries()
+def read_config(config: Optional[Path], overrides: list[str], run_dir: Optional[Path],
+                seeds: Optional[int]) -> StudyConfig:
     flags = [*([f"run_dir={run_dir}"] if run_dir else []), *([f"seeds={seeds}"] if seeds is not None else [])]
-    cfg = load_config(config, [*overrides, *flags])
+    return load_config(config, [*overrides, *flags])
+
+
+def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int]) -> StudyConfig:
+    """The config of a command that writes to the run directory, which it then holds alone."""
+    quiet_libraries()
+    cfg = read_config(config, overrides, run_dir, seeds)
     import torch
 
     torch.set_num_threads(cfg.model.threads)
+    hold_lock(RunDir(cfg.run_dir).root)
     write_text(RunDir(cfg.run_dir).root / "config.yaml", dump_config(cfg))
     return cfg
 
@@ -50,8 +57,12 @@ def guarded(action: Callable[[], None]) -> None:
     """Known problems end in one line and exit code 2, never a traceback."""
     try:
         action()
-    except (ConfigError, StageError, DataError) as err:
+    except (ConfigError, StageError, DataError, RunDirBusy) as err:
         console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    except OSError as err:  # disk full, read-only run directory, ...: finished work stays on disk
+        where = f"{err.filename}: " if err.filename else ""
+        console.print(f"[bold red]error:[/] {where}{err.strerror or err}; finished work is kept, rerun to continue")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")
@@ -95,6 +106,27 @@ def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir:
         print(report)
         console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}; "
                       f"report with figures: {RunDir(cfg.run_dir).report.root / 'report.html'}")
+
+    guarded(action)
+
+
+@app.command()
+def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+           seeds: Optional[int] = SeedsOpt):
+    """Show each stage of the run directory as done / stale / partial / missing, with counts."""
+
+    def action():
+        from rich.table import Table
+
+        from dcsft.status import statuses
+
+        quiet_libraries()
+        cfg = read_config(config, set_, run_dir, seeds)
+        colours = {"done": "green", "stale": "yellow", "partial": "magenta", "missing": "dim"}
+        table = Table("stage", "state", "detail", "folder", title=f"run directory {cfg.run_dir}")
+        for row in statuses(cfg):
+            table.add_row(row.name, f"[{colours[row.state]}]{row.state}[/]", row.detail, str(row.folder))
+        console.print(table)
 
     guarded(action)
 

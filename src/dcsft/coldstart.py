@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcsft.config import StudyConfig
+from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
 from dcsft.console import progress
 from dcsft.models.base import resolve_base
 from dcsft.models.loading import load_model, load_processor
@@ -23,7 +23,7 @@ from dcsft.train import sft
 def stage_fingerprint(cfg: StudyConfig, base_identity: str) -> str:
     rundir = RunDir(cfg.run_dir)
     return fingerprint("coldstart", upstream(rundir.prepare, "prepare"), base_identity, cfg.model.model_dump(),
-                       cfg.coldstart.model_dump(), cfg.seed)
+                       cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed)
 
 
 def run(cfg: StudyConfig) -> dict:
@@ -36,7 +36,8 @@ def run(cfg: StudyConfig) -> dict:
         model, processor = load_model(base, cfg.model), load_processor(base, cfg.model)
         run_cfg = sft.SFTRun(output_dir=folder, lr=cfg.coldstart.lr, batch_size=cfg.coldstart.batch_size,
                              warmup_ratio=cfg.coldstart.warmup_ratio, epochs=cfg.coldstart.epochs, seed=cfg.seed,
-                             max_length=cfg.coldstart.max_length)
+                             max_length=cfg.coldstart.max_length, save_steps=cfg.coldstart.save_steps,
+                             stage="coldstart")
         steps = max(1, int(len(records) * cfg.coldstart.epochs) // cfg.coldstart.batch_size)
         with progress("cold start (full fine-tune)", steps) as advance:
             model, stats = sft.train(model, processor, records, run_cfg, advance)

@@ -81,6 +81,11 @@ class ColdStartConfig(Section):
     warmup_ratio: float = 0.1
     batch_size: int = 4
     max_length: int | None = None
+    save_steps: int | None = Field(10, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
+
+
+# Settings that change how a stage is run, not what it produces: left out of its fingerprint.
+NOT_IN_FINGERPRINT = {"save_steps"}
 
 
 class ProfileConfig(Section):
@@ -112,6 +117,7 @@ class TrainConfig(Section):
     lr: float = 1e-5
     warmup_ratio: float = 0.1
     balance: bool = False  # subsample every subset to the smallest bucket (the paper's difficulty study)
+    save_steps: int | None = Field(100, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
     lora: LoraConfig = LoraConfig()
     extra: dict[str, Any] = {}  # passed through to TRL's SFTConfig
 
@@ -138,6 +144,7 @@ class GrpoConfig(Section):
     max_completion_length: int = 128
     lr: float = 1e-5
     warmup_ratio: float = 0.0
+    save_steps: int | None = Field(50, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
     extra: dict[str, Any] = {}  # passed through to TRL's GRPOConfig
 
 

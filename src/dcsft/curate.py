@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dcsft.config import StudyConfig
 from dcsft.data.records import to_sft
-from dcsft.rundir import RunDir, fingerprint, read_jsonl_complete, write_json, write_jsonl
+from dcsft.rundir import RunDir, fingerprint, kill_point, read_jsonl_complete, write_json, write_jsonl
 from dcsft.stage import StageError, read_split, run_stage, upstream
 
 BUCKETS = ("easy", "medium", "hard")
@@ -56,6 +56,7 @@ def run(cfg: StudyConfig) -> dict:
         for bucket in BUCKETS:
             write_jsonl(rundir.bucket_file(bucket), (to_sft(by_id[a["id"]]) for a in assignments
                                                      if a["bucket"] == bucket))
+            kill_point("curate")
         write_jsonl(folder / "assignments.jsonl", assignments)
         table = proportions(assignments)
         write_json(folder / "buckets.json", table)

@@ -4,7 +4,7 @@ Reads: 01_prepare/records/<split>.json; the base model, 02_coldstart/model/ and 
 05_train/<method>/seed<s>/adapter/ (merged into the cold-started model).
 Writes: 06_evaluate/<model>/[seed<s>/]<split>.jsonl (id, solution, response, correct),
 scores.json ({split: {accuracy, correct, n, skipped}}), stats.json, DONE.
-A split whose predictions file exists is not evaluated again when the stage resumes.
+Predictions are appended a batch at a time; a killed run resumes after its last whole batch.
 
 Example: dcsft evaluate --set evaluate.batch_size=64
 """
@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.config import StudyConfig
-from dcsft.console import progress
-from dcsft.models.base import resolve_base
-from dcsft.models.generate import Sampling, respond_batches
+from dcsft.models.base import base_identity, resolve_base
+from dcsft.models.generate import Sampling, respond
 from dcsft.models.loading import load_model, load_processor
 from dcsft.data.splits import eval_splits
-from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json, write_jsonl
-from dcsft.stage import read_split, run_stage, upstream
-from dcsft.tasks import get_task
+from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json
+from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
+from dcsft.tasks import get_task, verifier_version
 
 
 def accuracy(rows: list[dict]) -> float:
@@ -42,45 +41,59 @@ class ModelToEvaluate:
         return self.name if self.seed is None else f"{self.name} seed {self.seed}"
 
 
-def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
+def base_and_coldstart(cfg: StudyConfig) -> list[ModelToEvaluate]:
     rundir = RunDir(cfg.run_dir)
-    coldstart = upstream(rundir.coldstart, "coldstart")  # before resolve_base, which may pretrain
-    base, identity = resolve_base(cfg)
-    models = [ModelToEvaluate("base", None, base, None, identity),
-              ModelToEvaluate("coldstart", None, str(rundir.coldstart_model), None, coldstart)]
-    for method in cfg.train.methods:
-        for seed in cfg.train_seeds:
-            stage = rundir.train(method, seed)
-            trained = upstream(stage, "train")
-            if not read_json(stage.root / "stats.json").get("n_a"):
-                models.append(ModelToEvaluate(method, seed, str(rundir.coldstart_model),
-                                              str(rundir.adapter(method, seed)), trained))
-    return models
+    coldstart = upstream(rundir.coldstart, "coldstart")
+    return [ModelToEvaluate("base", None, cfg.model.base, None, base_identity(cfg)),  # resolved when loaded
+            ModelToEvaluate("coldstart", None, str(rundir.coldstart_model), None, coldstart)]
+
+
+def trained_model(cfg: StudyConfig, method: str, seed: int) -> ModelToEvaluate | None:
+    """The evaluation of one training run; None if its training set was empty (n/a)."""
+    rundir = RunDir(cfg.run_dir)
+    stage = rundir.train(method, seed)
+    trained = upstream(stage, "train")
+    if read_json(stage.root / "stats.json").get("n_a"):
+        return None
+    return ModelToEvaluate(method, seed, str(rundir.coldstart_model), str(rundir.adapter(method, seed)), trained)
+
+
+def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
+    trained = [trained_model(cfg, method, seed) for method in cfg.train.methods for seed in cfg.train_seeds]
+    return base_and_coldstart(cfg) + [spec for spec in trained if spec is not None]
+
+
+def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
+    return fingerprint("evaluate", spec.identity, upstream(RunDir(cfg.run_dir).prepare, "prepare"),
+                       cfg.evaluate.model_dump(), cfg.model.model_dump(), cfg.task, verifier_version(cfg.task))
 
 
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
     rundir = RunDir(cfg.run_dir)
     task = get_task(cfg.task)
     sampling = Sampling(do_sample=False, max_new_tokens=cfg.evaluate.max_new_tokens)
-    current = fingerprint("evaluate", spec.identity, upstream(rundir.prepare, "prepare"), cfg.evaluate.model_dump(),
-                          cfg.model.model_dump(), cfg.task)
+    current = stage_fingerprint(cfg, spec)
 
     def body(folder: Path):
         splits = {split: read_split(rundir, split) for split in eval_splits(cfg)}
-        todo = [s for s in splits if not (folder / f"{s}.jsonl").exists()]
-        if todo:
-            model = load_model(spec.source, cfg.model, spec.adapter)
-            processor = load_processor(spec.source, cfg.model)
-            with progress(f"evaluating {spec.title}", sum(len(splits[s][0]) for s in todo)) as advance:
-                for split in todo:
-                    rows = []
-                    for batch, generated in respond_batches(model, processor, splits[split][0], sampling,
-                                                            cfg.evaluate.batch_size, cfg.seed):
-                        rows += [{"id": r["id"], "solution": r["solution"], "response": resp[0],
-                                  "correct": int(task.score(resp[0], r["solution"]))}
-                                 for r, resp in zip(batch, generated.responses)]
-                        advance(len(batch))
-                    write_jsonl(folder / f"{split}.jsonl", rows)
+        loaded = []  # the model, loaded on the first split that has batches left
+
+        def scorer():
+            if not loaded:
+                source = resolve_base(cfg)[0] if spec.name == "base" else spec.source  # may build the base once
+                loaded.append((load_model(source, cfg.model, spec.adapter), load_processor(source, cfg.model)))
+            model, processor = loaded[0]
+
+            def score_batch(batch: list[dict], index: int) -> list[dict]:
+                generated = respond(model, processor, batch, sampling, cfg.seed, index)
+                return [{"id": r["id"], "solution": r["solution"], "response": resp[0],
+                         "correct": int(task.score(resp[0], r["solution"]))}
+                        for r, resp in zip(batch, generated.responses)]
+            return score_batch
+
+        for split, (records, _) in splits.items():
+            batched_jsonl(folder / f"{split}.jsonl", records, cfg.evaluate.batch_size, "evaluate",
+                          f"evaluating {spec.title} on {split}", scorer)
         scores = {}
         for split, (_, skipped) in splits.items():
             rows = read_jsonl(folder / f"{split}.jsonl")

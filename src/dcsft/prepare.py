@@ -22,7 +22,7 @@ from dcsft.console import progress
 from dcsft.data import world
 from dcsft.data.resize import fit_image
 from dcsft.data.splits import SplitSpec, split_specs
-from dcsft.rundir import RunDir, atomic_path, fingerprint, write_json
+from dcsft.rundir import RunDir, atomic_path, fingerprint, unit_finished, write_json
 from dcsft.stage import run_stage
 from dcsft.tasks.classification import PROMPT
 
@@ -45,6 +45,7 @@ def draw_split(cfg: StudyConfig, spec: SplitSpec, folder: Path, advance) -> list
             image, _ = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
             with atomic_path(path) as tmp:
                 image.save(tmp, format="PNG")
+            unit_finished("prepare", str(path))
         records.append({"id": f"{spec.name}-{index:05d}", "problem": PROMPT, "solution": meta["label"],
                         "image": str(path.resolve()), "meta": meta})
         advance(1)

@@ -29,26 +29,24 @@ Example: dcsft profile --set profile.method=exact
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.config import ProfileConfig, StudyConfig
-from dcsft.console import progress
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
                                    supports_shared_prefill)
 from dcsft.models.loading import load_model, load_processor
-from dcsft.rundir import RunDir, fingerprint, read_jsonl_complete
-from dcsft.stage import StageError, read_split, run_stage, upstream
-from dcsft.tasks import get_task, profile_methods
+from dcsft.rundir import RunDir, fingerprint
+from dcsft.stage import StageError, batched_jsonl, read_split, run_stage, upstream
+from dcsft.tasks import get_task, profile_methods, verifier_version
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
     rundir = RunDir(cfg.run_dir)
     return fingerprint("profile", upstream(rundir.coldstart, "coldstart"), cfg.profile.model_dump(), cfg.task,
-                       cfg.seed)
+                       verifier_version(cfg.task), cfg.seed)
 
 
 @dataclass
@@ -147,27 +145,16 @@ def run(cfg: StudyConfig) -> dict:
 
     def body(folder: Path):
         records, skipped = read_split(rundir, "train")
-        out = rundir.profile_file
-        rows = read_jsonl_complete(out)
-        # Resume at a batch boundary: seeds are per batch, so the rest comes out as if never stopped.
-        start = len(rows) // p.batch_size * p.batch_size
-        if start != len(rows):
-            out.write_text("".join(json.dumps(r) + "\n" for r in rows[:start]))
-        if start < len(records):
+        def scorer():
             profiler = Profiler(load_model(rundir.coldstart_model, cfg.model),
                                 load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed)
             if p.method != "sample" and not supports_shared_prefill(profiler.model):
                 raise StageError(f"profile.method={p.method} needs a Qwen-VL model (it reuses the prompt's KV cache); "
                                  f"{type(profiler.model).__name__} supports profile.method=sample")
-            score_batch = getattr(profiler, p.method)
-            with progress(f"profiling ({p.method}, k={p.k})", len(records)) as advance, out.open("a") as sink:
-                advance(start)
-                for first in range(start, len(records), p.batch_size):
-                    batch = records[first:first + p.batch_size]
-                    sink.write("".join(json.dumps(r) + "\n" for r in score_batch(batch, first // p.batch_size)))
-                    sink.flush()
-                    advance(len(batch))
-        rows = read_jsonl_complete(out)
+            return getattr(profiler, p.method)
+
+        rows, start = batched_jsonl(rundir.profile_file, records, p.batch_size, "profile",
+                                    f"profiling ({p.method}, k={p.k})", scorer)
         counts = [r["pass_count"] / r["k"] for r in rows]
         stats = {"samples": len(rows), "method": p.method, "k": p.k, "skipped": skipped, "resumed_from": start,
                  "pass_count_histogram": {str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows)

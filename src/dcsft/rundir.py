@@ -21,11 +21,15 @@ else is rebuilt, and its changed fingerprint makes every stage downstream rebuil
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,35 @@ from typing import Any, Iterable, Iterator
 
 MARKER = "DONE"
 STARTED = "STARTED"
+LOCK = ".lock"
+_held_locks: list = []  # open lock files of this process; the kernel releases them when it exits
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process is writing to the run directory."""
+
+
+def hold_lock(root: Path) -> None:
+    """Make this process the one writer of run directory `root` until it exits.
+
+    An flock on RUN_DIR/.lock: a second dcsft on the same directory fails at once, naming the
+    holder; a lock left by a dead process (even one killed with SIGKILL) was released by the
+    kernel, so it is simply taken over. (flock is per machine: on NFS use one host per run dir.)"""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "an unknown process"
+        handle.close()
+        raise RunDirBusy(f"{root} is in use by {holder}; wait for it to finish or stop it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"dcsft pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _held_locks.append(handle)
 
 
 @contextmanager
@@ -89,6 +122,40 @@ def read_jsonl_complete(path: Path) -> list[dict]:
     return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
 
 
+def resume_jsonl(path: Path, batch_size: int) -> list[dict]:
+    """The rows of an append-only JSONL file written one batch at a time, cut back to whole
+    batches (a torn line or a batch cut short by a kill is dropped), ready to append to."""
+    rows = read_jsonl_complete(path)
+    kept = rows[: len(rows) // batch_size * batch_size]
+    if len(kept) != len(rows):
+        write_jsonl(path, kept)
+    return kept
+
+
+_units_this_process: dict[str, int] = {}
+
+
+def unit_finished(stage: str, unit: str) -> None:
+    """Called when a unit of work (an image, a batch, a checkpoint) is durably on disk.
+
+    Fault injection for the kill tests: DCSFT_UNIT_LOG=<file> appends "stage<TAB>unit" per
+    finished unit (so a test can count units done twice), and DCSFT_KILL_AT=<stage>:<n> kills
+    this process with SIGKILL right after its n-th finished unit of that stage."""
+    log = os.environ.get("DCSFT_UNIT_LOG")
+    if log:
+        with open(log, "a") as out:
+            out.write(f"{stage}\t{unit}\n")
+    kill_point(stage)
+
+
+def kill_point(stage: str) -> None:
+    """A point where the kill tests may stop the process (every finished unit is one; stages
+    that redo all their work when killed, curate and report, have points between their files)."""
+    _units_this_process[stage] = _units_this_process.get(stage, 0) + 1
+    if os.environ.get("DCSFT_KILL_AT") == f"{stage}:{_units_this_process[stage]}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -127,6 +194,8 @@ class Stage:
     def finish(self, current: str, stats: dict) -> None:
         write_json(self.root / "stats.json", stats)
         write_json(self.marker, {"fingerprint": current})
+        for checkpoint in self.root.glob("trainer/checkpoint-*"):  # only needed to resume an unfinished run
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 class RunDir:

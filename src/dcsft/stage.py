@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
 
 from dcsft import console
 from dcsft.data.records import DataError, load_records
-from dcsft.rundir import RunDir, Stage, read_json
+from dcsft.console import progress
+from dcsft.rundir import RunDir, Stage, read_json, read_jsonl_complete, resume_jsonl, unit_finished
 
 SHOWN_SKIPS = 5
 
@@ -39,6 +42,27 @@ def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tupl
     stage.finish(current, stats)
     console.summary(name, what, stats["seconds"], str(stage.root))
     return stats
+
+
+def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
+                  scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
+    """One output row per record, appended to `path` a batch at a time and flushed to disk, so
+    a killed run continues after its last whole batch (batch-indexed seeds make the result the
+    same as an uninterrupted run). `scorer()` (e.g. loading a model) is called only if some
+    batch is missing. Returns the rows and the index the run resumed from."""
+    start = len(resume_jsonl(path, batch_size))
+    if start < len(records):
+        score_batch = scorer()
+        with progress(description, len(records)) as advance, path.open("a") as sink:
+            advance(start)
+            for first in range(start, len(records), batch_size):
+                batch = records[first:first + batch_size]
+                sink.write("".join(json.dumps(row) + "\n" for row in score_batch(batch, first // batch_size)))
+                sink.flush()
+                os.fsync(sink.fileno())
+                unit_finished(stage, f"{path}:{first}")
+                advance(len(batch))
+    return read_jsonl_complete(path), start
 
 
 def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:

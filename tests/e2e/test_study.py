@@ -142,13 +142,13 @@ def test_report_prints_both_tables(study):
 @pytest.mark.e2e
 def test_second_run_skips_every_stage(study):
     run, _, overrides = study
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
     second = dcsft("study", "--run-dir", str(run), *overrides, cwd=run.parent)
     assert second.returncode == 0, second.stdout + second.stderr
     stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
     evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(list((run / "06_evaluate").glob("*/*/scores.json")))
     assert len(stage_lines) == 4 + len(METHODS) * len(SEEDS) + evaluations + 1
-    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "config.yaml"}
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
     assert after == before
 
 
@@ -171,3 +171,21 @@ def test_other_profile_methods_feed_curate(study, tmp_path, method):
         assert all(len(r["responses"]) == r["k"] <= 8 for r in rows)
     buckets = json.loads((copy / "04_curate" / "buckets.json").read_text())
     assert buckets["total"] == 48 and buckets["medium"]["count"] > 0
+
+
+@pytest.mark.e2e
+def test_status_tells_done_from_stale(study):
+    from dcsft.config import load_config
+    from dcsft.status import statuses
+
+    run, _, _ = study
+    smallest = [*SMALLEST, f"run_dir={run}"]
+    states = {row.name: row.state for row in statuses(load_config(None, smallest))}
+    assert set(states.values()) == {"done"}, states
+    assert "evaluate sft-m seed 1" in states and "train grpo seed 0" in states
+    changed = {row.name: row.state for row in statuses(load_config(None, [*smallest, "profile.k=4"]))}
+    unchanged = {"prepare", "coldstart", "evaluate base", "evaluate coldstart"}
+    assert {name for name, state in changed.items() if state == "done"} == unchanged
+    assert {state for name, state in changed.items() if name not in unchanged} == {"stale"}
+    status = dcsft("status", "--run-dir", str(run), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent)
+    assert status.returncode == 0 and "done" in status.stdout and "stale" not in status.stdout

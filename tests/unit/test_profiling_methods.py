@@ -2,12 +2,10 @@
 separate prefills draw, exact pass probabilities match greedy decoding and sampling, adaptive
 stops only medium samples."""
 
-import random
 
 import pytest
-import torch
 
-from dcsft.config import ModelConfig, ProfileConfig, StudyConfig
+from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.data import world
 from dcsft.models.base import PACKAGED
 from dcsft.models.exact import pass_probabilities

@@ -12,9 +12,11 @@ def _turns(*texts):
 
 def test_task_reward_through_the_wrapper_is_the_verifier():
     reward = CountedReward(classification.reward)
-    values = reward(_turns("Circle.", "square", " circle "), solution=["circle"] * 3, completion_ids=[[1, 2], [3], [4]])
+    logged = []
+    values = reward(_turns("Circle.", "square", " circle "), solution=["circle"] * 3, completion_ids=[[1, 2], [3], [4]],
+                    log_metric=lambda name, value: logged.append((name, value)))
     assert values == [1.0, 0.0, 1.0]
-    assert (reward.failures, reward.completions, reward.tokens_generated) == (0, 3, 4)
+    assert reward.failures == 0 and logged == [("reward_failures", 0.0)]
     assert reward.__name__ == "reward"
 
 
@@ -24,9 +26,9 @@ def test_one_raising_completion_scores_zero_and_is_counted():
             raise RuntimeError("verifier crashed")
         return [float(c == s) for c, s in zip(completions, solution)]
 
-    reward = CountedReward(picky)
-    assert reward(["a", "boom", "b"], solution=["a", "a", "b"]) == [1.0, 0.0, 1.0]
-    assert reward.failures == 1
+    reward, logged = CountedReward(picky), []
+    assert reward(["a", "boom", "b"], solution=["a", "a", "b"], log_metric=lambda *m: logged.append(m)) == [1.0, 0.0, 1.0]
+    assert reward.failures == 1 and logged == [("reward_failures", 1.0)]
 
 
 def test_non_numbers_score_zero_and_are_counted():
@@ -45,4 +47,4 @@ def test_failures_accumulate_over_calls():
     reward = CountedReward(lambda completions, **_: 1 / 0)
     reward(["a", "b"])
     reward(["c"])
-    assert (reward.failures, reward.completions) == (3, 3)
+    assert reward.failures == 3

@@ -51,15 +51,20 @@ def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
     return info
 
 
+def base_identity(cfg: StudyConfig) -> str:
+    """What stages downstream of the base depend on, known without loading or building it."""
+    return cfg.model.base if cfg.model.base != "embedded" else f"embedded:{embedded_key(cfg.pretrain)}"
+
+
 def resolve_base(cfg: StudyConfig) -> tuple[str, str]:
-    """(what `from_pretrained` loads, an identity for fingerprints)."""
+    """(what `from_pretrained` loads, an identity for fingerprints); may build the embedded base."""
     if cfg.model.base != "embedded":
-        return cfg.model.base, cfg.model.base
+        return cfg.model.base, base_identity(cfg)
     key = embedded_key(cfg.pretrain)
     for folder in (PACKAGED, cache_root() / "base" / key):
         if built_key(folder) == key:
-            return str(folder), f"embedded:{key}"
+            return str(folder), base_identity(cfg)
     folder = cache_root() / "base" / key
     console.console.print(f"[bold]pretraining the embedded base once for this machine[/] -> {folder}")
     build_embedded(cfg.pretrain, folder)
-    return str(folder), f"embedded:{key}"
+    return str(folder), base_identity(cfg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from PIL import Image
@@ -157,11 +156,3 @@ def respond(model, processor, records: list[dict], sampling: Sampling, seed: int
     output = model.generate(**inputs, **sampling.generate_kwargs())
     return decoded(model, processor, output, inputs["input_ids"].shape[1], n, prompt_tokens,
                    [p * n for p in prompt_tokens])
-
-
-def respond_batches(model, processor, records: list[dict], sampling: Sampling, batch_size: int, seed: int,
-                    first: int = 0, share_prefill: bool = False) -> Iterator[tuple[list[dict], Generated]]:
-    """(batch, responses per record) for the records from index `first` (a batch boundary) on."""
-    for start in range(first, len(records), batch_size):
-        batch = records[start:start + batch_size]
-        yield batch, respond(model, processor, batch, sampling, seed, start // batch_size, share_prefill)

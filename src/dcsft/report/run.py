@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from dcsft.config import StudyConfig, hard_mix_percent
 from dcsft.data.splits import ID_SPLIT
 from dcsft.report import figures, tables
-from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json, write_text
+from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import read_split, run_stage, upstream
 
 DATASET = {"classification": "shape world (embedded)"}
@@ -217,8 +217,8 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
                   f"groups of {cfg.grpo.num_generations}.", *figure("zero_advantage")]
     parts += ["## Compute", tables.cost_table(results["compute"]), tables.cost_ratio_line(results["compute"]),
               "Tokens forwarded count every token that went through the model (prompt and image tokens included, "
-              "padding excluded; each sampled draw prefills its prompt); a method's row is per training run, the "
-              "mean over seeds."]
+              "padding excluded; a prompt shared by k draws counts once, a prompt prefilled per draw k times); a "
+              "method's row is per training run, the mean over seeds."]
     return "\n\n".join(parts) + "\n"
 
 
@@ -239,6 +239,10 @@ def to_html(markdown: str, folder: Path, title: str) -> str:
             f"</head><body>\n{body}</body></html>\n")
 
 
+def stage_fingerprint(cfg: StudyConfig, inputs: list[str]) -> str:
+    return fingerprint("report", inputs, cfg.data.ood_splits, cfg.seed)
+
+
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
     inputs = [upstream(rundir.curate, "curate")]
@@ -254,12 +258,15 @@ def run(cfg: StudyConfig) -> dict:
 
     def body(folder: Path):
         drawn = draw_figures(cfg, folder, results, results["zero_advantage"])
+        kill_point("report")
         markdown = render(cfg, results, buckets, drawn)
         write_json(folder / "results.json", results)
+        kill_point("report")
         write_json(folder / "buckets.json", buckets)
+        kill_point("report")
         write_text(folder / "report.md", markdown)
         write_text(folder / "report.html", to_html(markdown, folder, f"DC-SFT study: {cfg.run_dir}"))
         return (f"tables and {len(drawn)} figures for {len(models)} models",
                 {"models": list(models), "figures": sorted(drawn)})
 
-    return run_stage("report", rundir.report, fingerprint("report", inputs, cfg.data.ood_splits, cfg.seed), body)
+    return run_stage("report", rundir.report, stage_fingerprint(cfg, inputs), body)

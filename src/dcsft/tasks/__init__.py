@@ -1,9 +1,18 @@
 """Tasks: each module owns its prompt, answer parser and verifier, the one definition of
 "correct" that profiling, evaluation and rewards all call."""
 
+import hashlib
+import inspect
+
 from dcsft.tasks import classification
 
 TASKS = {"classification": classification}
+
+
+def verifier_version(name: str) -> str:
+    """A hash of the task module's source: stages scored by its verifier (profile, evaluate,
+    GRPO) rerun when the definition of "correct" changes."""
+    return hashlib.sha256(inspect.getsource(get_task(name)).encode()).hexdigest()[:12]
 
 
 def profile_methods(task) -> list[str]:

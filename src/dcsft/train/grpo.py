@@ -24,24 +24,27 @@ from trl import GRPOConfig, GRPOTrainer
 
 from dcsft.config import GrpoConfig, LoraConfig
 from dcsft.rundir import write_jsonl
-from dcsft.train.sft import Ticks, peft_config
+from dcsft.train.sft import Ticks, checkpointing, peft_config, run_trainer
 
 
 class CountedReward:
     """A task's reward as TRL calls it, made safe for long runs: a completion whose reward
     raises or is not a finite number scores 0 and is counted in `failures`, instead of ending
-    the run. Also counts the completions and the tokens generated for them."""
+    the run; each call's count also goes to the Trainer's log as `reward_failures`."""
 
     def __init__(self, reward: Callable):
         self.reward = reward
         self.__name__ = getattr(reward, "__name__", "reward")  # TRL logs rewards under this name
         self.failures = 0
-        self.completions = 0
-        self.tokens_generated = 0
 
-    def __call__(self, completions: list, completion_ids: list | None = None, **kwargs) -> list[float]:
-        self.completions += len(completions)
-        self.tokens_generated += sum(len(ids) for ids in completion_ids or [])
+    def __call__(self, completions: list, log_metric=None, **kwargs) -> list[float]:
+        failures_before = self.failures
+        values = self.rewards(completions, kwargs)
+        if log_metric is not None:  # into the Trainer's log history, which survives a resume
+            log_metric("reward_failures", float(self.failures - failures_before))
+        return values
+
+    def rewards(self, completions: list, kwargs: dict) -> list[float]:
         try:
             values = list(self.reward(completions, **kwargs))
             if len(values) != len(completions):
@@ -79,7 +82,7 @@ def trl_config(g: GrpoConfig, output_dir: Path, seed: int) -> GRPOConfig:
         gradient_accumulation_steps=g.grad_accum, num_generations=g.num_generations,
         temperature=g.temperature, beta=g.beta, max_completion_length=g.max_completion_length,
         warmup_steps=g.warmup_ratio, max_steps=g.steps, seed=seed, data_seed=seed,
-        logging_steps=1, save_strategy="no", report_to="none", use_cpu=not on_gpu, bf16=on_gpu,
+        logging_steps=1, report_to="none", **checkpointing(g.save_steps), use_cpu=not on_gpu, bf16=on_gpu,
         gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
     )
     settings.update(g.extra)
@@ -96,16 +99,22 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
         processing_class=processor, peft_config=peft_config(lora), callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)
-    result = trainer.train()
+    result, resumed = run_trainer(trainer, output_dir, "train")
+    # Counted from the log history, which a resumed run restores with the checkpoint: TRL logs each
+    # step's mean completion length, and each step generates one batch of completions.
+    per_step = g.prompts_per_step * g.num_generations * g.grad_accum
     steps = [{"step": e["step"], "loss": e["loss"], "reward": e.get("reward"),
-              "zero_advantage_fraction": e.get("frac_reward_zero_std"), "lr": e.get("learning_rate")}
+              "zero_advantage_fraction": e.get("frac_reward_zero_std"), "lr": e.get("learning_rate"),
+              "tokens_generated": round(e.get("completions/mean_length", 0) * per_step),
+              "reward_failures": round(e.get("reward_failures", 0))}
              for e in trainer.state.log_history if "loss" in e]
     write_jsonl(output_dir / "loss.jsonl", steps)
     zero = [s["zero_advantage_fraction"] for s in steps if s["zero_advantage_fraction"] is not None]
     passes = 2 + (g.beta > 0)
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                            "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum,
-                           "completions": counted.completions, "reward_failures": counted.failures,
+                           "resumed_from_checkpoint": resumed, "completions": len(steps) * per_step,
+                           "reward_failures": sum(s["reward_failures"] for s in steps),
                            "tokens_forwarded": int(trainer.state.num_input_tokens_seen) * passes,
-                           "tokens_generated": counted.tokens_generated,
+                           "tokens_generated": sum(s["tokens_generated"] for s in steps),
                            "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None}

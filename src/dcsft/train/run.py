@@ -28,13 +28,13 @@ import random
 from pathlib import Path
 
 from dcsft import console
-from dcsft.config import StudyConfig, hard_mix_percent
+from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig, hard_mix_percent
 from dcsft.console import progress
 from dcsft.data.records import from_sft
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint, read_jsonl, save_model_atomic
 from dcsft.stage import read_split, run_stage, upstream
-from dcsft.tasks import get_task
+from dcsft.tasks import get_task, verifier_version
 from dcsft.train import grpo, sft
 
 BUCKETS = ("easy", "medium", "hard")
@@ -104,9 +104,10 @@ def records_for(cfg: StudyConfig, method: str, buckets: dict[str, list[dict]], s
 
 def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
     rundir = RunDir(cfg.run_dir)
-    settings = cfg.train.model_dump(exclude={"methods"})
+    settings = cfg.train.model_dump(exclude={"methods", *NOT_IN_FINGERPRINT})
     if method == "grpo":
-        settings = {"grpo": cfg.grpo.model_dump(), "lora": cfg.train.lora.model_dump(), "task": cfg.task}
+        settings = {"grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT), "lora": cfg.train.lora.model_dump(),
+                    "task": cfg.task, "verifier": verifier_version(cfg.task)}
     return fingerprint("train", upstream(rundir.curate, "curate"), upstream(rundir.coldstart, "coldstart"),
                        settings, method, cfg.model.model_dump(), seed)
 
@@ -133,7 +134,7 @@ def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, li
         else:
             run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
                                  warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=seed, lora=t.lora,
-                                 in_order=method == "curriculum", extra=t.extra)
+                                 in_order=method == "curriculum", save_steps=t.save_steps, extra=t.extra)
             with progress(f"{name} (LoRA SFT on {len(records)})", t.steps) as advance:
                 model, stats = sft.train(model, processor, records, run_cfg, advance)
         save_model_atomic(model, None, rundir.adapter(method, seed))

@@ -15,10 +15,12 @@ from typing import Any
 import torch
 from datasets import Dataset, Image, Sequence
 from transformers import PrinterCallback, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from peft import PeftModel
 from trl import SFTConfig, SFTTrainer
 
 from dcsft.config import LoraConfig
-from dcsft.rundir import write_jsonl
+from dcsft.rundir import unit_finished, write_jsonl
 
 
 @dataclass
@@ -33,6 +35,8 @@ class SFTRun:
     seed: int = 0
     max_length: int | None = None
     in_order: bool = False  # read the records in the given order (a curriculum), not shuffled
+    save_steps: int | None = None  # checkpoint every n steps; a rerun resumes from the last one
+    stage: str = "train"  # names finished checkpoints for the kill tests' unit log
     lora: LoraConfig | None = None  # None: full fine-tune
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,13 +54,52 @@ def trl_config(run: SFTRun) -> SFTConfig:
         output_dir=str(run.output_dir / "trainer"), learning_rate=run.lr, per_device_train_batch_size=run.batch_size,
         gradient_accumulation_steps=run.grad_accum, warmup_steps=run.warmup_ratio, max_steps=run.max_steps,
         num_train_epochs=run.epochs, seed=run.seed, data_seed=run.seed, max_length=run.max_length,
-        lr_scheduler_type="cosine", logging_steps=1, save_strategy="no", report_to="none",
+        lr_scheduler_type="cosine", logging_steps=1, report_to="none",
+        **checkpointing(run.save_steps),
         use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, disable_tqdm=True,
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="sequential" if run.in_order else "random",
     )
     settings.update(run.extra)
     return SFTConfig(**settings)
+
+
+def checkpointing(save_steps: int | None) -> dict:
+    """Trainer settings: keep only the last checkpoint (model, optimizer, scheduler, RNG states)."""
+    if not save_steps:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+
+
+class Checkpoints(TrainerCallback):
+    """Reports each saved checkpoint as a finished unit of work (see rundir.unit_finished)."""
+
+    def __init__(self, stage: str, folder: Path):
+        self.stage, self.folder = stage, folder
+
+    def on_save(self, args, state, control, **kwargs):
+        unit_finished(self.stage, f"{self.folder}:step{state.global_step}")
+
+
+def run_trainer(trainer, output_dir: Path, stage: str):
+    """trainer.train(), resumed from the last checkpoint in output_dir/trainer if a killed run
+    left one (the stage removes the checkpoints once it is complete)."""
+    trainer.add_callback(Checkpoints(stage, output_dir))
+    trainer_dir = output_dir / "trainer"
+    last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
+    if last and not isinstance(trainer.model, PeftModel):
+        restore_full_model(trainer, last)
+    return trainer.train(resume_from_checkpoint=last), last is not None
+
+
+def restore_full_model(trainer, checkpoint: str) -> None:
+    """Load a full fine-tune's checkpoint weights through from_pretrained, which converts the
+    saved key names; transformers 5.24's Trainer loads them without that conversion, misses
+    every key of a Qwen2.5-VL and would resume from the initial weights. The Trainer still
+    restores the optimizer, scheduler and RNG states."""
+    saved = type(trainer.model).from_pretrained(checkpoint, dtype=trainer.model.dtype)
+    trainer.model.load_state_dict(saved.state_dict())
+    trainer._load_from_checkpoint = lambda *args, **kwargs: None
 
 
 def samples_seen(n_records: int, batch_size: int, micro_batches: int) -> int:
@@ -90,11 +133,12 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
         peft_config=peft_config(run.lora) if run.lora else None, callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
-    result = trainer.train()
+    result, resumed = run_trainer(trainer, run.output_dir, run.stage)
     losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
               for e in trainer.state.log_history if "loss" in e]
     write_jsonl(run.output_dir / "loss.jsonl", losses)
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                            "samples_seen": samples_seen(len(records), run.batch_size,
                                                         trainer.state.global_step * run.grad_accum),
-                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0}
+                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0,
+                           "resumed_from_checkpoint": resumed}

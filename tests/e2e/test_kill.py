@@ -1,0 +1,66 @@
+"""Kill the smallest study with SIGKILL inside every stage, rerun the same command until it
+finishes, and check that it ends where an uninterrupted run ends, redoing no finished unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+SMALL = ["data.n_coldstart=20", "data.n_train=48", "data.n_test=16", "coldstart.save_steps=1", "profile.batch_size=8",
+         "train.methods=[sft,sft-m,grpo]", "train.steps=6", "train.save_steps=2", "grpo.steps=4", "grpo.save_steps=1",
+         "evaluate.batch_size=8"]
+# Three kill points inside every stage; n counts the units (images, batches, checkpoints) or
+# the points between files (curate, report) finished by the process being killed.
+KILLS = [("prepare", 1), ("prepare", 40), ("prepare", 60), ("coldstart", 1), ("coldstart", 2), ("coldstart", 1),
+         ("profile", 1), ("profile", 2), ("profile", 1), ("curate", 1), ("curate", 2), ("curate", 3),
+         ("train", 1), ("train", 3), ("train", 4), ("evaluate", 1), ("evaluate", 5), ("evaluate", 9),
+         ("report", 1), ("report", 2), ("report", 3)]
+
+
+def study(run: Path, env: dict) -> subprocess.CompletedProcess:
+    args = [arg for kv in SMALL for arg in ("--set", kv)]
+    return subprocess.run([sys.executable, "-m", "dcsft", "study", "--run-dir", str(run), *args], cwd=run.parent,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, capture_output=True, text=True, timeout=900)
+
+
+def without_wall_time(results: dict) -> dict:
+    """Wall seconds differ between any two runs; everything else must not."""
+    for cost in results["compute"]["rows"].values():
+        if cost:
+            cost.pop("seconds")
+    results["compute"]["grpo_over_dcsft"] = None
+    return results
+
+
+def outputs(run: Path) -> tuple[dict, dict]:
+    report = run / "07_report"
+    return (without_wall_time(json.loads((report / "results.json").read_text())),
+            json.loads((report / "buckets.json").read_text()))
+
+
+@pytest.mark.e2e
+def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path):
+    reference = study(tmp_path / "reference", {})
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+
+    run, units = tmp_path / "killed", tmp_path / "units.log"
+    for stage, n in KILLS:
+        killed = study(run, {"DCSFT_KILL_AT": f"{stage}:{n}", "DCSFT_UNIT_LOG": str(units)})
+        assert killed.returncode == -signal.SIGKILL, f"{stage}:{n} was never reached\n{killed.stdout}{killed.stderr}"
+    final = study(run, {"DCSFT_UNIT_LOG": str(units)})
+    assert final.returncode == 0, final.stdout + final.stderr
+
+    assert outputs(run) == outputs(tmp_path / "reference")
+    finished = Counter(units.read_text().splitlines())
+    repeated = [unit for unit, count in finished.items() if count > 1]
+    assert repeated == [], f"{len(repeated)} finished units were done again, e.g. {repeated[:3]}"
+    stages = Counter(line.split("\t")[0] for line in finished)
+    assert {"prepare", "coldstart", "profile", "train", "evaluate"} <= set(stages)
+    assert not list(run.rglob("checkpoint-*")), "checkpoints are removed once their stage is done"
