@@ -194,7 +194,7 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({err.problem})") from None
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({getattr(err, 'problem', None) or err})") from None
     return key.strip().split("."), value
 
 
