@@ -15,19 +15,41 @@ import sys
 
 import pytest
 
-REDUCED = ["pretrain.vision_steps=1000", "pretrain.vlm_steps=2000", "pretrain.pool_size=4000"]
+REDUCED = ["pretrain.grounding.steps=0", "pretrain.vision_steps=1000", "pretrain.vlm_steps=2000",
+           "pretrain.pool_size=4000"]
+# Phase 3 from the shipped shapes base, briefly: it must find that base and keep what it knows.
+GROUNDING = ["pretrain.grounding.steps=300", "pretrain.grounding.pool_size=400"]
+
+
+def pretrain(overrides: list[str], out, tmp_path) -> dict:
+    args = [arg for kv in overrides for arg in ("--set", kv)]
+    done = subprocess.run([sys.executable, "-m", "dcsft", "pretrain", *args, "--out", str(out)],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "pretrain.json").read_text())
 
 
 @pytest.mark.e2e
 def test_reduced_pretraining_learns_the_classes(tmp_path):
     out = tmp_path / "base"
-    args = [arg for kv in REDUCED for arg in ("--set", kv)]
-    done = subprocess.run([sys.executable, "-m", "dcsft", "pretrain", *args, "--out", str(out)],
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    info = json.loads((out / "pretrain.json").read_text())
+    info = pretrain(REDUCED, out, tmp_path)
     accuracy = info["heldout_name_accuracy"]
     assert accuracy["photo"] >= 15.0, accuracy
     assert accuracy["rendition"] >= 15.0, accuracy
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= {
         p.name for p in out.iterdir()}
+
+
+@pytest.mark.e2e
+def test_grounding_phase_continues_from_the_shipped_shapes_base(tmp_path):
+    from dcsft.models.base import PACKAGED, built_key
+
+    out = tmp_path / "grounding"
+    info = pretrain(GROUNDING, out, tmp_path)
+    assert info["parent"] == built_key(PACKAGED)  # found, not rebuilt
+    assert not (tmp_path / "cache").exists()
+    assert set(info["heldout_grounding_accuracy"]) == {"short", "relational", "indirect"}
+    assert info["heldout_name_accuracy"]["photo"] >= 60.0  # the names survive (85.5% before)
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_config"]["rope_parameters"]["mrope_section"][:3] == [0, 1, 1]

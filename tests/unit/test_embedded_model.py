@@ -171,3 +171,30 @@ def test_project_processor_loader_applies_the_config_bounds(saved):
     text = loaded.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
     inputs = loaded(text=[text], images=[Image.new("RGB", (1200, 1600))], return_tensors="pt")
     assert inputs["image_grid_thw"].tolist() == [[1, 1008 // 14, 756 // 14]]  # the config's bounds, not 7056
+
+
+def test_interleaved_mrope_leaves_text_alone_and_survives_save_and_load(tmp_path):
+    """Phase 3 gives image rows and columns interleaved rotary frequencies through Qwen2.5-VL's
+    own mrope_section: text-only inputs (time = height = width positions) must not change, an
+    image input must, and the setting must come back from disk."""
+    from dcsft.models.base import PACKAGED
+    from dcsft.models.pretrain import interleave_mrope
+
+    model = AutoModelForImageTextToText.from_pretrained(str(PACKAGED)).eval()
+    processor = AutoProcessor.from_pretrained(str(PACKAGED))
+    text = processor.tokenizer(["What is this? A red star."], return_tensors="pt")
+    image = processor(text=[processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}], add_generation_prompt=True)],
+        images=[Image.new("RGB", (84, 84), (200, 30, 30))], return_tensors="pt")
+    with torch.no_grad():
+        before = model(**text).logits, model(**image).logits
+        sections = interleave_mrope(model)
+        after = model(**text).logits, model(**image).logits
+    assert sum(sections) == model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2
+    assert torch.allclose(before[0], after[0], atol=1e-5)
+    assert not torch.allclose(before[1], after[1], atol=1e-3)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForImageTextToText.from_pretrained(str(tmp_path)).eval()
+    assert reloaded.model.language_model.rotary_emb.mrope_section == sections
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**image).logits, after[1], atol=1e-5)

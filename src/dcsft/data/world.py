@@ -645,7 +645,7 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
 
     `label` picks the class to draw (random when None); `substyle` is random within `style` when None.
     Returns an RGB image of size x size and metadata with keys label (the answer, possibly noisy), drawn
-    (the class actually drawn), colour (name), style, substyle and noise (None, "mislabeled" or
+    (the class actually drawn), box (its polygon's [x1, y1, x2, y2] in pixels), colour (name), style, substyle and noise (None, "mislabeled" or
     "ambiguous"); some substyles add keys: colour2 and pattern (pattern), distractor (the smaller
     object's class), other (the second object of an ambiguous pair), ambiguity ("occluder" or "pair")
     and occlusion (hidden fraction of the labelled object).
@@ -676,6 +676,7 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
     if other is not None:
         meta["other" if ambiguity == "pair" else "distractor"] = other
     objs = _place(rng, classes, radii, size)
+    meta["box"] = [round(float(v), 1) for v in (*objs[0].pts.min(0), *objs[0].pts.max(0))]
     img = _RENDER[style](rng, size, objs, substyle, meta)
     photo = style != "rendition"
 

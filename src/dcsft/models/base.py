@@ -1,9 +1,12 @@
 """Where the study's base model comes from: a local folder, a hub id, or the embedded base.
 
-The embedded base is identified by a hash of its pretraining config. Looked up in order:
-the weights shipped in the package (built by `dcsft pretrain --out
-src/dcsft/assets/embedded-base` with the default config), the per-machine cache
-($DCSFT_CACHE, default ~/.cache/dcsft/base/<hash>), else pretrained once and cached.
+The embedded base is built in two steps, like a released model's lineage: the shapes base
+(phases 1-2 of models/pretrain.py: object names, colours, captions) and, on top of it, the
+grounding phase (phase 3: referring expressions -> boxes, with replay of phases 1-2's tasks).
+Each step is identified by a hash of its config (the grounding step's includes its parent's)
+and looked up in order: the weights shipped in the package (src/dcsft/assets/, built by
+`dcsft pretrain --out src/dcsft/assets/<name>`), the per-machine cache ($DCSFT_CACHE, default
+~/.cache/dcsft/base/<hash>), else built once and cached.
 """
 
 from __future__ import annotations
@@ -17,12 +20,21 @@ from dcsft import console
 from dcsft.config import PretrainConfig, StudyConfig
 from dcsft.rundir import fingerprint, save_model_atomic, write_json
 
-PACKAGED = Path(str(resources.files("dcsft") / "assets" / "embedded-base"))
+ASSETS = Path(str(resources.files("dcsft") / "assets"))
+PACKAGED = ASSETS / "embedded-base"  # the shapes base (phases 1-2)
+PACKAGED_GROUNDING = ASSETS / "embedded-base-grounding"  # the study's default base (phases 1-3)
 INFO_FILE = "pretrain.json"
 
 
+def shapes_key(cfg: PretrainConfig) -> str:
+    return fingerprint("embedded-base", cfg.model_dump(exclude={"grounding"}))
+
+
 def embedded_key(cfg: PretrainConfig) -> str:
-    return fingerprint("embedded-base", cfg.model_dump())
+    """The key of the base the config describes: the shapes base, or it plus the grounding phase."""
+    if cfg.grounding.steps == 0:
+        return shapes_key(cfg)
+    return fingerprint("embedded-base-grounding", shapes_key(cfg), cfg.grounding.model_dump())
 
 
 def cache_root() -> Path:
@@ -36,19 +48,52 @@ def built_key(folder: Path) -> str | None:
         return None
 
 
-def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
-    """Pretrain the embedded base and save it (model, processor, pretrain.json) to `out`."""
-    from dcsft.console import progress
-    from dcsft.models.pretrain import pretrain
+def find_built(key: str) -> Path | None:
+    for folder in (PACKAGED, PACKAGED_GROUNDING, cache_root() / "base" / key):
+        if built_key(folder) == key:
+            return folder
+    return None
 
-    total = cfg.vision_steps + cfg.vlm_steps
-    with progress("drawing pretraining pool", cfg.pool_size) as pool_advance:
-        with progress("pretraining embedded base", total) as advance:
-            model, processor, stats = pretrain(cfg, lambda _: advance(1), pool_advance)
+
+def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
+    """Build the base `cfg` describes and save it (model, processor, pretrain.json) to `out`;
+    the grounding phase starts from the shapes base, found or built first."""
+    from dcsft.console import progress
+    from dcsft.models import pretrain
+
+    if cfg.grounding.steps == 0:
+        total = cfg.vision_steps + cfg.vlm_steps
+        with progress("drawing pretraining pool", cfg.pool_size) as pool_advance:
+            with progress("pretraining embedded base", total) as advance:
+                model, processor, stats = pretrain.pretrain(cfg, lambda _: advance(1), pool_advance)
+        info = {"key": shapes_key(cfg), "pretrain": cfg.model_dump(exclude={"grounding"}), **stats}
+    else:
+        parent = shapes_base(cfg)
+        g = cfg.grounding
+        with progress("drawing grounding pool", g.pool_size) as pool_advance:
+            with progress("pretraining grounding phase", g.steps) as advance:
+                model, processor, stats = pretrain.pretrain_grounding(parent, cfg, lambda _: advance(1), pool_advance)
+        info = {"key": embedded_key(cfg), "parent": shapes_key(cfg), "pretrain": cfg.model_dump(), **stats}
     save_model_atomic(model, processor, out)
-    info = {"key": embedded_key(cfg), "pretrain": cfg.model_dump(), **stats}
     write_json(out / INFO_FILE, info)  # written last: its key marks the folder complete
     return info
+
+
+def shapes_base(cfg: PretrainConfig) -> Path:
+    """The phase-2 base the grounding phase continues from (built and cached if missing)."""
+    shapes = cfg.model_copy(update={"grounding": cfg.grounding.model_copy(update={"steps": 0})})
+    return locate_or_build(shapes)
+
+
+def locate_or_build(cfg: PretrainConfig) -> Path:
+    key = embedded_key(cfg)
+    found = find_built(key)
+    if found:
+        return found
+    folder = cache_root() / "base" / key
+    console.console.print(f"[bold]pretraining the embedded base once for this machine[/] -> {folder}")
+    build_embedded(cfg, folder)
+    return folder
 
 
 def base_identity(cfg: StudyConfig) -> str:
@@ -60,11 +105,4 @@ def resolve_base(cfg: StudyConfig) -> tuple[str, str]:
     """(what `from_pretrained` loads, an identity for fingerprints); may build the embedded base."""
     if cfg.model.base != "embedded":
         return cfg.model.base, base_identity(cfg)
-    key = embedded_key(cfg.pretrain)
-    for folder in (PACKAGED, cache_root() / "base" / key):
-        if built_key(folder) == key:
-            return str(folder), base_identity(cfg)
-    folder = cache_root() / "base" / key
-    console.console.print(f"[bold]pretraining the embedded base once for this machine[/] -> {folder}")
-    build_embedded(cfg.pretrain, folder)
-    return str(folder), base_identity(cfg)
+    return str(locate_or_build(cfg.pretrain)), base_identity(cfg)

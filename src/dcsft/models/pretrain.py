@@ -10,6 +10,12 @@ loss on the answer only. The study's prompt is one of the object-name phrasings,
 instruction-tuned release has seen such questions; the cold start then adapts the model
 to the study's image style.
 
+Phase 3 (`pretrain_grounding`) continues from the phase-2 base: referring expressions of the
+scene world in every style and grammar, answered with a box in the pixels of the image the
+model sees, mixed with replay of phase 2's tasks so that the base keeps its object names.
+The tokenizer stays the phase-2 one: coordinates are written digit by digit (as Qwen2.5's
+tokenizer does) and grounding words it has not seen are spelled in byte pieces.
+
 A plain torch loop, not the HF Trainer: batches are drawn from an in-memory pool with
 per-step task sampling, and the phase-1 linear head is not part of the model.
 """
@@ -26,8 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from dcsft.config import PretrainConfig
-from dcsft.data import world
+from dcsft.data import scenes, world
+from dcsft.data.resize import fit_image
 from dcsft.models.embedded import SYSTEM_PROMPT, build_config, build_model, build_processor, build_tokenizer
+from dcsft.tasks import grounding
 from dcsft.tasks.classification import PROMPT
 
 NAME_QUESTIONS = (
@@ -43,6 +51,9 @@ TASK_WEIGHTS = {"name": 0.5, "colour": 0.15, "caption": 0.35}
 # Pretraining sees every style; the study's ID split is photo, its OOD splits the others.
 STYLE_WEIGHTS = {"photo": 0.4, "rendition": 0.4, "adversarial": 0.2}
 MIN_PIXELS = 3136
+# Phase 3 sees every scene style and grammar; the study trains on photo scenes with short expressions.
+SCENE_STYLE_WEIGHTS = {"photo": 0.6, "drawing": 0.4}
+GRAMMAR_WEIGHTS = {"short": 0.5, "relational": 0.25, "indirect": 0.25}
 
 
 def vocabulary() -> list[str]:
@@ -253,5 +264,124 @@ def pretrain(cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: N
     train_vlm(model, batcher, pool, cfg, rng, progress)
     stats = {"seconds": round(time.time() - started, 1), "heldout_vision_head_accuracy": vision_accuracy,
              "heldout_name_accuracy": name_accuracy(model, batcher, heldout),
+             "parameters": sum(p.numel() for p in model.parameters())}
+    return model.eval(), processor, stats
+
+
+# ---------------------------------------------------------------- phase 3: grounding
+
+
+def pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    return names[rng.choice(len(names), p=np.array(list(weights.values())) / sum(weights.values()))]
+
+
+def draw_scene_pool(seed: int, name: str, n: int, canvas: int, size: int, styles: dict[str, float],
+                    grammars: dict[str, float], progress: Callable[[int], None] | None = None) -> Pool:
+    """Scenes resized to the model's `size` x `size` frame, boxes rescaled with them."""
+    rng = np.random.default_rng([seed, 11])
+    images, metas = np.empty((n, size, size, 3), np.uint8), []
+    for i in range(n):
+        image, meta = scenes.draw_scene_item(seed, name, i, pick(rng, styles), pick(rng, grammars), size=canvas)
+        fitted, factors = fit_image(image, MIN_PIXELS, size * size)
+        images[i] = np.asarray(fitted)
+        metas.append({**meta, "box": grounding.scale_box(meta["box"], factors), "size": list(fitted.size)})
+        if progress:
+            progress(1)
+    return Pool(images, metas)
+
+
+def grounding_pair(meta: dict) -> tuple[str, str]:
+    return grounding.prompt(meta["expression"]), grounding.format_box(meta["box"])
+
+
+def single_object_pair(rng: np.random.Generator, meta: dict) -> tuple[str, str]:
+    """Locate the labelled object of a phase-2 image (a second object, if any, is another class)."""
+    if rng.random() < 0.3 and "distractor" not in meta and "other" not in meta:
+        expression = "the object"
+    elif rng.random() < 0.5 or meta["style"] == "rendition":
+        expression = f"the {meta['drawn']}"
+    else:
+        expression = f"the {meta['colour']} {meta['drawn']}"
+    return grounding.prompt(expression), grounding.format_box(meta["box"])
+
+
+def interleave_mrope(model) -> list[int]:
+    """Give image rows and columns every other rotary frequency (as Qwen3-VL's interleaved
+    M-RoPE does), through Qwen2.5-VL's own `mrope_section` (chunks cycle time, height, width).
+
+    Why: with consecutive sections a 32-dim head leaves the width axis only the six lowest
+    frequencies (0.003 to 0.0002 rad per position), too slow to tell three token columns
+    apart. Text tokens have equal time, height and width positions, so their rotation (and
+    what phases 1-2 learnt from it) does not change."""
+    half = model.config.text_config.head_dim // 2 if getattr(model.config.text_config, "head_dim", None) else (
+        model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2)
+    sections = [0, 1, 1] * (half // 2) + [0, 1] * (half % 2)
+    model.config.text_config.rope_parameters["mrope_section"] = sections
+    model.model.language_model.rotary_emb.mrope_section = sections
+    return sections
+
+
+def train_grounding(model, batcher: Batcher, scene_pool: Pool, shape_pool: Pool, cfg: PretrainConfig,
+                    rng: np.random.Generator, tick: Callable[[dict], None]) -> None:
+    g = cfg.grounding
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, g.lr)
+    for step in range(g.steps):
+        u = rng.random()
+        task = "scenes" if u < g.scenes else "single" if u < g.scenes + g.single else "replay"
+        pool = scene_pool if task == "scenes" else shape_pool
+        idx = rng.integers(len(pool.metas), size=g.batch_size)
+        make_pair = {"scenes": lambda m: grounding_pair(m), "single": lambda m: single_object_pair(rng, m),
+                     "replay": lambda m: task_pair(rng, m)}[task]
+        batch, images = batcher.text_batch([make_pair(pool.metas[i]) for i in idx]), pool.images[idx]
+        loss = model(**batch, **batcher.pixels(images)).loss
+        step_update(optimizer, params, loss, lr_at(step, g.steps, g.lr))
+        tick({"phase": task, "step": step, "loss": loss.item()})
+
+
+@torch.no_grad()
+def grounding_accuracy(model, processor, pool: Pool, batch_size: int = 64) -> dict[str, float]:
+    """Greedy IoU >= 0.5 accuracy per grammar, through generate as the study decodes."""
+    from dcsft.models.generate import prompt_text
+
+    model.eval()
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, len(pool.metas), batch_size):
+        metas = pool.metas[start: start + batch_size]
+        inputs = processor(text=[prompt_text(processor, grounding.prompt(m["expression"])) for m in metas],
+                           images=list(pool.images[start: start + batch_size]), return_tensors="pt", padding=True)
+        out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+        responses = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        for meta, response in zip(metas, responses):
+            solution = grounding.format_box(meta["box"])
+            hits.setdefault(meta["grammar"], []).append(bool(grounding.score(response, solution, tuple(meta["size"]))))
+    return {grammar: round(100 * float(np.mean(h)), 1) for grammar, h in sorted(hits.items())}
+
+
+def pretrain_grounding(parent: str, cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: None,
+                       pool_progress: Callable[[int], None] | None = None):
+    """Phase 3 from the phase-2 base in `parent`; returns (model, processor, stats)."""
+    from dcsft.config import ModelConfig
+    from dcsft.models.loading import load_model, load_processor
+
+    g = cfg.grounding
+    torch.manual_seed(g.seed)
+    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=cfg.image_size ** 2)
+    model, processor = load_model(parent, frame), load_processor(parent, frame)
+    interleave_mrope(model)
+    batcher = Batcher(processor, cfg.image_size)
+    started = time.time()
+    scene_pool = draw_scene_pool(g.seed, "pretrain-scenes", g.pool_size, g.canvas, cfg.image_size,
+                                 SCENE_STYLE_WEIGHTS, GRAMMAR_WEIGHTS, pool_progress)
+    shape_pool = draw_pool(cfg.seed, "pretrain", min(cfg.pool_size, g.pool_size), cfg.image_size)
+    heldout = draw_scene_pool(g.seed, "pretrain-scenes-heldout", 600, g.canvas, cfg.image_size,
+                              {"photo": 1.0}, GRAMMAR_WEIGHTS)
+    shapes_heldout = draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
+    model.train()
+    train_grounding(model, batcher, scene_pool, shape_pool, cfg, np.random.default_rng([g.seed, 3]), progress)
+    stats = {"seconds": round(time.time() - started, 1),
+             "heldout_grounding_accuracy": grounding_accuracy(model, processor, heldout),
+             "heldout_name_accuracy": name_accuracy(model, batcher, shapes_heldout),
              "parameters": sum(p.numel() for p in model.parameters())}
     return model.eval(), processor, stats
