@@ -2,7 +2,9 @@
 
 Reads: 01_prepare/records/coldstart.json and the base model (`model.base`).
 Writes: 02_coldstart/model/ (save_pretrained folder), loss.jsonl, stats.json, DONE.
-Paper: 400 samples, 1 epoch, lr 1e-5, warmup 0.1, vision tower not frozen.
+Paper: 400 samples, 1 epoch, lr 1e-5, warmup 0.1, vision tower not frozen
+(`train.freeze_vision: true` freezes it here too; the aligner stays trainable).
+Several GPUs: accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m dcsft coldstart
 
 Example: dcsft coldstart --set coldstart.lr=2e-4
 """
@@ -13,22 +15,26 @@ from pathlib import Path
 
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
 from dcsft.console import progress
+from dcsft.launch import preflight
 from dcsft.models.base import resolve_base
 from dcsft.models.loading import load_model, load_processor
-from dcsft.rundir import RunDir, fingerprint, save_model_atomic
+from dcsft.rundir import RunDir, fingerprint
 from dcsft.stage import read_split, run_stage, upstream
 from dcsft.train import sft
 
 
 def stage_fingerprint(cfg: StudyConfig, base_identity: str) -> str:
     rundir = RunDir(cfg.run_dir)
+    # freeze_vision enters only when set, so cold starts made before the option existed stay valid.
+    frozen = [{"freeze_vision": True}] if cfg.train.freeze_vision else []
     return fingerprint("coldstart", upstream(rundir.prepare, "prepare"), base_identity, cfg.model.model_dump(),
-                       cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed)
+                       cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed, *frozen)
 
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
     upstream(rundir.prepare, "prepare")  # before resolve_base, which may pretrain the embedded base
+    preflight(cfg, ["coldstart"])  # e.g. bfloat16 on a CPU: one line, before a finished cold start is cleared
     base, identity = resolve_base(cfg)
 
     def body(folder: Path):
@@ -37,12 +43,13 @@ def run(cfg: StudyConfig) -> dict:
         run_cfg = sft.SFTRun(output_dir=folder, lr=cfg.coldstart.lr, batch_size=cfg.coldstart.batch_size,
                              warmup_ratio=cfg.coldstart.warmup_ratio, epochs=cfg.coldstart.epochs, seed=cfg.seed,
                              max_length=cfg.coldstart.max_length, save_steps=cfg.coldstart.save_steps,
-                             stage="coldstart")
+                             stage="coldstart", freeze_vision=cfg.train.freeze_vision, save_to=rundir.coldstart_model)
         steps = max(1, int(len(records) * cfg.coldstart.epochs) // cfg.coldstart.batch_size)
         with progress("cold start (full fine-tune)", steps) as advance:
-            model, stats = sft.train(model, processor, records, run_cfg, advance)
-        save_model_atomic(model, processor, rundir.coldstart_model)
+            _, stats = sft.train(model, processor, records, run_cfg, advance)  # saves the model to save_to
         return (f"full fine-tune on {len(records)} samples, {stats['steps']} steps, loss {stats['train_loss']}",
                 {**stats, "records": len(records), "skipped": skipped, "base": base})
 
-    return run_stage("coldstart", rundir.coldstart, stage_fingerprint(cfg, identity), body)
+    # Under accelerate launch every process runs the body: the Trainer shares the batches, the main
+    # process writes loss.jsonl and the model (sft.save_trained), run_stage the marker.
+    return run_stage("coldstart", rundir.coldstart, stage_fingerprint(cfg, identity), body, data_parallel=True)

@@ -78,7 +78,7 @@ def pass_probabilities(model, processor, records: list[dict], accepted: list[lis
         raise ValueError(f"accepted answers tokenise to nothing for record(s) {empty[:3]}")
     stops = sorted(stop_token_ids(model))
     copies = max(len(seqs) for seqs in sequences)
-    inputs = prompt_inputs(processor, records)
+    inputs = prompt_inputs(processor, records, model.device)
     encoded = prefill(model, inputs, keep_last=True)
     expanded, cache = branch(model, encoded, copies)
     processors = logits_processors(model, sampling, (expanded["attention_mask"] != 0).int().argmax(dim=1))
@@ -87,18 +87,19 @@ def pass_probabilities(model, processor, records: list[dict], accepted: list[lis
     rows = [seqs[j] if j < len(seqs) else () for seqs in sequences for j in range(copies)]
     width = max(len(seq) for seq in rows)
     pad = processor.tokenizer.pad_token_id or 0
-    answer = torch.tensor([list(seq) + [pad] * (width - len(seq)) for seq in rows])
-    answer_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in rows])
+    device = model.device
+    answer = torch.tensor([list(seq) + [pad] * (width - len(seq)) for seq in rows], device=device)
+    answer_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in rows], device=device)
     mask = torch.cat([expanded["attention_mask"], answer_mask], dim=1)
     start = expanded["attention_mask"].sum(dim=1, keepdim=True)
-    positions = start + torch.arange(width)[None, :] + model.model.rope_deltas.view(-1, 1)
+    positions = start + torch.arange(width, device=device)[None, :] + model.model.rope_deltas.view(-1, 1)
     logits = model(input_ids=answer, attention_mask=mask, cache=cache, position_ids=positions).logits
 
     # Step t predicts answer token t from the prompt and answer[:t]; step len(answer) predicts a stop token.
     steps = torch.cat([encoded.logits[:, None].repeat_interleave(copies, dim=0), logits], dim=1).float()
     history = torch.cat([expanded["input_ids"], answer], dim=1)
     prompt_len = expanded["input_ids"].shape[1]
-    log_p = torch.zeros(len(rows))
+    log_p = torch.zeros(len(rows), device=device)
     for t in range(width + 1):
         scores = processors(history[:, :prompt_len + t], steps[:, t]).log_softmax(dim=-1)
         for i, seq in enumerate(rows):

@@ -62,11 +62,12 @@ def stop_token_ids(model) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos]) - {None}
 
 
-def prompt_inputs(processor, records: list[dict]) -> dict:
-    """The processor's batch (left-padded) for the records' image + question prompts."""
+def prompt_inputs(processor, records: list[dict], device: torch.device | str = "cpu") -> dict:
+    """The processor's batch (left-padded) for the records' image + question prompts, on the
+    model's device."""
     images = [Image.open(r["image"]).convert("RGB") for r in records]
     return processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
-                     return_tensors="pt", padding=True)
+                     return_tensors="pt", padding=True).to(device)
 
 
 def supports_shared_prefill(model) -> bool:
@@ -102,6 +103,7 @@ def branch(model, encoded: Prefill, copies: int, rows: list[int] | None = None, 
     default), prompt i's copies side by side; with `keep` the prefill stays untouched so it can
     be branched again. Sets the model's rotary offsets to match the new batch."""
     index = torch.arange(encoded.inputs["input_ids"].shape[0]) if rows is None else torch.tensor(rows)
+    index = index.to(encoded.inputs["input_ids"].device)
     cache = copy.deepcopy(encoded.cache) if keep else encoded.cache
     if rows is not None:
         cache.batch_select_indices(index)
@@ -142,7 +144,9 @@ def respond(model, processor, records: list[dict], sampling: Sampling, seed: int
     """`num_return_sequences` responses per record. The generator is seeded per batch, so a
     batch's responses do not depend on which batches ran before it. With `share_prefill`, the
     prompt is encoded once per record instead of once per response (same responses)."""
-    inputs = prompt_inputs(processor, records)
+    if hasattr(model, "respond_records"):  # another engine (models/vllm_engine.py) draws the responses itself
+        return model.respond_records(records, sampling, seed, batch_index)
+    inputs = prompt_inputs(processor, records, model.device)
     prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
     n = sampling.num_return_sequences
     if share_prefill and n > 1 and supports_shared_prefill(model):

@@ -8,6 +8,11 @@ implicit filter the paper's argument rests on. It is kept in loss.jsonl as
 Compute: TRL counts the prompt + completion tokens of every completion; each of them goes
 through the model when it is generated, again in the policy's training pass, and once more
 in the reference model's pass when beta > 0, so tokens forwarded = that count x (2 + [beta > 0]).
+
+`grpo.use_vllm` has TRL generate the completions with vLLM (`grpo.vllm_mode`: colocate, inside
+the training processes, or server, from a `trl vllm-serve --model <02_coldstart/model>` started
+beforehand); vLLM's own settings (vllm_gpu_memory_utilization, vllm_server_host, ...) go through
+`grpo.extra`. Under `accelerate launch` prompts_per_step is per process, like every batch size.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from transformers import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from dcsft.config import GrpoConfig, LoraConfig
+from dcsft.models.vllm_engine import require_vllm
 from dcsft.rundir import write_jsonl
-from dcsft.train.sft import Ticks, checkpointing, peft_config, run_trainer
+from dcsft.train.sft import Ticks, checkpointing, frozen_vision, peft_config, run_trainer, save_trained
 
 
 class CountedReward:
@@ -71,6 +77,9 @@ class CountedReward:
 def to_dataset(records: list[dict]) -> Dataset:
     rows = [{"prompt": [{"role": "user", "content": r["problem"]}], "image": r["image"], "solution": r["solution"]}
             for r in records]
+    if records and all("size" in r.get("meta", {}) for r in records):  # grounding clips boxes to the image
+        for row, r in zip(rows, records):
+            row["size"] = r["meta"]["size"]
     return Dataset.from_list(rows).cast_column("image", Image())
 
 
@@ -84,37 +93,49 @@ def trl_config(g: GrpoConfig, output_dir: Path, seed: int) -> GRPOConfig:
         warmup_steps=g.warmup_ratio, max_steps=g.steps, seed=seed, data_seed=seed,
         logging_steps=1, report_to="none", **checkpointing(g.save_steps), use_cpu=not on_gpu, bf16=on_gpu,
         gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
+        use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
     )
     settings.update(g.extra)
     return GRPOConfig(**settings)
 
 
 def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig, lora: LoraConfig,
-          output_dir: Path, seed: int, advance=lambda _: None) -> tuple[Any, dict]:
+          output_dir: Path, seed: int, advance=lambda _: None, freeze_vision: bool = False,
+          save_to: Path | None = None) -> tuple[Any, dict]:
     """Train a LoRA adapter around `model` with GRPO; returns the model and stats, and writes
-    the per-step log (loss, reward, zero-advantage fraction) to `output_dir`/loss.jsonl."""
+    the per-step log (loss, reward, zero-advantage fraction) to `output_dir`/loss.jsonl. With
+    `save_to`, the adapter is saved there (from any number of processes, see sft.save_trained)."""
+    if g.use_vllm:
+        require_vllm("grpo.use_vllm=true")
     counted = CountedReward(reward)
     trainer = GRPOTrainer(
         model=model, reward_funcs=[counted], args=trl_config(g, output_dir, seed), train_dataset=to_dataset(records),
-        processing_class=processor, peft_config=peft_config(lora), callbacks=[Ticks(advance)],
+        processing_class=processor, peft_config=peft_config(lora, freeze_vision), callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)
+    frozen = frozen_vision(trainer, freeze_vision)
     result, resumed = run_trainer(trainer, output_dir, "train")
     # Counted from the log history, which a resumed run restores with the checkpoint: TRL logs each
-    # step's mean completion length, and each step generates one batch of completions.
-    per_step = g.prompts_per_step * g.num_generations * g.grad_accum
+    # step's mean completion length (over all processes), and each step generates one batch of
+    # completions per process.
+    processes = trainer.args.world_size
+    per_step = g.prompts_per_step * g.num_generations * g.grad_accum * processes
     steps = [{"step": e["step"], "loss": e["loss"], "reward": e.get("reward"),
               "zero_advantage_fraction": e.get("frac_reward_zero_std"), "lr": e.get("learning_rate"),
               "tokens_generated": round(e.get("completions/mean_length", 0) * per_step),
               "reward_failures": round(e.get("reward_failures", 0))}
              for e in trainer.state.log_history if "loss" in e]
-    write_jsonl(output_dir / "loss.jsonl", steps)
+    if trainer.is_world_process_zero():
+        write_jsonl(output_dir / "loss.jsonl", steps)
+    if save_to is not None:
+        save_trained(trainer, save_to)
     zero = [s["zero_advantage_fraction"] for s in steps if s["zero_advantage_fraction"] is not None]
     passes = 2 + (g.beta > 0)
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
-                           "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum,
+                           "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum * processes,
                            "resumed_from_checkpoint": resumed, "completions": len(steps) * per_step,
                            "reward_failures": sum(s["reward_failures"] for s in steps),
                            "tokens_forwarded": int(trainer.state.num_input_tokens_seen) * passes,
                            "tokens_generated": sum(s["tokens_generated"] for s in steps),
-                           "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None}
+                           "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None,
+                           **frozen}

@@ -32,7 +32,7 @@ from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig, hard_mix_percent
 from dcsft.console import progress
 from dcsft.data.records import from_sft
 from dcsft.models.loading import load_model, load_processor
-from dcsft.rundir import RunDir, fingerprint, read_jsonl, save_model_atomic
+from dcsft.rundir import RunDir, fingerprint, read_jsonl
 from dcsft.stage import read_split, run_stage, upstream
 from dcsft.tasks import get_task, verifier_version
 from dcsft.train import grpo, sft
@@ -107,7 +107,8 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
     settings = cfg.train.model_dump(exclude={"methods", *NOT_IN_FINGERPRINT})
     if method == "grpo":
         settings = {"grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT), "lora": cfg.train.lora.model_dump(),
-                    "task": cfg.task, "verifier": verifier_version(cfg.task)}
+                    "task": cfg.task, "verifier": verifier_version(cfg.task),
+                    **({"freeze_vision": True} if cfg.train.freeze_vision else {})}
     return fingerprint("train", upstream(rundir.curate, "curate"), upstream(rundir.coldstart, "coldstart"),
                        settings, method, cfg.model.model_dump(), seed)
 
@@ -127,22 +128,24 @@ def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, li
             with progress(f"{name} (LoRA GRPO, {cfg.grpo.num_generations} generations per prompt)",
                           cfg.grpo.steps) as advance:
                 model, stats = grpo.train(model, processor, records, get_task(cfg.task).reward, cfg.grpo, t.lora,
-                                          folder, seed, advance)
+                                          folder, seed, advance, freeze_vision=t.freeze_vision,
+                                          save_to=rundir.adapter(method, seed))
             if stats["reward_failures"]:
                 console.warn(f"{name}: {stats['reward_failures']} of {stats['completions']} completions got no "
                              "usable reward (raised or not a number) and scored 0")
         else:
             run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
                                  warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=seed, lora=t.lora,
-                                 in_order=method == "curriculum", save_steps=t.save_steps, extra=t.extra)
+                                 in_order=method == "curriculum", save_steps=t.save_steps, extra=t.extra,
+                                 freeze_vision=t.freeze_vision, save_to=rundir.adapter(method, seed))
             with progress(f"{name} (LoRA SFT on {len(records)})", t.steps) as advance:
                 model, stats = sft.train(model, processor, records, run_cfg, advance)
-        save_model_atomic(model, None, rundir.adapter(method, seed))
         samples = len({r["id"] for r in records}) if method == "curriculum" else len(records)
         return (f"{name}: {stats['steps']} steps on {samples} samples, loss {stats['train_loss']}",
                 {**stats, **about, "samples": samples, "n_a": False})
 
-    return run_stage("train", rundir.train(method, seed), stage_fingerprint(cfg, method, seed), body)
+    return run_stage("train", rundir.train(method, seed), stage_fingerprint(cfg, method, seed), body,
+                     data_parallel=True)  # under accelerate launch every rank trains; rank 0 writes the markers
 
 
 def run(cfg: StudyConfig) -> dict[str, dict[int, dict]]:

@@ -3,11 +3,17 @@
 Our config is mapped onto TRL's `SFTConfig`; anything else TRL offers goes through `extra`.
 Records become TRL's conversational prompt/completion rows with an image, which makes TRL
 put the loss on the completion only (what the paper's ms-swift runs do).
+
+Several processes (`accelerate launch`, see configs/accelerate/): TRL's trainers are
+accelerate-aware, so a DeepSpeed / FSDP / DDP launch needs nothing here; batch sizes are per
+process. Only the main process writes loss.jsonl and reports checkpoints; the stats count the
+samples of every process.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,9 @@ from peft import PeftModel
 from trl import SFTConfig, SFTTrainer
 
 from dcsft.config import LoraConfig
-from dcsft.rundir import unit_finished, write_jsonl
+from dcsft.data.records import to_trl
+from dcsft.models.loading import VISION_LORA_EXCLUDE, freeze_vision
+from dcsft.rundir import save_model_atomic, unit_finished, write_jsonl
 
 
 @dataclass
@@ -39,13 +47,12 @@ class SFTRun:
     stage: str = "train"  # names finished checkpoints for the kill tests' unit log
     lora: LoraConfig | None = None  # None: full fine-tune
     extra: dict[str, Any] = field(default_factory=dict)
+    freeze_vision: bool = False  # freeze the vision tower (the aligner stays trainable)
+    save_to: Path | None = None  # save the trained model (and processor) here, from any number of processes
 
 
 def to_dataset(records: list[dict]) -> Dataset:
-    rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["problem"]}]}],
-             "completion": [{"role": "assistant", "content": [{"type": "text", "text": r["solution"]}]}],
-             "images": [r["image"]]} for r in records]
-    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+    return Dataset.from_list([to_trl(r) for r in records]).cast_column("images", Sequence(Image()))
 
 
 def trl_config(run: SFTRun) -> SFTConfig:
@@ -78,7 +85,8 @@ class Checkpoints(TrainerCallback):
         self.stage, self.folder = stage, folder
 
     def on_save(self, args, state, control, **kwargs):
-        unit_finished(self.stage, f"{self.folder}:step{state.global_step}")
+        if state.is_world_process_zero:  # one report per checkpoint, not one per process
+            unit_finished(self.stage, f"{self.folder}:step{state.global_step}")
 
 
 def run_trainer(trainer, output_dir: Path, stage: str):
@@ -102,6 +110,28 @@ def restore_full_model(trainer, checkpoint: str) -> None:
     trainer._load_from_checkpoint = lambda *args, **kwargs: None
 
 
+def save_trained(trainer, folder: Path, processor=None) -> None:
+    """Save the trained model (and processor) to `folder` atomically. One process: the model's own
+    save_pretrained (save_model_atomic). Several: every process calls the Trainer's save_model, which
+    gathers sharded weights (FSDP, ZeRO-3) and writes on the main process only, into a temporary
+    sibling that the main process then renames into place."""
+    if trainer.args.world_size == 1:
+        save_model_atomic(trainer.model, processor, folder)
+        return
+    tmp, main = folder.with_name(folder.name + ".tmp"), trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if main:
+        if processor is not None:
+            processor.save_pretrained(tmp)
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    trainer.accelerator.wait_for_everyone()
+
+
 def samples_seen(n_records: int, batch_size: int, micro_batches: int) -> int:
     """Samples read in `micro_batches` batches over repeated epochs of `n_records`: an epoch's
     last batch is short when batch_size does not divide n_records (the dataloader keeps it)."""
@@ -110,11 +140,19 @@ def samples_seen(n_records: int, batch_size: int, micro_batches: int) -> int:
     return epochs * n_records + min(rest * batch_size, n_records)
 
 
-def peft_config(lora: LoraConfig):
+def peft_config(lora: LoraConfig, freeze_vision: bool = False):
+    """PEFT's LoraConfig; with a frozen vision tower no adapters are put on it."""
     from peft import LoraConfig as PeftLoraConfig
 
     return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+                          target_modules=lora.target_modules, task_type="CAUSAL_LM",
+                          exclude_modules=VISION_LORA_EXCLUDE if freeze_vision else None)
+
+
+def frozen_vision(trainer, freeze: bool) -> dict:
+    """Freeze the vision tower of the trainer's model (after PEFT wrapped it, before the
+    optimizer is built in train()); the stats entry saying so."""
+    return {"vision_frozen_parameters": freeze_vision(trainer.model)} if freeze else {}
 
 
 class Ticks(TrainerCallback):
@@ -130,15 +168,20 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
     stats, and writes the per-step loss log to `run.output_dir`/loss.jsonl."""
     trainer = SFTTrainer(
         model=model, args=trl_config(run), train_dataset=to_dataset(records), processing_class=processor,
-        peft_config=peft_config(run.lora) if run.lora else None, callbacks=[Ticks(advance)],
+        peft_config=peft_config(run.lora, run.freeze_vision) if run.lora else None, callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
+    frozen = frozen_vision(trainer, run.freeze_vision)
     result, resumed = run_trainer(trainer, run.output_dir, run.stage)
     losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
               for e in trainer.state.log_history if "loss" in e]
-    write_jsonl(run.output_dir / "loss.jsonl", losses)
+    if trainer.is_world_process_zero():
+        write_jsonl(run.output_dir / "loss.jsonl", losses)
+    if run.save_to is not None:
+        save_trained(trainer, run.save_to, processor)
+    # Each process reads its own share of every batch (num_input_tokens_seen is already summed over them).
     return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
-                           "samples_seen": samples_seen(len(records), run.batch_size,
+                           "samples_seen": samples_seen(len(records), run.batch_size * trainer.args.world_size,
                                                         trainer.state.global_step * run.grad_accum),
                            "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0,
-                           "resumed_from_checkpoint": resumed}
+                           "resumed_from_checkpoint": resumed, **frozen}
