@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
 from dcsft.console import console
@@ -22,6 +23,7 @@ ConfigArg = typer.Argument(None, help="Study config YAML; default: the packaged 
 SetOpt = typer.Option([], "--set", "-s", help="Override a config key, e.g. --set profile.k=8 (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (overrides run_dir in the config).")
 SeedsOpt = typer.Option(None, "--seeds", help="Training runs per method (seeds seed, seed+1, ...); tables show mean ± std.")
+TaskOpt = typer.Option(None, "--task", "-t", help="Run only this task of the study (default: each of its tasks).")
 
 
 def quiet_libraries() -> None:
@@ -41,16 +43,31 @@ def read_config(config: Optional[Path], overrides: list[str], run_dir: Optional[
     return load_config(config, [*overrides, *flags])
 
 
-def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int]) -> StudyConfig:
-    """The config of a command that writes to the run directory, which it then holds alone."""
+def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int],
+          stages: Optional[list[str]] = None) -> StudyConfig:
+    """The config of a command that writes to the run directory, which it then holds alone;
+    settings the `stages` (default: all) cannot run here (vLLM, DeepSpeed, bf16 without a GPU)
+    end it before any work."""
+    from dcsft.launch import preflight
+
     quiet_libraries()
     cfg = read_config(config, overrides, run_dir, seeds)
+    for note in preflight(cfg, stages):
+        console.print(f"[yellow]note:[/] {escape(note)}")
     import torch
 
     torch.set_num_threads(cfg.model.threads)
-    hold_lock(RunDir(cfg.run_dir).root)
-    write_text(RunDir(cfg.run_dir).root / "config.yaml", dump_config(cfg))
+    from dcsft import distributed
+
+    if distributed.is_main():  # under torchrun / accelerate launch, rank 0 holds the run directory for all ranks
+        hold_lock(RunDir(cfg.run_dir).root)
+        write_text(RunDir(cfg.run_dir).root / "config.yaml", dump_config(cfg))
     return cfg
+
+
+def each_task(cfg: StudyConfig, task: Optional[str]) -> list[StudyConfig]:
+    """The single-task configs a command runs: `--task`, else every task of the study."""
+    return [cfg.for_task(name) for name in ([task] if task else cfg.task_names)]
 
 
 def guarded(action: Callable[[], None]) -> None:
@@ -58,11 +75,11 @@ def guarded(action: Callable[[], None]) -> None:
     try:
         action()
     except (ConfigError, StageError, DataError, RunDirBusy) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {escape(str(err))}")  # messages quote [x1, y1, x2, y2] and the like
         raise typer.Exit(2) from None
     except OSError as err:  # disk full, read-only run directory, ...: finished work stays on disk
         where = f"{err.filename}: " if err.filename else ""
-        console.print(f"[bold red]error:[/] {where}{err.strerror or err}; finished work is kept, rerun to continue")
+        console.print(f"[bold red]error:[/] {escape(where + str(err.strerror or err))}; finished work is kept, rerun to continue")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")
@@ -71,10 +88,14 @@ def guarded(action: Callable[[], None]) -> None:
 
 def stage_command(name: str, doc: str):
     def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-                seeds: Optional[int] = SeedsOpt):
+                seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
         from dcsft.study import STAGES
 
-        guarded(lambda: STAGES[name](setup(config, set_, run_dir, seeds)))
+        def action():
+            for task_cfg in each_task(setup(config, set_, run_dir, seeds, [name]), task):
+                STAGES[name](task_cfg)
+
+        guarded(action)
 
     command.__doc__ = doc
     app.command(name)(command)
@@ -94,25 +115,27 @@ for _name, _doc in [
 
 @app.command()
 def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-          seeds: Optional[int] = SeedsOpt):
-    """Run every stage (finished ones skip themselves) and print the tables."""
+          seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
+    """Run every stage of every task (finished ones skip themselves) and print the tables."""
     from dcsft import study as study_module
 
     def action():
         started = time.time()
         cfg = setup(config, set_, run_dir, seeds)
-        report = study_module.run(cfg)
+        reports = study_module.run_tasks(cfg, each_task(cfg, task))
         console.print()
-        print(report)
+        for report in reports.values():
+            print(report)
+        where = ", ".join(str(path) for path in reports)
         console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}; "
-                      f"report with figures: {RunDir(cfg.run_dir).report.root / 'report.html'}")
+                      f"reports with figures: {where}")
 
     guarded(action)
 
 
 @app.command()
 def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-           seeds: Optional[int] = SeedsOpt):
+           seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
     """Show each stage of the run directory as done / stale / partial / missing, with counts."""
 
     def action():
@@ -124,8 +147,10 @@ def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir
         cfg = read_config(config, set_, run_dir, seeds)
         colours = {"done": "green", "stale": "yellow", "partial": "magenta", "missing": "dim"}
         table = Table("stage", "state", "detail", "folder", title=f"run directory {cfg.run_dir}")
-        for row in statuses(cfg):
-            table.add_row(row.name, f"[{colours[row.state]}]{row.state}[/]", row.detail, str(row.folder))
+        for task_cfg in each_task(cfg, task):
+            prefix = f"{task_cfg.task} " if cfg.tasks else ""
+            for row in statuses(task_cfg):
+                table.add_row(prefix + row.name, f"[{colours[row.state]}]{row.state}[/]", row.detail, str(row.folder))
         console.print(table)
 
     guarded(action)
@@ -152,3 +177,235 @@ def pretrain(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
 
 
 
+# --- data commands: export a curated subset, compare bucketings, import the authors' rollouts ---
+
+EXPORT_BUCKETS = ("easy", "medium", "hard", "all")
+DataTaskOpt = typer.Option(None, "--task", "-t", help="The task to use, in a study of several tasks.")
+
+
+def one_task(cfg: StudyConfig, task: Optional[str]) -> StudyConfig:
+    """The single task a data command works on: `--task`, or the study's only task."""
+    if not task and len(cfg.task_names) > 1:
+        where = ", ".join(f"{name} in {Path(cfg.run_dir) / name}" for name in cfg.task_names)
+        raise ConfigError(f"this study has several tasks ({where}): pick one with --task")
+    return each_task(cfg, task)[0]
+
+
+def export_run_dir(source: Path, set_: list[str], run_dir: Optional[Path], task: Optional[str]) -> RunDir:
+    """A run directory given directly, or the (task's) run directory of a config file."""
+    if not source.exists():
+        raise DataError(f"{source}: no such run directory or config file")
+    if source.is_dir():
+        if run_dir is not None or set_ or task:
+            raise ConfigError(f"{source} is a run directory: --run-dir, --set and --task go with a config file")
+        tasks = sorted(p.name for p in source.iterdir() if (p / "04_curate").is_dir())
+        if tasks and not (source / "04_curate").exists():
+            raise ConfigError(f"{source} holds the run directories of several tasks ({', '.join(tasks)}): "
+                              f"export from one of them, e.g. {source / tasks[0]}")
+        return RunDir(source)
+    return RunDir(one_task(read_config(source, set_, run_dir, None), task).run_dir)
+
+
+def bucket_records(rundir: RunDir, bucket: str) -> list[dict]:
+    """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
+    from dcsft.data.formats import read_json_file
+    from dcsft.stage import read_split, upstream
+
+    upstream(rundir.curate, "curate")
+    path = rundir.curate.root / "assignments.jsonl"
+    assignments = read_json_file(path)
+    if not all(isinstance(a, dict) and "id" in a for a in assignments):
+        raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
+    by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
+    chosen = [a["id"] for a in assignments if bucket == "all" or a.get("bucket") == bucket]
+    unknown = [i for i in chosen if i not in by_id]
+    if unknown:
+        raise StageError(f"{rundir.curate.root}: {len(unknown)} curated ids are not in {rundir.records('train')} "
+                         f"(first: {unknown[0]}); rerun `dcsft curate`")
+    return [by_id[i] for i in chosen]
+
+
+@app.command("export")
+def export_bucket(
+        source: Path = typer.Argument(..., metavar="RUN_DIR_OR_CONFIG",
+                                      help="A run directory, or a study config (with --run-dir / --set / --task)."),
+        bucket: str = typer.Option(..., "--bucket", "-b", help="easy, medium, hard or all (every curated sample)."),
+        fmt: str = typer.Option("sft", "--format", "-f",
+                                help="records: the authors' problem/solution/image; sft: ms-swift's messages/images; "
+                                     "trl: TRL's prompt/completion rows (answer-only loss in SFTTrainer)."),
+        out: Path = typer.Option(..., "--out", "-o", help="File to write: .json (one list) or .jsonl (one per line)."),
+        with_id: bool = typer.Option(False, "--with-id", help="Add each record's id to sft rows."),
+        set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt, task: Optional[str] = DataTaskOpt):
+    """Write one curated bucket's training records in the authors' or ms-swift's format.
+
+    Example: dcsft export runs/default --bucket medium --format sft --out medium.jsonl
+    """
+    from rich.markup import escape
+
+    from dcsft.data.formats import FORMATS, export_records
+
+    def action():
+        name = {"middle": "medium"}.get(bucket.strip().lower(), bucket.strip().lower())
+        if name not in EXPORT_BUCKETS:
+            raise DataError(f"--bucket {bucket!r}: expected one of {', '.join(EXPORT_BUCKETS)}")
+        if fmt not in FORMATS:
+            raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if out.suffix not in (".json", ".jsonl"):
+            raise DataError(f"--out {out}: name the file .json or .jsonl")
+        if out.is_dir():
+            raise DataError(f"--out {out}: is a folder, expected a file name")
+        rundir = export_run_dir(source, set_, run_dir, task)
+        records = bucket_records(rundir, name)
+        count = export_records(records, out, fmt, with_id=with_id)
+        if not count:
+            console.print(f"[yellow]warning:[/] the {name} bucket of {rundir.root} is empty; wrote an empty list")
+        console.print(f"wrote {count} {name} records ({fmt} format) to {escape(str(out))}")
+
+    guarded(action)
+
+
+@app.command("compare-buckets")
+def compare_buckets_command(
+        a: str = typer.Argument(..., metavar="A", help="Run directory, profile.jsonl / assignments.jsonl, folder of "
+                                                       "the authors' bucket lists, manifest, or paper:3b / paper:7b."),
+        b: str = typer.Argument(..., metavar="B", help="The other bucketing, in any of A's forms."),
+        size: str = typer.Option("3b", "--size", help="Model size of the authors' bucket lists or manifest (3b, 7b)."),
+        a_name: Optional[str] = typer.Option(None, "--a-name", help="Name of A in the table (default: A as given)."),
+        b_name: Optional[str] = typer.Option(None, "--b-name", help="Name of B in the table (default: B as given).")):
+    """Confusion matrix, agreement and Cohen's kappa of two easy/medium/hard bucketings.
+
+    Example: dcsft compare-buckets runs/imagenet-3b paper:3b
+    """
+    from dcsft.compare import compare_buckets, format_comparison, load_buckets
+    from dcsft.data.paper import SIZES
+
+    def load(where: str) -> dict[str, str]:
+        try:
+            return load_buckets(where, size)
+        except ValueError as err:  # DataError, or a size / manifest name load_buckets refuses
+            raise DataError(f"{where}: {err}" if where not in str(err) else str(err)) from None
+
+    def action():
+        if size not in SIZES:
+            raise DataError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+        result = compare_buckets(load(a), load(b))
+        print(format_comparison(result, a_name or a, b_name or b), end="")
+
+    guarded(action)
+
+
+def invalidate_after_profile(rundir: RunDir) -> int:
+    """Forget every stage that depends on the profile (curate, training, their evaluations, the
+    report): their markers go, so the next run rebuilds them from scratch. Returns how many."""
+    from dcsft.rundir import MARKER, STARTED
+
+    stages = [rundir.curate.root, *rundir.root.glob("05_train/*/seed*"), rundir.report.root,
+              *rundir.root.glob("06_evaluate/*/seed*")]
+    forgotten = 0
+    for folder in stages:
+        marker = folder / MARKER
+        forgotten += marker.exists()
+        marker.unlink(missing_ok=True)
+        (folder / STARTED).unlink(missing_ok=True)
+    return forgotten
+
+
+@app.command("import-rollouts")
+def import_rollouts_command(
+        files: list[Path] = typer.Argument(..., metavar="FILES",
+                                           help="The authors' rollout files, one per sampled draw (.json / .json.gz)."),
+        run_dir: Optional[Path] = RunDirOpt,
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study config YAML; default: the packaged "
+                                                                           "embedded study."),
+        set_: list[str] = SetOpt, task: Optional[str] = DataTaskOpt,
+        force: bool = typer.Option(False, "--force", help="Replace a profile that dcsft sampled itself.")):
+    """Import the authors' rollout files as the run directory's profile (then `dcsft curate`).
+
+    Example: dcsft import-rollouts rollouts/train_*.json --run-dir runs/imagenet-3b
+    """
+    import hashlib
+    import json
+
+    from rich.markup import escape
+
+    from dcsft import profiling
+    from dcsft.data.rollouts import import_rollouts
+    from dcsft.rundir import STARTED, fingerprint, read_json, read_jsonl_complete, write_jsonl
+    from dcsft.stage import read_split, upstream
+
+    def action():
+        started = time.time()
+        cfg = one_task(setup(config, set_, run_dir, None), task)
+        rundir = RunDir(cfg.run_dir)
+        stage = rundir.profile
+        upstream(rundir.prepare, "prepare")
+        records, skipped = read_split(rundir, "train")
+        profile = import_rollouts(files, records)
+        if not profile.rows:
+            first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
+            raise DataError(f"none of the rollout samples matched a training record of {rundir.records('train')}"
+                            f"{first}")
+        if (stage.marker.exists() or (stage.root / STARTED).exists()) and not force:
+            stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
+            if stats.get("method") != "imported":
+                what = f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
+                raise StageError(f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts")
+        try:
+            changed = read_jsonl_complete(rundir.profile_file) != profile.rows
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            changed = True
+        try:
+            current = profiling.stage_fingerprint(cfg)
+        except StageError:  # no finished cold start: the profile's own fingerprint cannot be computed
+            digest = hashlib.sha256(json.dumps(profile.rows, sort_keys=True).encode()).hexdigest()
+            current = fingerprint("profile", "imported", upstream(rundir.prepare, "prepare"), digest)
+            console.print(f"[yellow]warning:[/] {rundir.coldstart.root} is not complete, so the imported profile is "
+                          f"marked with its own fingerprint: `dcsft curate` proceeds, but `dcsft status` shows profile "
+                          f"stale and `dcsft study` would sample a new profile after the cold start")
+        if changed:
+            forgotten = invalidate_after_profile(rundir)
+            if forgotten:
+                console.print(f"[yellow]warning:[/] the profile changed: {forgotten} finished stage(s) after it "
+                              f"(curate, train, evaluate, report) will be rebuilt")
+        (stage.root / STARTED).unlink(missing_ok=True)  # always a fresh folder: no file of an older profile stays
+        stage.begin(current)
+        write_jsonl(rundir.profile_file, profile.rows)
+        counts = [r["pass_count"] / r["k"] for r in profile.rows]
+        stats = {"samples": len(profile.rows), "method": "imported", "k": profile.k,
+                 "files": [str(Path(f).absolute()) for f in files], "skipped": skipped, "resumed_from": 0,
+                 "unmatched": len(profile.unmatched), "unprofiled": len(profile.unprofiled),
+                 "label_mismatches": len(profile.label_mismatches),
+                 "pass_count_histogram": {str(c): sum(r["pass_count"] == c for r in profile.rows)
+                                          for c in range(profile.k + 1)},
+                 "mean_pass_rate": round(sum(counts) / len(counts), 4), "samples_seen": len(profile.rows),
+                 "responses": sum(len(r["responses"]) for r in profile.rows),
+                 "seconds": round(time.time() - started, 1)}
+        stage.finish(current, stats)
+        console.print(f"[bold green]{'profile':>10}[/] imported: {escape(profile.summary())} "
+                      f"[dim]({escape(str(stage.root))})[/]")
+
+    guarded(action)
+
+
+@app.command("plan")
+def plan_command(
+        config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+        seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt,
+        gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs the per-device batch is multiplied by in the step counts."),
+        sample: int = typer.Option(16, "--sample", min=0, help="Images decoded per split (seeded); all are checked to exist."),
+        gpu_memory: float = typer.Option(80.0, "--gpu-memory", help="GB of one GPU: a stage estimated above it is a warning.")):
+    """Check a config and estimate its cost (data, steps, tokens, GPU memory) without loading a model.
+
+    Exit code 1 when something would stop the study (each problem on one line), 2 when the config
+    itself does not load.
+
+    Example: dcsft plan configs/paper/imagenet_3b.yaml --set data.root=/data/imagenet
+    """
+    def action():
+        from dcsft.plan import plan_study
+
+        cfg = read_config(config, set_, run_dir, seeds)
+        if plan_study(cfg, each_task(cfg, task), gpus=gpus, sample=sample, gpu_memory=gpu_memory):
+            raise typer.Exit(1)
+
+    guarded(action)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
 # The paper's hard-fraction ablation: medium plus hard samples making up x% of the mix, e.g. sft-m+h5.
@@ -47,15 +47,61 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["embedded"] = "embedded"
-    seed: int = 0
-    image_size: int = 84
-    n_coldstart: int = 100
-    n_train: int = 600
-    n_test: int = 300  # per evaluation split
-    label_noise: float = Field(0.05, ge=0, le=1)
-    ambiguous: float = Field(0.05, ge=0, le=1)
+    """Where the splits come from (dcsft.data.splits says which key each source reads). Splits
+    by role: coldstart, train, test (the ID split; in the run directory it keeps the task's
+    name, photo / refs) and each of ood_splits. Paths are relative to `root` unless absolute."""
+
+    # embedded: the drawn worlds; imagenet: ImageNet-style folders; paper: the paper's exact ImageNet
+    # splits (shipped manifest); refcoco: RefCOCO (+ OOD files); records: one record file per split
+    source: Literal["embedded", "imagenet", "paper", "refcoco", "records"] = "embedded"
+    seed: int = 0  # draws of every source (embedded images, classes, per-class samples, subsets)
+    image_size: int = 84  # embedded
+    n_coldstart: int = 100  # embedded; refcoco: drawn from refcoco_splits.coldstart
+    n_train: int = 600  # embedded; refcoco: drawn from refcoco_splits.train (images disjoint)
+    n_test: int = 300  # embedded: per evaluation split (real sources: whole splits, see max_test)
+    label_noise: float = Field(0.05, ge=0, le=1)  # embedded
+    ambiguous: float = Field(0.05, ge=0, le=1)  # embedded
     ood_splits: list[str] = ["rendition", "adversarial"]
+    root: str | None = None  # dataset root of every real source
+    folders: dict[str, str] = {}  # imagenet / paper: image folder per role (train, test, OOD name); default ROOT/train, ROOT/val, ROOT/<name>
+    labels: dict[str, str] = {}  # imagenet: labels file of a flat folder per role (test: `<file> <wnid>` lines or LOC_val_solution.csv)
+    files: dict[str, str] = {}  # records: the file of each role; refcoco: the file of each OOD split (problem/solution/image or ms-swift)
+    names: str | None = None  # imagenet: wnid -> one-word name map (default: the paper's, shipped with dcsft)
+    classes: int | list[str] | Literal["paper"] | None = None  # imagenet: all folders, n named ones drawn with seed, wnids, or the paper's 100
+    per_class: dict[str, int] = {}  # imagenet: images per class per role (coldstart, train, test) drawn with seed; absent: all
+    ood_classes: Literal["named", "train", "all"] = "named"  # imagenet OOD classes: those the name map names, the training ones, or all
+    manifest: str | None = None  # paper: the manifest of the exact splits (default: shipped with dcsft)
+    refcoco_layout: Literal["classic", "parquet"] = "classic"
+    refcoco_refs: str = "refcoco/refs(unc).p"  # classic: the refer toolkit's data/ layout under root
+    refcoco_instances: str = "refcoco/instances.json"
+    refcoco_images: str = "images/mscoco/images/train2014"  # classic: COCO train2014; parquet: folder of image paths
+    refcoco_parquet: list[str] = []  # parquet: files or glob patterns
+    refcoco_splits: dict[str, str] = {"coldstart": "train", "train": "train", "test": "val"}  # role -> RefCOCO split
+    one_sentence_per_ref: bool = False  # refcoco: only each ref's first expression
+    max_test: int | None = Field(None, ge=1)  # real sources: at most this many per evaluation split (seeded draw)
+    bad_images: Literal["skip", "error"] = "skip"  # an undecodable image or bad box: counted skip, or a one-line error
+
+
+class GroundingPretrainConfig(Section):
+    """Phase 3 of the embedded base: localisation (referring expressions -> boxes), continued from
+    the phase-2 base with classification replay (see models/pretrain.py). steps 0: no phase 3."""
+
+    steps: int = Field(10000, ge=0)
+    batch_size: int = 16
+    lr: float = 1e-3
+    # Step shares: scenes (referring expressions), single objects (the one object of a phase-2
+    # image located: where reading positions is learnt), the rest replays phase 2's tasks.
+    scenes: float = Field(0.5, ge=0, le=1)
+    single: float = Field(0.35, ge=0, le=1)
+    pool_size: int = 8000
+    canvas: int = 126  # scenes are drawn at this side and resized to the base's image_size
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> "GroundingPretrainConfig":
+        if self.scenes + self.single > 1:
+            raise ValueError(f"scenes + single must be at most 1, got {self.scenes} + {self.single}")
+        return self
 
 
 class PretrainConfig(Section):
@@ -73,6 +119,7 @@ class PretrainConfig(Section):
     vlm_vision_lr_scale: float = 0.2  # phase 2: the vision tower learns at this fraction of lr
     pool_size: int = 40000
     seed: int = 0
+    grounding: GroundingPretrainConfig = GroundingPretrainConfig()
 
 
 class ColdStartConfig(Section):
@@ -100,6 +147,9 @@ class ProfileConfig(Section):
     batch_size: int = Field(4, ge=1)
     shared_prefill: bool = True  # encode each prompt once and draw the k responses from its cache
     adaptive_round: int = Field(2, ge=1)  # responses per sample per round of `adaptive`
+    # hf: transformers' generate (any device); vllm: vLLM on a CUDA machine (method `sample` only)
+    engine: Literal["hf", "vllm"] = "hf"
+    engine_args: dict[str, Any] = {}  # vllm: passed to vllm.LLM, e.g. tensor_parallel_size, gpu_memory_utilization
 
 
 class LoraConfig(Section):
@@ -120,6 +170,8 @@ class TrainConfig(Section):
     save_steps: int | None = Field(100, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
     lora: LoraConfig = LoraConfig()
     extra: dict[str, Any] = {}  # passed through to TRL's SFTConfig
+    # Freeze the vision tower (not the aligner) in the cold start, SFT and GRPO; paper: trainable.
+    freeze_vision: bool = False
 
     @field_validator("methods")
     @classmethod
@@ -146,18 +198,28 @@ class GrpoConfig(Section):
     warmup_ratio: float = 0.0
     save_steps: int | None = Field(50, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
     extra: dict[str, Any] = {}  # passed through to TRL's GRPOConfig
+    use_vllm: bool = False  # generate the completions with vLLM through TRL (CUDA machine, pip install vllm)
+    # colocate: vLLM inside the training processes; server: a separate `trl vllm-serve` process
+    vllm_mode: Literal["colocate", "server"] = "colocate"
 
 
 class EvaluateConfig(Section):
     batch_size: int = 32
     max_new_tokens: int = 128
+    # grounding: score boxes in the resized frame the model sees, or mapped back to the original image
+    frame: Literal["model", "original"] = "model"
+    engine: Literal["hf", "vllm"] = "hf"  # as profile.engine; an adapter is merged before vLLM loads the model
+    engine_args: dict[str, Any] = {}  # vllm: passed to vllm.LLM
 
 
 class StudyConfig(Section):
     run_dir: str = "runs/default"
     seed: int = 0
     seeds: int = Field(1, ge=1)  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "grounding"] = "classification"
+    # Several tasks in one study: name -> overrides of the sections above; each task runs in
+    # run_dir/<name>/ (empty: the one `task`, in run_dir itself).
+    tasks: dict[str, dict[str, Any]] = {}
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     pretrain: PretrainConfig = PretrainConfig()
@@ -166,6 +228,27 @@ class StudyConfig(Section):
     train: TrainConfig = TrainConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks) or [self.task]
+
+    def for_task(self, name: str) -> "StudyConfig":
+        """The single-task config of one of `tasks`: its overrides applied, its own run dir."""
+        if not self.tasks:
+            if name != self.task:
+                raise ConfigError(f"task {name!r} is not in this study (it runs {self.task!r})")
+            return self
+        if name not in self.tasks:
+            raise ConfigError(f"task {name!r} is not in this study; tasks: {', '.join(self.tasks)}")
+        data = merge(self.model_dump(exclude={"tasks"}), self.tasks[name])
+        data.update(task=name, run_dir=str(Path(self.run_dir) / name))
+        try:
+            return StudyConfig.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"tasks.{name}.{where}: {first['msg']}") from None
 
     @property
     def train_seeds(self) -> list[int]:
@@ -198,6 +281,22 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied recursively (sections merged, values replaced)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def has_path(data: dict, path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def apply_override(data: dict, path: list[str], value: Any) -> None:
     node = data
     for part in path[:-1]:
@@ -221,15 +320,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     for override in overrides:
-        apply_override(data, *parse_override(override))
+        path, value = parse_override(override)
+        apply_override(data, path, value)
+        # A command-line override beats the file, a task's own sections included; to change
+        # one task only, override tasks.<name>.<key>.
+        for task_overrides in (data.get("tasks") or {}).values() if path[0] != "tasks" else ():
+            if isinstance(task_overrides, dict) and has_path(task_overrides, path):
+                apply_override(task_overrides, path, value)
     try:
-        return StudyConfig.model_validate(data)
+        config = StudyConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         overridden = [o for o in overrides if where.startswith(o.partition("=")[0].strip())]
         source = f"--set {overridden[-1]}" if overridden else str(path)
         raise ConfigError(f"{source}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
+    for name in config.tasks:
+        try:
+            config.for_task(name)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    return config
 
 
 def dump_config(config: StudyConfig) -> str:

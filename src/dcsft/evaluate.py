@@ -5,6 +5,8 @@ Reads: 01_prepare/records/<split>.json; the base model, 02_coldstart/model/ and 
 Writes: 06_evaluate/<model>/[seed<s>/]<split>.jsonl (id, solution, response, correct),
 scores.json ({split: {accuracy, correct, n, skipped}}), stats.json, DONE.
 Predictions are appended a batch at a time; a killed run resumes after its last whole batch.
+Under torchrun / accelerate launch the batches are shared between the processes (batch i on
+rank i % WORLD_SIZE, see dcsft.distributed), with the same predictions.
 
 Example: dcsft evaluate --set evaluate.batch_size=64
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcsft import distributed
 from dcsft.config import StudyConfig
 from dcsft.models.base import base_identity, resolve_base
 from dcsft.models.generate import Sampling, respond
-from dcsft.models.loading import load_model, load_processor
+from dcsft.models.loading import load_processor
+from dcsft.models.vllm_engine import load_generator
 from dcsft.data.splits import eval_splits
 from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json
 from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
@@ -81,13 +85,15 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
         def scorer():
             if not loaded:
                 source = resolve_base(cfg)[0] if spec.name == "base" else spec.source  # may build the base once
-                loaded.append((load_model(source, cfg.model, spec.adapter), load_processor(source, cfg.model)))
+                model = load_generator(cfg.evaluate.engine, source, cfg.model, spec.adapter, seed=cfg.seed,
+                                       engine_args=cfg.evaluate.engine_args, setting="evaluate.engine")
+                loaded.append((model, load_processor(source, cfg.model)))
             model, processor = loaded[0]
 
             def score_batch(batch: list[dict], index: int) -> list[dict]:
                 generated = respond(model, processor, batch, sampling, cfg.seed, index)
                 return [{"id": r["id"], "solution": r["solution"], "response": resp[0],
-                         "correct": int(task.score(resp[0], r["solution"]))}
+                         "correct": int(task.score_record(resp[0], r, cfg.evaluate.frame))}
                         for r, resp in zip(batch, generated.responses)]
             return score_batch
 
@@ -98,12 +104,20 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
         for split, (_, skipped) in splits.items():
             rows = read_jsonl(folder / f"{split}.jsonl")
             scores[split] = {"accuracy": accuracy(rows), "correct": sum(r["correct"] for r in rows),
-                             "n": len(rows), "skipped": skipped}
-        write_json(folder / "scores.json", scores)
+                             "n": len(rows), "skipped": skipped, **task_stats(task, rows)}
+        if distributed.is_main():
+            write_json(folder / "scores.json", scores)
         what = f"{spec.title}: " + ", ".join(f"{s} {v['accuracy']}% (n={v['n']})" for s, v in scores.items())
         return what, {"scores": scores}
 
-    return run_stage("evaluate", rundir.evaluate(spec.name, spec.seed), current, body)
+    return run_stage("evaluate", rundir.evaluate(spec.name, spec.seed), current, body, data_parallel=True)
+
+
+def task_stats(task, rows: list[dict]) -> dict:
+    """Task-specific counts: responses without a parsable answer (grounding: no well-formed box)."""
+    if not hasattr(task, "unparsable"):
+        return {}
+    return {"unparsable": sum(task.unparsable(r["response"]) for r in rows)}
 
 
 def run(cfg: StudyConfig) -> list[dict]:

@@ -22,9 +22,11 @@ Paper: k = 8, temperature 0.9, top_p 1.0, top_k 50, at most 128 new tokens.
 
 Lines are appended and flushed per batch; an interrupted run continues after the last
 complete batch (a torn last line is dropped), and per-batch seeds make the result the same
-as an uninterrupted run.
+as an uninterrupted run. Under torchrun / accelerate launch the batches are shared between the
+processes (batch i on rank i % WORLD_SIZE, see dcsft.distributed), with the same result.
 
 Example: dcsft profile --set profile.method=exact
+         torchrun --nproc_per_node 4 -m dcsft profile
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
                                    supports_shared_prefill)
-from dcsft.models.loading import load_model, load_processor
+from dcsft.models.loading import load_processor
+from dcsft.models.vllm_engine import load_generator
 from dcsft.rundir import RunDir, fingerprint
 from dcsft.stage import StageError, batched_jsonl, read_split, run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
@@ -75,7 +78,7 @@ class Profiler:
 
     def adaptive(self, batch: list[dict], batch_index: int) -> list[dict]:
         """Rounds of draws from one prefill of the batch, until every sample is medium or has k draws."""
-        encoded = prefill(self.model, prompt_inputs(self.processor, batch))
+        encoded = prefill(self.model, prompt_inputs(self.processor, batch, self.model.device))
         prompts = encoded.inputs["attention_mask"].sum(dim=1).tolist()
         state = [{"responses": [], "correct": [], "generated": 0, "forwarded": p - 1} for p in prompts]
         open_, done, round_ = list(range(len(batch))), 0, 0
@@ -116,7 +119,7 @@ class Profiler:
         return rows
 
     def correct(self, record: dict, responses: list[str]) -> list[int]:
-        return [int(self.task.score(response, record["solution"])) for response in responses]
+        return [int(self.task.score_record(response, record)) for response in responses]
 
 
 def row(record: dict, responses: list[str], correct: list[int], prompt: int, generated: int, forwarded: int) -> dict:
@@ -146,7 +149,9 @@ def run(cfg: StudyConfig) -> dict:
     def body(folder: Path):
         records, skipped = read_split(rundir, "train")
         def scorer():
-            profiler = Profiler(load_model(rundir.coldstart_model, cfg.model),
+            model = load_generator(p.engine, rundir.coldstart_model, cfg.model, seed=cfg.seed,
+                                   engine_args=p.engine_args, setting="profile.engine")
+            profiler = Profiler(model,
                                 load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed)
             if p.method != "sample" and not supports_shared_prefill(profiler.model):
                 raise StageError(f"profile.method={p.method} needs a Qwen-VL model (it reuses the prompt's KV cache); "
@@ -163,4 +168,4 @@ def run(cfg: StudyConfig) -> dict:
         return (f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
                 f"mean pass rate {stats['mean_pass_rate']}", stats)
 
-    return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body)
+    return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body, data_parallel=True)

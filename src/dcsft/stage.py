@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dcsft import console
+from dcsft import console, distributed
 from dcsft.data.records import DataError, load_records
 from dcsft.console import progress
 from dcsft.rundir import RunDir, Stage, read_json, read_jsonl_complete, resume_jsonl, unit_finished
+from dcsft.tasks import get_task
 
 SHOWN_SKIPS = 5
 
@@ -28,10 +29,15 @@ def upstream(stage: Stage, verb: str) -> str:
     return current
 
 
-def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]]) -> dict:
+def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]],
+              data_parallel: bool = False) -> dict:
     """Run `body(folder)` unless the stage is complete for fingerprint `current`.
 
-    `body` returns a one-line description of what it did and its stats."""
+    `body` returns a one-line description of what it did and its stats. Under a launcher
+    (WORLD_SIZE > 1, see dcsft.distributed) a `data_parallel` body runs on every rank and
+    shares the work itself (batched_jsonl); other stages refuse to run there."""
+    if distributed.world_size() > 1:
+        return run_stage_ranks(name, stage, current, body, data_parallel)
     if stage.is_done(current):
         console.skipped(name, str(stage.root))
         return read_json(stage.root / "stats.json")
@@ -44,12 +50,42 @@ def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tupl
     return stats
 
 
+def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]],
+                    data_parallel: bool) -> dict:
+    """run_stage on every rank of a launcher: rank 0 decides whether the stage is done (every
+    rank skips, or none does), prepares the folder and writes stats.json and DONE."""
+    main = distributed.is_main()
+    if distributed.from_main(lambda: stage.is_done(current)):
+        if main:
+            console.skipped(name, str(stage.root))
+        return read_json(stage.root / "stats.json")
+    if not data_parallel:
+        raise StageError(f"`dcsft {name}` does not run across processes (WORLD_SIZE={distributed.world_size()}): "
+                         f"run it without torchrun / accelerate launch; profile and evaluate run data-parallel")
+    if main:
+        stage.begin(current)
+    distributed.barrier()  # the folder is ready before any rank writes to it
+    started = time.time()
+    what, stats = body(stage.root)
+    stats["seconds"] = round(time.time() - started, 1)
+    if main:
+        stage.finish(current, stats)
+        console.summary(name, what, stats["seconds"], str(stage.root))
+    distributed.barrier()  # the stage is DONE on every rank before any moves on
+    return stats
+
+
 def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
                   scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
     """One output row per record, appended to `path` a batch at a time and flushed to disk, so
     a killed run continues after its last whole batch (batch-indexed seeds make the result the
     same as an uninterrupted run). `scorer()` (e.g. loading a model) is called only if some
-    batch is missing. Returns the rows and the index the run resumed from."""
+    batch is missing. Returns the rows and the index the run resumed from.
+
+    Under a launcher, batch i is scored by rank i % WORLD_SIZE into its own partial file and
+    rank 0 merges them into `path` (dcsft.distributed.sharded_jsonl): the same rows as here."""
+    if distributed.world_size() > 1 or distributed.part_files(path):
+        return distributed.sharded_jsonl(path, records, batch_size, stage, description, scorer)
     start = len(resume_jsonl(path, batch_size))
     if start < len(records):
         score_batch = scorer()
@@ -67,14 +103,15 @@ def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
 
 def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     """Usable records of a prepared split, and how many were skipped (each named on one line)."""
-    classes = read_json(rundir.prepare.root / "stats.json")["classes"]
+    stats = read_json(rundir.prepare.root / "stats.json")
+    task = get_task(stats.get("task", "classification"))
     try:
-        loaded = load_records(rundir.records(split), classes)
+        loaded = load_records(rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None))
     except DataError as err:
         raise StageError(str(err)) from None
-    for skip in loaded.skipped[:SHOWN_SKIPS]:
+    for skip in loaded.skipped[:SHOWN_SKIPS] if distributed.is_main() else []:  # named once, not once per rank
         console.warn(f"skipped {skip.line()}")
-    if len(loaded.skipped) > SHOWN_SKIPS:
+    if len(loaded.skipped) > SHOWN_SKIPS and distributed.is_main():
         console.warn(f"... and {len(loaded.skipped) - SHOWN_SKIPS} more skipped records in {split}")
     if not loaded.records:
         raise StageError(f"{rundir.records(split)}: no usable records ({len(loaded.skipped)} skipped)")

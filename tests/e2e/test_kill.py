@@ -13,15 +13,18 @@ from pathlib import Path
 
 import pytest
 
-SMALL = ["data.n_coldstart=20", "data.n_train=48", "data.n_test=16", "coldstart.save_steps=1", "profile.batch_size=8",
+SMALL = ["tasks={}", "data.n_coldstart=20", "data.n_train=48", "data.n_test=16", "coldstart.save_steps=1", "profile.batch_size=8",
          "train.methods=[sft,sft-m,grpo]", "train.steps=6", "train.save_steps=2", "grpo.steps=4", "grpo.save_steps=1",
          "evaluate.batch_size=8"]
-# Three kill points inside every stage; n counts the units (images, batches, checkpoints) or
-# the points between files (curate, report) finished by the process being killed.
-KILLS = [("prepare", 1), ("prepare", 40), ("prepare", 60), ("coldstart", 1), ("coldstart", 2), ("coldstart", 1),
-         ("profile", 1), ("profile", 2), ("profile", 1), ("curate", 1), ("curate", 2), ("curate", 3),
-         ("train", 1), ("train", 3), ("train", 4), ("evaluate", 1), ("evaluate", 5), ("evaluate", 9),
-         ("report", 1), ("report", 2), ("report", 3)]
+# Kill points; n counts the units (images, batches, checkpoints) or the points between files
+# (curate, report) finished by the process being killed. One inside every stage by default;
+# three per stage with `pytest -m slow` (5 minutes more).
+KILLS = [("prepare", 40), ("coldstart", 2), ("profile", 2), ("curate", 2), ("train", 3), ("evaluate", 5),
+         ("report", 2)]
+ALL_KILLS = [("prepare", 1), ("prepare", 40), ("prepare", 60), ("coldstart", 1), ("coldstart", 2), ("coldstart", 1),
+             ("profile", 1), ("profile", 2), ("profile", 1), ("curate", 1), ("curate", 2), ("curate", 3),
+             ("train", 1), ("train", 3), ("train", 4), ("evaluate", 1), ("evaluate", 5), ("evaluate", 9),
+             ("report", 1), ("report", 2), ("report", 3)]
 
 
 def study(run: Path, env: dict) -> subprocess.CompletedProcess:
@@ -46,12 +49,16 @@ def outputs(run: Path) -> tuple[dict, dict]:
 
 
 @pytest.mark.e2e
-def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path):
+@pytest.mark.parametrize("kills", [
+    pytest.param(KILLS, id="one-per-stage"),
+    pytest.param(ALL_KILLS, id="three-per-stage", marks=pytest.mark.slow),
+])
+def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path, kills):
     reference = study(tmp_path / "reference", {})
     assert reference.returncode == 0, reference.stdout + reference.stderr
 
     run, units = tmp_path / "killed", tmp_path / "units.log"
-    for stage, n in KILLS:
+    for stage, n in kills:
         killed = study(run, {"DCSFT_KILL_AT": f"{stage}:{n}", "DCSFT_UNIT_LOG": str(units)})
         assert killed.returncode == -signal.SIGKILL, f"{stage}:{n} was never reached\n{killed.stdout}{killed.stderr}"
     final = study(run, {"DCSFT_UNIT_LOG": str(units)})

@@ -1,4 +1,6 @@
-"""The whole default study at its smallest size, through the CLI, as a user runs it."""
+"""The whole default study (classification and grounding) at its smallest size, through the
+CLI, as a user runs it. Most checks are on the classification task; the grounding checks are
+what differs for it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from safetensors.torch import load_file
 SMALLEST = [
     "data.n_coldstart=20", "data.n_train=48", "data.n_test=20",
     "profile.batch_size=16", "train.steps=6", "grpo.steps=3", "evaluate.batch_size=32", "seeds=2",
+    # every method for classification; grounding keeps the default's own list
+    "tasks.classification.train.methods=[sft,sft-e,sft-m,sft-h,sft-em,curriculum,sft-m+h5,sft-m+h15,grpo]",
 ]
 SEEDS = {"seed0", "seed1"}
 STAGE_FILES = {
@@ -27,6 +31,7 @@ STAGE_FILES = {
                   "buckets.json"},
 }
 METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"]
+GROUNDING_METHODS = ["sft", "sft-m", "sft-em", "grpo"]
 FIGURES = {"accuracy.png", "loss_per_bucket.png", "gallery.png", "zero_advantage.png"}
 
 
@@ -45,10 +50,14 @@ def study(tmp_path_factory):
     return root / "run", first, overrides
 
 
+def task_run(study, task: str = "classification") -> Path:
+    return study[0] / task
+
+
 @pytest.mark.e2e
 def test_run_directory_has_every_stage_output(study):
-    run, _, _ = study
-    assert (run / "config.yaml").exists()
+    run = task_run(study)
+    assert (run.parent / "config.yaml").exists()
     for stage, files in STAGE_FILES.items():
         assert {p.name for p in (run / stage).iterdir()} == files, stage
     assert {p.name for p in (run / "05_train").iterdir()} == set(METHODS)
@@ -71,7 +80,7 @@ def test_run_directory_has_every_stage_output(study):
 
 @pytest.mark.e2e
 def test_buckets_partition_the_training_set(study):
-    run, _, _ = study
+    run = task_run(study)
     buckets = json.loads((run / "07_report" / "buckets.json").read_text())
     counts = [buckets[b]["count"] for b in ("easy", "medium", "hard")]
     assert sum(counts) == buckets["total"] == 48
@@ -85,7 +94,7 @@ def test_buckets_partition_the_training_set(study):
 
 @pytest.mark.e2e
 def test_lora_weights_changed(study):
-    run, _, _ = study
+    run = task_run(study)
     results = json.loads((run / "07_report" / "results.json").read_text())
     trained = [m for m in METHODS if not results["models"][m]["n_a"]]
     assert "sft" in trained
@@ -100,7 +109,7 @@ def test_lora_weights_changed(study):
 
 @pytest.mark.e2e
 def test_compute_is_accounted_for_every_method(study):
-    run, _, _ = study
+    run = task_run(study)
     results = json.loads((run / "07_report" / "results.json").read_text())
     rows = results["compute"]["rows"]
     assert rows["profile"]["tokens_generated"] >= 48 * 8  # at least the end-of-turn token of every draw
@@ -120,7 +129,7 @@ def test_compute_is_accounted_for_every_method(study):
 
 @pytest.mark.e2e
 def test_curriculum_and_hard_mixes_train_on_what_they_say(study):
-    run, _, _ = study
+    run = task_run(study)
     buckets = json.loads((run / "07_report" / "buckets.json").read_text())
     stats = {m: json.loads((run / "05_train" / m / "seed0" / "stats.json").read_text())
              for m in ("curriculum", "sft-m+h5", "sft-m+h15")}
@@ -141,9 +150,10 @@ def test_report_prints_both_tables(study):
 
 @pytest.mark.e2e
 def test_second_run_skips_every_stage(study):
-    run, _, overrides = study
+    root, _, overrides = study
+    run = task_run(study)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
-    second = dcsft("study", "--run-dir", str(run), *overrides, cwd=run.parent)
+    second = dcsft("study", "--run-dir", str(root), *overrides, "--task", "classification", cwd=root.parent)
     assert second.returncode == 0, second.stdout + second.stderr
     stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
     evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(list((run / "06_evaluate").glob("*/*/scores.json")))
@@ -155,11 +165,11 @@ def test_second_run_skips_every_stage(study):
 @pytest.mark.e2e
 @pytest.mark.parametrize("method", ["exact", "adaptive"])
 def test_other_profile_methods_feed_curate(study, tmp_path, method):
-    run, _, overrides = study
+    run, overrides = task_run(study), study[2]
     copy = tmp_path / "run"
     for stage in ("01_prepare", "02_coldstart"):
         shutil.copytree(run / stage, copy / stage)
-    args = [*overrides, "--set", f"profile.method={method}"]
+    args = [*overrides, "--set", "tasks={}", "--set", f"profile.method={method}"]
     for verb in ("profile", "curate"):
         done = dcsft(verb, "--run-dir", str(copy), *args, cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -178,14 +188,45 @@ def test_status_tells_done_from_stale(study):
     from dcsft.config import load_config
     from dcsft.status import statuses
 
-    run, _, _ = study
-    smallest = [*SMALLEST, f"run_dir={run}"]
-    states = {row.name: row.state for row in statuses(load_config(None, smallest))}
+    run = task_run(study)
+    smallest = [*SMALLEST, f"run_dir={run.parent}"]
+    states = {row.name: row.state for row in statuses(load_config(None, smallest).for_task("classification"))}
     assert set(states.values()) == {"done"}, states
     assert "evaluate sft-m seed 1" in states and "train grpo seed 0" in states
-    changed = {row.name: row.state for row in statuses(load_config(None, [*smallest, "profile.k=4"]))}
+    changed = {row.name: row.state
+               for row in statuses(load_config(None, [*smallest, "profile.k=4"]).for_task("classification"))}
     unchanged = {"prepare", "coldstart", "evaluate base", "evaluate coldstart"}
     assert {name for name, state in changed.items() if state == "done"} == unchanged
     assert {state for name, state in changed.items() if name not in unchanged} == {"stale"}
-    status = dcsft("status", "--run-dir", str(run), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent)
+    status = dcsft("status", "--run-dir", str(run.parent), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent)
     assert status.returncode == 0 and "done" in status.stdout and "stale" not in status.stdout
+
+
+@pytest.mark.e2e
+def test_grounding_runs_every_stage_in_the_model_frame(study):
+    run = task_run(study, "grounding")
+    for stage, files in STAGE_FILES.items():
+        assert {p.name for p in (run / stage).iterdir()} == files, stage
+    assert {p.name for p in (run / "05_train").iterdir()} == set(GROUNDING_METHODS)
+    records = json.loads((run / "01_prepare" / "records" / "train.json").read_text())
+    for record in records:
+        meta = record["meta"]
+        assert meta["orig_size"] == [126, 126] and meta["size"] == [84, 84]
+        assert record["solution"] == "[" + ", ".join(str(round(v)) for v in meta["box"]) + "]"
+        assert all(abs(b - o * 84 / 126) < 0.01 for b, o in zip(meta["box"], meta["orig_box"]))
+    scores = json.loads((run / "06_evaluate" / "coldstart" / "scores.json").read_text())
+    assert set(scores) == {"refs", "relational", "indirect"}
+    assert all(s["n"] == 20 and 0 <= s["unparsable"] <= 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())
+    profile = [json.loads(line) for line in (run / "03_profile" / "profile.jsonl").read_text().splitlines()]
+    assert len(profile) == 48 and sum(r["generated_tokens"] for r in profile) > 48 * 8 * 10  # boxes, not words
+
+
+@pytest.mark.e2e
+def test_overview_reports_both_tasks(study):
+    root, first, _ = study
+    overview = json.loads((root / "overview.json").read_text())
+    assert overview["tasks"] == ["classification", "grounding"]
+    assert set(overview["buckets"]["grounding"]) >= {"easy", "medium", "hard", "total"}
+    report = (root / "report.md").read_text()
+    assert "| classification |" in report and "| grounding |" in report and "OOD mean (all)" in report
+    assert "| Model | Runs | refs (ID) | relational (OOD) | indirect (OOD) | OOD mean |" in first.stdout

@@ -271,3 +271,37 @@ def test_section_hash_nested_and_scalars(cfg_file):
     assert a.section_hash("seed") != c.section_hash("seed")
     assert a.section_hash("train") == c.section_hash("train")
     assert a.section_hash("profile") != a.section_hash("train")  # names are part of the payload
+
+
+def test_default_study_runs_both_tasks_each_in_its_own_folder():
+    cfg = load_config()
+    assert cfg.task_names == ["classification", "grounding"]
+    grounding = cfg.for_task("grounding")
+    assert grounding.task == "grounding" and grounding.tasks == {}
+    assert grounding.run_dir.endswith("grounding") and grounding.data.ood_splits == ["relational", "indirect"]
+    assert grounding.profile.max_new_tokens == 24 and grounding.profile.k == cfg.profile.k  # others inherited
+    assert cfg.for_task("classification").data.ood_splits == ["rendition", "adversarial"]
+
+
+def test_command_line_overrides_beat_the_file_in_every_task():
+    cfg = load_config(None, ["data.n_train=48", "profile.max_new_tokens=9"])
+    assert cfg.for_task("grounding").data.n_train == 48  # the file's grounding section says 1200
+    assert cfg.for_task("grounding").profile.max_new_tokens == 9
+    assert cfg.for_task("classification").profile.max_new_tokens == 9
+    one = load_config(None, ["tasks.grounding.profile.max_new_tokens=30"])
+    assert one.for_task("grounding").profile.max_new_tokens == 30
+    assert one.for_task("classification").profile.max_new_tokens == 16
+
+
+def test_one_task_study_uses_the_run_dir_itself():
+    cfg = load_config(None, ["tasks={}", "run_dir=somewhere"])
+    assert cfg.task_names == ["classification"] and cfg.for_task("classification").run_dir == "somewhere"
+    with pytest.raises(ConfigError, match="not in this study"):
+        cfg.for_task("grounding")
+
+
+def test_a_bad_task_override_is_named():
+    with pytest.raises(ConfigError, match=r"tasks\.grounding\.data\.n_train"):
+        load_config(None, ["tasks.grounding.data.n_train=many"])
+    with pytest.raises(ConfigError, match="not in this study"):
+        load_config().for_task("detection")

@@ -275,3 +275,16 @@ def test_import_errors_name_the_file_and_record(tmp_path):
     broken.write_text('{"problem": "p", "solution": "s", "image": "a"}\n{oops\n')
     with pytest.raises(DataError, match=r"broken.jsonl: line 2: not valid JSON"):
         import_records(broken)
+
+
+def test_trl_export_is_the_rows_dcsft_trains_on(train, tmp_path):
+    """The `trl` rows are what dcsft's own SFT hands TRL's SFTTrainer (answer-only loss)."""
+    from dcsft.data.records import to_trl
+    from dcsft.train.sft import to_dataset
+
+    records = sample_records(train)
+    export_records(records, tmp_path / "medium.jsonl", "trl")
+    rows = read_json_file(tmp_path / "medium.jsonl")
+    assert rows[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": PROMPT}]
+    assert rows[0]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": records[0]["solution"]}]}]
+    assert rows == [to_trl(r) for r in records] and to_dataset(records).num_rows == len(records)

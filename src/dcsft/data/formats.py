@@ -10,10 +10,12 @@ Formats:
   dcsft's `id` and `meta` (tools that do not know them ignore them).
 - `sft`: ms-swift's SFT records `{"messages": [{"role": "user", "content": "<image>" + problem},
   {"role": "assistant", "content": answer}], "images": [path]}`: `swift sft --dataset FILE`
-  reads them as they are, and so does `datasets.load_dataset("json", data_files=FILE)` for
-  TRL. (TRL's `prepare_multimodal_messages` inserts its own image block and keeps the
-  literal "<image>" text in the prompt; dcsft's own training builds TRL rows from the
-  `records` form instead.)
+  reads them as they are. TRL's SFTTrainer accepts them too, but keeps the literal "<image>"
+  in the prompt beside its own image block and puts the loss on every token; hence:
+- `trl`: TRL's conversational prompt/completion rows with an image block
+  `{"prompt": [user turn with {"type": "image"} and the problem], "completion": [assistant
+  turn], "images": [path]}`, which TRL's SFTTrainer trains on answer-only, as dcsft itself
+  does (export only).
 
 Image paths come back absolute: a relative path is read relative to the file's folder
 (as `dcsft.data.records` does).
@@ -26,10 +28,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from dcsft.data.records import REQUIRED_FIELDS, DataError, from_sft, resolve_image, to_sft
+from dcsft.data.records import REQUIRED_FIELDS, DataError, from_sft, resolve_image, to_sft, to_trl
 from dcsft.rundir import atomic_path
 
-FORMATS = ("records", "sft")
+FORMATS = ("records", "sft", "trl")
 
 
 def plain_suffix(path: Path) -> str:
@@ -163,5 +165,5 @@ def export_records(records: Iterable[dict], path: Path, fmt: str = "records", wi
 def export_row(record: dict, fmt: str, with_id: bool) -> dict:
     if fmt == "records":
         return record
-    row = to_sft(record)
+    row = to_trl(record) if fmt == "trl" else to_sft(record)
     return {"id": record["id"], **row} if with_id else row

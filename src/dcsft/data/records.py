@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -71,7 +72,8 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def record_problem(record: object, classes: set[str] | None, base: Path) -> str | None:
+def record_problem(record: object, classes: set[str] | None, base: Path,
+                   check: Callable[[dict], str | None] | None = None) -> str | None:
     if not isinstance(record, dict):
         return f"expected an object with {', '.join(REQUIRED_FIELDS)}, found {type(record).__name__}"
     missing = [name for name in REQUIRED_FIELDS if name not in record]
@@ -82,17 +84,21 @@ def record_problem(record: object, classes: set[str] | None, base: Path) -> str 
         return f"field(s) {', '.join(wrong)} must be text"
     if classes is not None and record["solution"].strip().lower() not in classes:
         return f"label {record['solution']!r} is not one of the {len(classes)} classes"
+    if check is not None and (problem := check(record)):
+        return problem
     return image_problem(resolve_image(record["image"], base))
 
 
-def load_records(path: Path, classes: list[str] | None = None) -> LoadedRecords:
+def load_records(path: Path, classes: list[str] | None = None,
+                 check: Callable[[dict], str | None] | None = None) -> LoadedRecords:
     """Usable records of a `problem/solution/image` file, each with an absolute image path;
-    every unusable record is skipped with a reason naming the file and the record."""
+    every unusable record is skipped with a reason naming the file and the record. `classes`
+    limits the solutions to class names; `check` is a task's own test of a record."""
     path = Path(path)
     known = {c.lower() for c in classes} if classes is not None else None
     loaded = LoadedRecords([])
     for index, record in enumerate(read_json_list(path)):
-        problem = record_problem(record, known, path.parent)
+        problem = record_problem(record, known, path.parent, check)
         if problem:
             rid = record.get("id") if isinstance(record, dict) else None
             loaded.skipped.append(Skip(str(path), index, rid, problem))
@@ -106,6 +112,14 @@ def to_sft(record: dict) -> dict:
     """ms-swift's SFT record for a `problem/solution/image` record."""
     return {"messages": [{"role": "user", "content": "<image>" + record["problem"]},
                          {"role": "assistant", "content": record["solution"]}],
+            "images": [record["image"]]}
+
+
+def to_trl(record: dict) -> dict:
+    """TRL's conversational prompt/completion row with an image: TRL's SFTTrainer puts the loss
+    on the completion only, as ms-swift does on the assistant turn."""
+    return {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record["problem"]}]}],
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": record["solution"]}]}],
             "images": [record["image"]]}
 
 

@@ -54,6 +54,20 @@ def answer_line(responses: list[str]) -> str:
     return ", ".join(f"{answer[:12]} x{n}" for answer, n in counts.most_common(3)) + (" ..." if len(counts) > 3 else "")
 
 
+def draw_boxes(ax, sample: dict) -> None:
+    """Grounding: the true box (solid) and each sampled answer's box (dashed) on the image."""
+    from matplotlib.patches import Rectangle
+
+    from dcsft.tasks.grounding import parse_box
+
+    boxes = [(parse_box(sample["solution"]), "#1f77b4", "-", 1.6)] + [
+        (parse_box(r), "#ff00aa", "--", 0.8) for r in sample["responses"]]
+    for box, colour, style, width in boxes:
+        if box is not None:
+            ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
+                                   edgecolor=colour, linestyle=style, linewidth=width))
+
+
 def gallery(examples: dict[str, list[dict]], path: Path) -> None:
     """examples: bucket -> samples with image, solution, responses and noise (or None)."""
     per_row = max([len(v) for v in examples.values()] + [1])
@@ -68,7 +82,10 @@ def gallery(examples: dict[str, list[dict]], path: Path) -> None:
                 continue
             sample = samples[col]
             ax.imshow(Image.open(sample["image"]).convert("RGB"))
-            truth = f"truth: {sample['solution']}" + (f" ({sample['noise']})" if sample.get("noise") else "")
+            if sample.get("expression"):
+                draw_boxes(ax, sample)
+            truth = (f"{sample['expression']}\n" if sample.get("expression") else "") + f"truth: {sample['solution']}" + (
+                f" ({sample['noise']})" if sample.get("noise") else "")
             ax.set_title(truth, fontsize=8, color=BUCKET_COLOURS[bucket])
             answers = (answer_line(sample["responses"]) if sample["responses"]
                        else f"P(correct) = {sample.get('p_correct', 0):.2f}")  # profile.method=exact samples nothing

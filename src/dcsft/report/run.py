@@ -21,12 +21,12 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from dcsft.config import StudyConfig, hard_mix_percent
-from dcsft.data.splits import ID_SPLIT
+from dcsft.data.splits import id_split
 from dcsft.report import figures, tables
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import read_split, run_stage, upstream
 
-DATASET = {"classification": "shape world (embedded)"}
+DATASET = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
 GALLERY_PER_BUCKET = 5
 BUCKET_METHODS = {"sft-e": "easy", "sft-m": "medium", "sft-h": "hard"}
 
@@ -123,6 +123,7 @@ def gallery_examples(cfg: StudyConfig) -> dict[str, list[dict]]:
     for row in read_jsonl(rundir.profile_file):
         a = assignments[row["id"]]
         examples[a["bucket"]].append({"image": train[row["id"]]["image"], "solution": row["solution"],
+                                      "expression": train[row["id"]].get("meta", {}).get("expression"),
                                       "responses": row["responses"], "noise": a.get("noise"),
                                       "p_correct": row.get("p_correct")})
     rng = random.Random(cfg.seed)
@@ -251,7 +252,7 @@ def run(cfg: StudyConfig) -> dict:
     curate_stats = read_json(rundir.curate.root / "stats.json")
     buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],
                "noise_by_bucket": curate_stats["noise_by_bucket"]}
-    results = {"task": cfg.task, "id_split": ID_SPLIT, "ood_splits": cfg.data.ood_splits,
+    results = {"task": cfg.task, "id_split": id_split(cfg.task), "ood_splits": cfg.data.ood_splits,
                "split_sizes": {s: v["n"] for s, v in reference.items()}, "baseline": tables.BASELINE,
                "seed": cfg.seed, "seeds": cfg.train_seeds, "models": models,
                "compute": collect_compute(cfg, models), "zero_advantage": zero_advantage(cfg, buckets)}

@@ -4,9 +4,9 @@
 import hashlib
 import inspect
 
-from dcsft.tasks import classification
+from dcsft.tasks import classification, grounding
 
-TASKS = {"classification": classification}
+TASKS = {"classification": classification, "grounding": grounding}
 
 
 def verifier_version(name: str) -> str:

@@ -36,6 +36,11 @@ def score(response: object, solution: str) -> float:
     return float(isinstance(response, str) and is_correct(response, solution))
 
 
+def score_record(response: object, record: dict, frame: str = "model") -> float:
+    """`frame` is for tasks whose answers have coordinates; a class name has none."""
+    return score(response, record["solution"])
+
+
 def reward(completions: list, solution: list[str], **_: object) -> list[float]:
     """TRL-style reward callable: completions are strings or [{"role", "content"}] turns."""
     texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]

@@ -1,0 +1,82 @@
+"""The study-level overview when a study runs several tasks: run_dir/report.md and
+overview.json, from each task's 07_report/results.json and buckets.json.
+
+Tables: bucket proportions per task (the supplement's Table 2 layout) and, per method, each
+task's ID accuracy and OOD mean plus the mean over every OOD split of every task (the main
+text's headline "OOD average over ImageNet-R, ImageNet-A, Ref-L4, LISA"), with deltas to SFT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dcsft.config import StudyConfig
+from dcsft.report.tables import BASELINE, REFERENCE_MODELS, label
+from dcsft.rundir import RunDir, read_json, write_json, write_text
+
+
+def task_results(task_cfg: StudyConfig) -> tuple[dict, dict]:
+    folder = RunDir(task_cfg.run_dir).report.root
+    return read_json(folder / "results.json"), read_json(folder / "buckets.json")
+
+
+def buckets_table(buckets: dict[str, dict]) -> str:
+    lines = ["| Dataset | Easy | Medium | Hard | Samples |", "|---|---|---|---|---|"]
+    for task, b in buckets.items():
+        cells = [f"{b[name]['percent']:.1f}% ({b[name]['count']})" for name in ("easy", "medium", "hard")]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {b['total']} |")
+    return "\n".join(lines)
+
+
+def method_means(results: dict[str, dict]) -> dict[str, dict]:
+    """Per model present in every task: ID and OOD mean per task, and the mean over all OOD splits."""
+    shared = [m for m in next(iter(results.values()))["models"]
+              if all(m in r["models"] and not r["models"][m]["n_a"] for r in results.values())]
+    rows = {}
+    for model in shared:
+        row, ood = {}, []
+        for task, r in results.items():
+            accuracy = r["models"][model]["accuracy"]
+            row[f"{task} ID"] = accuracy[r["id_split"]]["mean"]
+            row[f"{task} OOD"] = accuracy["ood_mean"]["mean"]
+            ood += [accuracy[s]["mean"] for s in r["ood_splits"]]
+        row["OOD mean (all)"] = round(sum(ood) / len(ood), 2)
+        rows[model] = row
+    return rows
+
+
+def means_table(rows: dict[str, dict]) -> str:
+    if not rows:
+        return "No model was trained in every task."
+    header = list(next(iter(rows.values())))
+    lines = ["| Model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    baseline = rows.get(BASELINE)
+    for model, row in rows.items():
+        delta = baseline is not None and model != BASELINE and model not in REFERENCE_MODELS
+        cells = [f"{v:.2f}" + (f" ({v - baseline[k]:+.2f})" if delta else "") for k, v in row.items()]
+        lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> Path:
+    """Write the overview of a multi-task study; returns report.md's path."""
+    loaded = {c.task: task_results(c) for c in task_cfgs}
+    results = {task: r for task, (r, _) in loaded.items()}
+    buckets = {task: b for task, (_, b) in loaded.items()}
+    rows = method_means(results)
+    links = "\n".join(f"- {task}: [{c.task}/07_report/report.html]({c.task}/07_report/report.html)"
+                      for task, c in zip(results, task_cfgs))
+    markdown = "\n\n".join([
+        f"# DC-SFT study: {', '.join(results)}",
+        f"Run directory `{cfg.run_dir}`, seed {cfg.seed}. Each task's full report (tables with standard "
+        f"deviations, figures, compute):\n{links}",
+        "## Bucket proportions after cold start", buckets_table(buckets),
+        "## Accuracy (%) per task and averaged over every OOD split",
+        means_table(rows),
+        "Means over training seeds; in parentheses the difference to SFT. Each task's report weighs its "
+        "differences against the binomial standard error of its splits.",
+    ]) + "\n"
+    root = RunDir(cfg.run_dir).root
+    write_json(root / "overview.json", {"tasks": list(results), "buckets": buckets, "accuracy": rows})
+    write_text(root / "report.md", markdown)
+    return root / "report.md"
