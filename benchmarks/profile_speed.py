@@ -84,24 +84,28 @@ def agreement(rows: list[dict], reference: list[dict]) -> dict:
             "same_bucket_share": round(same / len(rows), 4)}
 
 
-def prepared_run(run_dir: str | None, overrides: list[str]) -> tuple[object, Path]:
+def prepared_run(run_dir: str | None, task: str, overrides: list[str]) -> tuple[object, Path]:
+    """The task's run (study run dir / task), prepared and cold-started if it is not yet."""
     root = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="dcsft-bench-")) / "run"
-    cfg = load_config(None, [*overrides, f"run_dir={root}"])
+    cfg = load_config(None, [*overrides, f"run_dir={root}"]).for_task(task)
     prepare.run(cfg)
     coldstart.run(cfg)
-    return cfg, root
+    return cfg, Path(cfg.run_dir)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", help="a run directory with a finished cold start (default: make one)")
+    parser.add_argument("--run-dir", help="a study's run directory (default: make one); the task's cold start is reused")
+    parser.add_argument("--task", default="classification", help="classification or grounding (no `exact` for it)")
     parser.add_argument("--limit", type=int, default=None, help="profile only the first N training samples")
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "profile_speed.json"))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/profile_speed[_TASK].json")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    suffix = "" if args.task == "classification" else f"_{args.task}"
+    out = Path(args.out or Path(__file__).parent / "results" / f"profile_speed{suffix}.json")
 
-    cfg, root = prepared_run(args.run_dir, [f"profile.k={args.k}"])
+    cfg, root = prepared_run(args.run_dir, args.task, [f"profile.k={args.k}"])
     rundir = RunDir(root)
     records = read_split(rundir, "train")[0][: args.limit]
     model, processor = load_model(rundir.coldstart_model, cfg.model), load_processor(rundir.coldstart_model, cfg.model)
@@ -117,7 +121,7 @@ def main() -> None:
         "sample": lambda: run_method(profiler(), "sample", records),
         "sample, seed + 1": lambda: run_method(profiler(seed=cfg.seed + 1), "sample", records),
         "adaptive": lambda: run_method(profiler(), "adaptive", records),
-        "exact": lambda: run_method(profiler(), "exact", records),
+        **({"exact": lambda: run_method(profiler(), "exact", records)} if hasattr(task, "accepted_answers") else {}),
     }
     results, rows = {}, {}
     for name, fn in runs.items():
@@ -130,11 +134,12 @@ def main() -> None:
         result["speedup_over_authors"] = round(authors / result["seconds"], 2)
         result["agreement_with_sample"] = agreement(rows[name], rows["sample"])
     sampled_correct = [(resp, r["solution"]) for r in rows["sample"] for resp, ok in zip(r["responses"], r["correct"]) if ok]
-    outside = sum(resp.strip() not in task.accepted_answers(sol) for resp, sol in sampled_correct)
+    outside = (sum(resp.strip() not in task.accepted_answers(sol) for resp, sol in sampled_correct)
+               if hasattr(task, "accepted_answers") else None)
 
     report = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-              "samples": len(records), "k": args.k, "run_dir": str(root), "methods": results,
-              "exact_unmodelled_correct_share": round(outside / max(1, len(sampled_correct)), 5),
+              "task": args.task, "samples": len(records), "k": args.k, "run_dir": str(root), "methods": results,
+              "exact_unmodelled_correct_share": None if outside is None else round(outside / max(1, len(sampled_correct)), 5),
               "generated_tokens_sample_over_adaptive": round(results["sample"]["tokens_generated"]
                                                              / results["adaptive"]["tokens_generated"], 2)}
     print(f"\n{'method':<30} {'wall s':>8} {'speed-up':>9} {'fwd tokens':>11} {'gen tokens':>11} "
@@ -144,10 +149,11 @@ def main() -> None:
         split = "/".join(str(v) for v in a["buckets"].values())
         print(f"{name:<30} {r['seconds']:>8.2f} {r['speedup_over_authors']:>8.2f}x {r['tokens_forwarded']:>11,} "
               f"{r['tokens_generated']:>11,} {split:>16} {a['chi2_p_value']:>7.3f} {a['pass_rate_correlation']:>6.3f}")
-    print(f"\nsample / adaptive generated tokens: {report['generated_tokens_sample_over_adaptive']}x; "
-          f"correct sampled answers outside exact's accepted set: {outside} of {len(sampled_correct)}")
-    write_json(Path(args.out), report)
-    print(f"written {args.out}")
+    print(f"\nsample / adaptive generated tokens: {report['generated_tokens_sample_over_adaptive']}x"
+          + (f"; correct sampled answers outside exact's accepted set: {outside} of {len(sampled_correct)}"
+             if outside is not None else ""))
+    write_json(out, report)
+    print(f"written {out}")
 
 
 if __name__ == "__main__":
