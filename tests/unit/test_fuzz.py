@@ -63,3 +63,21 @@ def test_overrides_parse_or_fail_with_a_config_error(text):
         assert "\n" not in str(err)
         return
     assert path and all(isinstance(part, str) for part in path)
+
+
+NUMBER = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
+                   st.sampled_from(["", "-", ".", "1e5", "nan", "inf", "0x10", "١٢"]))
+BOXLIKE = st.lists(NUMBER, min_size=0, max_size=6).map(lambda parts: "[" + ",".join(parts) + "]")
+
+
+@given(st.lists(st.one_of(TEXT, BOXLIKE), max_size=4).map(" ".join),
+       st.one_of(st.none(), st.tuples(st.integers(1, 2000), st.integers(1, 2000))))
+def test_box_parser_and_grounding_verifier_never_raise(response, image_size):
+    from dcsft.tasks import grounding
+
+    box = grounding.parse_box(response)
+    assert box is None or (all(map(math.isfinite, box)) and box[0] < box[2] and box[1] < box[3])
+    assert grounding.score(response, "[10, 10, 50, 50]", image_size) in (0.0, 1.0)
+    assert grounding.unparsable(response) == (box is None)
+    assert grounding.reward([response, [{"role": "assistant", "content": response}]], ["[1, 2, 3, 4]"] * 2) in (
+        [0.0, 0.0], [1.0, 1.0])
