@@ -269,6 +269,12 @@ def default_config_path() -> Path:
     return Path(str(resources.files("dcsft") / "configs" / "embedded.yaml"))
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """The YAML error on one line: a reader error (control characters) has no `problem` and a
+    multi-line message."""
+    return " ".join(str(getattr(err, "problem", None) or err).split())
+
+
 def parse_override(override: str) -> tuple[list[str], Any]:
     """`profile.k=8` -> (["profile", "k"], 8); the value is read as YAML so lists and numbers work."""
     key, sep, raw = override.partition("=")
@@ -277,7 +283,7 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({yaml_problem(err)})") from None
     return key.strip().split("."), value
 
 
@@ -316,7 +322,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise ConfigError(f"{path}{where}: not valid YAML ({yaml_problem(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     for override in overrides:

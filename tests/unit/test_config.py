@@ -305,3 +305,10 @@ def test_a_bad_task_override_is_named():
         load_config(None, ["tasks.grounding.data.n_train=many"])
     with pytest.raises(ConfigError, match="not in this study"):
         load_config().for_task("detection")
+
+
+@pytest.mark.parametrize("override", ["0=\x08", "a=\x1f", "profile.k=\x00"])
+def test_control_characters_in_an_override_give_one_line(override):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert "\n" not in str(err.value) and "not valid YAML" in str(err.value)
