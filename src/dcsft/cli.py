@@ -208,12 +208,12 @@ def export_run_dir(source: Path, set_: list[str], run_dir: Optional[Path], task:
 
 def bucket_records(rundir: RunDir, bucket: str) -> list[dict]:
     """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
-    from dcsft.data.formats import read_json_file
+    from dcsft.data.records import read_json
     from dcsft.stage import read_split, upstream
 
     upstream(rundir.curate, "curate")
     path = rundir.curate.root / "assignments.jsonl"
-    assignments = read_json_file(path)
+    assignments = read_json(path)
     if not all(isinstance(a, dict) and "id" in a for a in assignments):
         raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
     by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
@@ -294,22 +294,6 @@ def compare_buckets_command(
     guarded(action)
 
 
-def invalidate_after_profile(rundir: RunDir) -> int:
-    """Forget every stage that depends on the profile (curate, training, their evaluations, the
-    report): their markers go, so the next run rebuilds them from scratch. Returns how many."""
-    from dcsft.rundir import MARKER, STARTED
-
-    stages = [rundir.curate.root, *rundir.root.glob("05_train/*/seed*"), rundir.report.root,
-              *rundir.root.glob("06_evaluate/*/seed*")]
-    forgotten = 0
-    for folder in stages:
-        marker = folder / MARKER
-        forgotten += marker.exists()
-        marker.unlink(missing_ok=True)
-        (folder / STARTED).unlink(missing_ok=True)
-    return forgotten
-
-
 @app.command("import-rollouts")
 def import_rollouts_command(
         files: list[Path] = typer.Argument(..., metavar="FILES",
@@ -323,64 +307,14 @@ def import_rollouts_command(
 
     Example: dcsft import-rollouts rollouts/train_*.json --run-dir runs/imagenet-3b
     """
-    import hashlib
-    import json
-
     from rich.markup import escape
 
     from dcsft import profiling
-    from dcsft.data.rollouts import import_rollouts
-    from dcsft.rundir import STARTED, fingerprint, read_json, read_jsonl_complete, write_jsonl
-    from dcsft.stage import read_split, upstream
 
     def action():
-        started = time.time()
         cfg = one_task(setup(config, set_, run_dir, None), task)
-        rundir = RunDir(cfg.run_dir)
-        stage = rundir.profile
-        upstream(rundir.prepare, "prepare")
-        records, skipped = read_split(rundir, "train")
-        profile = import_rollouts(files, records)
-        if not profile.rows:
-            first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
-            raise DataError(f"none of the rollout samples matched a training record of {rundir.records('train')}"
-                            f"{first}")
-        if (stage.marker.exists() or (stage.root / STARTED).exists()) and not force:
-            stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
-            if stats.get("method") != "imported":
-                what = f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
-                raise StageError(f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts")
-        try:
-            changed = read_jsonl_complete(rundir.profile_file) != profile.rows
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            changed = True
-        try:
-            current = profiling.stage_fingerprint(cfg)
-        except StageError:  # no finished cold start: the profile's own fingerprint cannot be computed
-            digest = hashlib.sha256(json.dumps(profile.rows, sort_keys=True).encode()).hexdigest()
-            current = fingerprint("profile", "imported", upstream(rundir.prepare, "prepare"), digest)
-            console.print(f"[yellow]warning:[/] {rundir.coldstart.root} is not complete, so the imported profile is "
-                          f"marked with its own fingerprint: `dcsft curate` proceeds, but `dcsft status` shows profile "
-                          f"stale and `dcsft study` would sample a new profile after the cold start")
-        if changed:
-            forgotten = invalidate_after_profile(rundir)
-            if forgotten:
-                console.print(f"[yellow]warning:[/] the profile changed: {forgotten} finished stage(s) after it "
-                              f"(curate, train, evaluate, report) will be rebuilt")
-        (stage.root / STARTED).unlink(missing_ok=True)  # always a fresh folder: no file of an older profile stays
-        stage.begin(current)
-        write_jsonl(rundir.profile_file, profile.rows)
-        counts = [r["pass_count"] / r["k"] for r in profile.rows]
-        stats = {"samples": len(profile.rows), "method": "imported", "k": profile.k,
-                 "files": [str(Path(f).absolute()) for f in files], "skipped": skipped, "resumed_from": 0,
-                 "unmatched": len(profile.unmatched), "unprofiled": len(profile.unprofiled),
-                 "label_mismatches": len(profile.label_mismatches),
-                 "pass_count_histogram": {str(c): sum(r["pass_count"] == c for r in profile.rows)
-                                          for c in range(profile.k + 1)},
-                 "mean_pass_rate": round(sum(counts) / len(counts), 4), "samples_seen": len(profile.rows),
-                 "responses": sum(len(r["responses"]) for r in profile.rows),
-                 "seconds": round(time.time() - started, 1)}
-        stage.finish(current, stats)
+        profile = profiling.import_rollout_files(cfg, files, force)
+        stage = RunDir(cfg.run_dir).profile
         console.print(f"[bold green]{'profile':>10}[/] imported: {escape(profile.summary())} "
                       f"[dim]({escape(str(stage.root))})[/]")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsft.curate import BUCKETS, bucket_of
-from dcsft.data.formats import read_json_file
+from dcsft.data.records import read_json
 from dcsft.data.imagenet import record_id
 from dcsft.data.paper import AUTHORS_BUCKETS, MANIFEST, SIZES, authors_buckets, bucket_file_name, relative_file
 from dcsft.data.records import DataError
@@ -82,7 +82,7 @@ def format_comparison(result: dict, a_name: str = "A", b_name: str = "B") -> str
 
 
 def read_jsonl_rows(path: Path) -> list[dict]:
-    rows = read_json_file(path)
+    rows = read_json(path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "id" in r for r in rows):
         raise DataError(f"{path}: expected JSON lines with an id each")
     return rows
@@ -109,7 +109,7 @@ def buckets_of_authors(folder: Path, size: str) -> dict[str, str]:
     for authors, ours in AUTHORS_BUCKETS.items():
         name = bucket_file_name(authors, size)
         path = folder / name if (folder / name).exists() else folder / name.removesuffix(".gz")
-        items = read_json_file(path)
+        items = read_json(path)
         if not isinstance(items, list):
             raise DataError(f"{path}: expected a JSON list of SFT records")
         for index, item in enumerate(items):

@@ -31,17 +31,23 @@ Example: dcsft profile --set profile.method=exact
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.config import ProfileConfig, StudyConfig
+from dcsft.console import console
+from dcsft.data.records import DataError
+from dcsft.data.rollouts import RolloutProfile, import_rollouts
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
                                    supports_shared_prefill)
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
-from dcsft.rundir import RunDir, fingerprint
+from dcsft.rundir import MARKER, STARTED, RunDir, fingerprint, read_json, read_jsonl_complete, write_jsonl
 from dcsft.stage import StageError, batched_jsonl, read_split, run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
 
@@ -169,3 +175,74 @@ def run(cfg: StudyConfig) -> dict:
                 f"mean pass rate {stats['mean_pass_rate']}", stats)
 
     return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body, data_parallel=True)
+
+
+def invalidate_after_profile(rundir: RunDir) -> int:
+    """Forget every stage that depends on the profile (curate, training, their evaluations, the
+    report): their markers go, so the next run rebuilds them from scratch. Returns how many."""
+    stages = [rundir.curate.root, *rundir.root.glob("05_train/*/seed*"), rundir.report.root,
+              *rundir.root.glob("06_evaluate/*/seed*")]
+    forgotten = 0
+    for folder in stages:
+        forgotten += (folder / MARKER).exists()
+        (folder / MARKER).unlink(missing_ok=True)
+        (folder / STARTED).unlink(missing_ok=True)
+    return forgotten
+
+
+def imported_fingerprint(cfg: StudyConfig, rows: list[dict]) -> str:
+    """The profile stage's fingerprint, or, before a finished cold start (which it depends on),
+    one of the imported rows themselves."""
+    rundir = RunDir(cfg.run_dir)
+    try:
+        return stage_fingerprint(cfg)
+    except StageError:
+        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+        console.print(f"[yellow]warning:[/] {rundir.coldstart.root} is not complete, so the imported profile is "
+                      f"marked with its own fingerprint: `dcsft curate` proceeds, but `dcsft status` shows profile "
+                      f"stale and `dcsft study` would sample a new profile after the cold start")
+        return fingerprint("profile", "imported", upstream(rundir.prepare, "prepare"), digest)
+
+
+def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = False) -> RolloutProfile:
+    """`dcsft import-rollouts`: the authors' per-draw rollout files become this run's profile
+    (same rows as a sampled one); a profile dcsft sampled itself is replaced only with `force`,
+    and a changed profile forgets the stages built on the old one."""
+    started = time.time()
+    rundir = RunDir(cfg.run_dir)
+    stage = rundir.profile
+    upstream(rundir.prepare, "prepare")
+    records, skipped = read_split(rundir, "train")
+    profile = import_rollouts(files, records)
+    if not profile.rows:
+        first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
+        raise DataError(f"none of the rollout samples matched a training record of {rundir.records('train')}{first}")
+    if (stage.marker.exists() or (stage.root / STARTED).exists()) and not force:
+        stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
+        if stats.get("method") != "imported":
+            what = f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
+            raise StageError(f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts")
+    try:
+        changed = read_jsonl_complete(rundir.profile_file) != profile.rows
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        changed = True
+    current = imported_fingerprint(cfg, profile.rows)
+    forgotten = invalidate_after_profile(rundir) if changed else 0
+    if forgotten:
+        console.print(f"[yellow]warning:[/] the profile changed: {forgotten} finished stage(s) after it "
+                      f"(curate, train, evaluate, report) will be rebuilt")
+    (stage.root / STARTED).unlink(missing_ok=True)  # always a fresh folder: no file of an older profile stays
+    stage.begin(current)
+    write_jsonl(rundir.profile_file, profile.rows)
+    counts = [r["pass_count"] / r["k"] for r in profile.rows]
+    stats = {"samples": len(profile.rows), "method": "imported", "k": profile.k,
+             "files": [str(Path(f).absolute()) for f in files], "skipped": skipped, "resumed_from": 0,
+             "unmatched": len(profile.unmatched), "unprofiled": len(profile.unprofiled),
+             "label_mismatches": len(profile.label_mismatches),
+             "pass_count_histogram": {str(c): sum(r["pass_count"] == c for r in profile.rows)
+                                      for c in range(profile.k + 1)},
+             "mean_pass_rate": round(sum(counts) / len(counts), 4), "samples_seen": len(profile.rows),
+             "responses": sum(len(r["responses"]) for r in profile.rows),
+             "seconds": round(time.time() - started, 1)}
+    stage.finish(current, stats)
+    return profile

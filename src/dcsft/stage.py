@@ -106,7 +106,10 @@ def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     stats = read_json(rundir.prepare.root / "stats.json")
     task = get_task(stats.get("task", "classification"))
     try:
-        loaded = load_records(rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None))
+        # prepare decoded every image; later stages only check that each still opens (a full
+        # decode per read costs minutes per evaluation at ImageNet scale)
+        loaded = load_records(rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None),
+                              decode=False)
     except DataError as err:
         raise StageError(str(err)) from None
     for skip in loaded.skipped[:SHOWN_SKIPS] if distributed.is_main() else []:  # named once, not once per rank

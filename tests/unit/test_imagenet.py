@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dcsft.data.formats import export_records, import_records, read_json_file
+from dcsft.data.formats import export_records, import_records
+from dcsft.data.records import read_json
 from dcsft.data.imagenet import NAMES_FILE, load_split, read_name_map, read_val_labels
 from dcsft.data.records import DataError, Skip, to_sft
 from dcsft.tasks.classification import PROMPT
@@ -232,7 +233,7 @@ def test_sft_format_round_trips_ids_and_fields(train, tmp_path, name):
 def test_sft_export_is_exactly_the_authors_rows(train, tmp_path):
     records = sample_records(train)
     export_records(records, tmp_path / "easy.jsonl", "sft")
-    rows = read_json_file(tmp_path / "easy.jsonl")
+    rows = read_json(tmp_path / "easy.jsonl")
     assert rows == [to_sft(r) for r in records]
     assert rows[0]["messages"][0]["content"] == "<image>" + PROMPT
     assert rows[0]["images"] == [records[0]["image"]]
@@ -284,7 +285,7 @@ def test_trl_export_is_the_rows_dcsft_trains_on(train, tmp_path):
 
     records = sample_records(train)
     export_records(records, tmp_path / "medium.jsonl", "trl")
-    rows = read_json_file(tmp_path / "medium.jsonl")
+    rows = read_json(tmp_path / "medium.jsonl")
     assert rows[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": PROMPT}]
     assert rows[0]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": records[0]["solution"]}]}]
     assert rows == [to_trl(r) for r in records] and to_dataset(records).num_rows == len(records)

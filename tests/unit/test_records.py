@@ -105,6 +105,16 @@ def test_bad_records_are_skipped_with_a_reason(data_dir, bad, reason_words):
     assert "train.json" in line and "record 1" in line and "\n" not in line
 
 
+def test_header_only_check_skips_unopenable_images_but_does_not_decode(data_dir):
+    """Stages after prepare read records with decode=False: missing and non-image files are
+    still skipped, an image whose pixel data is cut off (only a full decode finds it) is not."""
+    names = ["a.png", "missing.png", "corrupt.png", "truncated.png"]
+    path = _write(data_dir / "train.json", [_record(image=f"images/{n}") for n in names])
+    kept = [Path(r["image"]).name for r in load_records(path, CLASSES, decode=False).records]
+    assert kept == ["a.png", "truncated.png"]
+    assert [Path(r["image"]).name for r in load_records(path, CLASSES).records] == ["a.png"]
+
+
 def test_label_check_is_case_and_space_insensitive(data_dir):
     path = _write(data_dir / "r.json", [_record(solution=" STAR "), _record(solution="Circle")])
     loaded = load_records(path, ["Star", "circle"])

@@ -23,57 +23,14 @@ Image paths come back absolute: a relative path is read relative to the file's f
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-from dcsft.data.records import REQUIRED_FIELDS, DataError, from_sft, resolve_image, to_sft, to_trl
+from dcsft.data.records import REQUIRED_FIELDS, DataError, from_sft, read_json, resolve_image, to_sft, to_trl
 from dcsft.rundir import atomic_path
 
 FORMATS = ("records", "sft", "trl")
-
-
-def plain_suffix(path: Path) -> str:
-    """`.json` or `.jsonl`, looking through a `.gz` suffix."""
-    path = Path(path)
-    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
-
-
-def read_json_file(path: Path) -> Any:
-    """The JSON value of a `.json` file, or the list of objects of a `.jsonl` file; gzip is
-    undone first. Any problem is a one-line DataError naming the file (and line)."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a JSON file") from None
-    except (gzip.BadGzipFile, EOFError, OSError) as err:
-        raise DataError(f"{path}: cannot be decompressed ({type(err).__name__})") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    if plain_suffix(path) == ".jsonl":
-        return parse_lines(text, path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        if err.msg == "Extra data":  # JSON Lines in a file named .json
-            return parse_lines(text, path)
-        raise DataError(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg})") from None
-
-
-def parse_lines(text: str, path: Path) -> list:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
-    return rows
 
 
 def format_of(item: object) -> str | None:
@@ -124,7 +81,7 @@ def import_records(path: Path) -> list[dict]:
     """Records `{"id", "problem", "solution", "image", "meta"?}` of a file in either format;
     an id missing from the file becomes `<file stem>-<index>` (as in dcsft.data.records)."""
     path = Path(path)
-    items = read_json_file(path)
+    items = read_json(path)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a list of records, found {type(items).__name__}")
     fmt = detect_format(items, path)

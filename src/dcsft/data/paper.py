@@ -39,7 +39,7 @@ import io
 import sys
 from pathlib import Path, PurePosixPath
 
-from dcsft.data.formats import read_json_file
+from dcsft.data.records import read_json
 from dcsft.data.imagenet import PAPER_ASSETS, record_id
 from dcsft.data.records import DataError, LoadedRecords, Skip
 from dcsft.rundir import atomic_path
@@ -95,7 +95,7 @@ def relative_file(authors_path: str, split: str) -> str:
 
 def read_list(src_dir: Path, name: str) -> list[tuple[str, str]]:
     path = source_file(src_dir, name)
-    items = read_json_file(path)
+    items = read_json(path)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of records, found {type(items).__name__}")
     return [image_and_answer(item, path, index) for index, item in enumerate(items)]

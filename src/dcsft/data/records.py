@@ -9,10 +9,11 @@ folder of the file that lists them.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -41,15 +42,52 @@ class LoadedRecords:
     skipped: list[Skip] = field(default_factory=list)
 
 
-def read_json_list(path: Path) -> list:
+def plain_suffix(path: Path) -> str:
+    """`.json` or `.jsonl`, looking through a `.gz` suffix."""
+    path = Path(path)
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value of a `.json` file, or the list of objects of a `.jsonl` file; gzip is
+    undone first. Any problem is a one-line DataError naming the file (and line)."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a JSON file") from None
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise DataError(f"{path}: cannot be decompressed ({type(err).__name__})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or type(err).__name__})") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    if plain_suffix(path) == ".jsonl":
+        return parse_lines(text, path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
+        if err.msg == "Extra data":  # JSON Lines in a file named .json
+            return parse_lines(text, path)
         raise DataError(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg})") from None
+
+
+def parse_lines(text: str, path: Path) -> list:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def read_json_list(path: Path) -> list:
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
     return data
@@ -60,11 +98,13 @@ def resolve_image(image: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def image_problem(path: Path) -> str | None:
-    """Why an image cannot be used, or None if it decodes."""
+def image_problem(path: Path, decode: bool = True) -> str | None:
+    """Why an image cannot be used, or None if it decodes (or, with `decode=False`, if its
+    header reads: the cheap check for images a stage has decoded before)."""
     try:
         with Image.open(path) as im:
-            im.load()
+            if decode:
+                im.load()
     except FileNotFoundError:
         return f"image not found: {path}"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -73,7 +113,7 @@ def image_problem(path: Path) -> str | None:
 
 
 def record_problem(record: object, classes: set[str] | None, base: Path,
-                   check: Callable[[dict], str | None] | None = None) -> str | None:
+                   check: Callable[[dict], str | None] | None = None, decode: bool = True) -> str | None:
     if not isinstance(record, dict):
         return f"expected an object with {', '.join(REQUIRED_FIELDS)}, found {type(record).__name__}"
     missing = [name for name in REQUIRED_FIELDS if name not in record]
@@ -86,19 +126,20 @@ def record_problem(record: object, classes: set[str] | None, base: Path,
         return f"label {record['solution']!r} is not one of the {len(classes)} classes"
     if check is not None and (problem := check(record)):
         return problem
-    return image_problem(resolve_image(record["image"], base))
+    return image_problem(resolve_image(record["image"], base), decode)
 
 
 def load_records(path: Path, classes: list[str] | None = None,
-                 check: Callable[[dict], str | None] | None = None) -> LoadedRecords:
+                 check: Callable[[dict], str | None] | None = None, decode: bool = True) -> LoadedRecords:
     """Usable records of a `problem/solution/image` file, each with an absolute image path;
     every unusable record is skipped with a reason naming the file and the record. `classes`
-    limits the solutions to class names; `check` is a task's own test of a record."""
+    limits the solutions to class names; `check` is a task's own test of a record; `decode`
+    False checks image headers only."""
     path = Path(path)
     known = {c.lower() for c in classes} if classes is not None else None
     loaded = LoadedRecords([])
     for index, record in enumerate(read_json_list(path)):
-        problem = record_problem(record, known, path.parent, check)
+        problem = record_problem(record, known, path.parent, check, decode)
         if problem:
             rid = record.get("id") if isinstance(record, dict) else None
             loaded.skipped.append(Skip(str(path), index, rid, problem))

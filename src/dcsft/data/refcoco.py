@@ -68,7 +68,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dcsft.data.records import DataError, LoadedRecords, Skip, image_problem
+from dcsft.data.records import DataError, LoadedRecords, Skip, image_problem, read_json
 from dcsft.tasks import grounding
 
 CLIP_TOLERANCE_PX = 1.0
@@ -240,16 +240,7 @@ def _read_refs(path: Path) -> list:
 
 def _read_instances(path: Path) -> tuple[dict, dict]:
     """Annotations and images of a COCO instances.json, each by id."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg})") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
             or not isinstance(data.get("images"), list):
         raise DataError(f"{path}: expected a COCO instances object with 'images' and 'annotations' lists")

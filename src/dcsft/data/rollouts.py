@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from dcsft.data.formats import read_json_file
+from dcsft.data.records import read_json
 from dcsft.data.records import DataError
 
 RESULT_FIELDS = ("image", "question", "correct")
@@ -68,7 +68,7 @@ def correct_value(value: object, path: Path, index: int) -> int:
 def read_draw(path: Path) -> dict[tuple[str, str], dict]:
     """(image key, question) -> {"response", "correct", "ground_truth", "image"} of one rollout file."""
     path = Path(path)
-    data = read_json_file(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         found = "an object without a results list" if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{path}: expected a rollout file {{\"accuracy\", \"results\": [...]}}, found {found}")
