@@ -4,7 +4,8 @@ On one cold-started model and one training set, in one process, this runs:
 - authors: the authors' loop, k separate passes over the data with HF generate at batch 4
   (every image re-encoded k times);
 - sample: dcsft's `sample` at batch 16 without and with the shared prefill;
-- adaptive: sample in rounds of 2, stop a sample once it is medium;
+- adaptive: sample in rounds of 2, stop a sample once it is medium; and the same with
+  `adaptive_settle` = k/2 (a sample whose first k/2 draws agree is settled easy / hard);
 - exact: P(correct) from one teacher-forced pass, buckets drawn from it;
 and prints wall time, tokens forwarded and generated, the speed-up over the authors' loop,
 and agreement with `sample`: a chi-square test of the bucket proportions and the per-sample
@@ -40,6 +41,7 @@ from dcsft.tasks import get_task
 
 AUTHORS_BATCH = 4
 DCSFT_BATCH = 16
+SETTLED = "adaptive, settle at k/2"
 
 
 def authors_loop(profiler: Profiler, records: list[dict], k: int) -> list[dict]:
@@ -111,8 +113,9 @@ def main() -> None:
     model, processor = load_model(rundir.coldstart_model, cfg.model), load_processor(rundir.coldstart_model, cfg.model)
     task = get_task(cfg.task)
 
-    def profiler(shared: bool = True, seed: int = cfg.seed) -> Profiler:
-        p = cfg.profile.model_copy(update={"shared_prefill": shared, "batch_size": DCSFT_BATCH})
+    def profiler(shared: bool = True, seed: int = cfg.seed, settle: int = 0) -> Profiler:
+        p = cfg.profile.model_copy(update={"shared_prefill": shared, "batch_size": DCSFT_BATCH,
+                                           "adaptive_settle": settle})
         return Profiler(model, processor, task, p, seed)
 
     runs = {
@@ -121,6 +124,7 @@ def main() -> None:
         "sample": lambda: run_method(profiler(), "sample", records),
         "sample, seed + 1": lambda: run_method(profiler(seed=cfg.seed + 1), "sample", records),
         "adaptive": lambda: run_method(profiler(), "adaptive", records),
+        SETTLED: lambda: run_method(profiler(settle=args.k // 2), "adaptive", records),
         **({"exact": lambda: run_method(profiler(), "exact", records)} if hasattr(task, "accepted_answers") else {}),
     }
     results, rows = {}, {}
@@ -140,16 +144,19 @@ def main() -> None:
     report = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
               "task": args.task, "samples": len(records), "k": args.k, "run_dir": str(root), "methods": results,
               "exact_unmodelled_correct_share": None if outside is None else round(outside / max(1, len(sampled_correct)), 5),
-              "generated_tokens_sample_over_adaptive": round(results["sample"]["tokens_generated"]
-                                                             / results["adaptive"]["tokens_generated"], 2)}
+              **{f"generated_tokens_sample_over_{key}": round(results["sample"]["tokens_generated"]
+                                                              / results[name]["tokens_generated"], 2)
+                 for key, name in (("adaptive", "adaptive"), ("adaptive_settled", SETTLED))}}
     print(f"\n{'method':<30} {'wall s':>8} {'speed-up':>9} {'fwd tokens':>11} {'gen tokens':>11} "
-          f"{'easy/med/hard':>16} {'chi2 p':>7} {'corr':>6}")
+          f"{'easy/med/hard':>16} {'chi2 p':>7} {'corr':>6} {'same':>6}")
     for name, r in results.items():
         a = r["agreement_with_sample"]
         split = "/".join(str(v) for v in a["buckets"].values())
         print(f"{name:<30} {r['seconds']:>8.2f} {r['speedup_over_authors']:>8.2f}x {r['tokens_forwarded']:>11,} "
-              f"{r['tokens_generated']:>11,} {split:>16} {a['chi2_p_value']:>7.3f} {a['pass_rate_correlation']:>6.3f}")
-    print(f"\nsample / adaptive generated tokens: {report['generated_tokens_sample_over_adaptive']}x"
+              f"{r['tokens_generated']:>11,} {split:>16} {a['chi2_p_value']:>7.3f} {a['pass_rate_correlation']:>6.3f} "
+              f"{a['same_bucket_share']:>6.3f}")
+    print(f"\nsample / adaptive generated tokens: {report['generated_tokens_sample_over_adaptive']}x "
+          f"({report['generated_tokens_sample_over_adaptive_settled']}x settling after k/2 alike draws)"
           + (f"; correct sampled answers outside exact's accepted set: {outside} of {len(sampled_correct)}"
              if outside is not None else ""))
     write_json(out, report)

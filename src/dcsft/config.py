@@ -147,9 +147,19 @@ class ProfileConfig(Section):
     batch_size: int = Field(4, ge=1)
     shared_prefill: bool = True  # encode each prompt once and draw the k responses from its cache
     adaptive_round: int = Field(2, ge=1)  # responses per sample per round of `adaptive`
+    # `adaptive` only: a sample whose first n draws are all correct (all wrong) is settled easy
+    # (hard) without the rest. 0: never, buckets keep `sample`'s distribution. n > 0 trades a
+    # measured bucket error for fewer draws (README, "Profiling methods").
+    adaptive_settle: int = Field(0, ge=0)
     # hf: transformers' generate (any device); vllm: vLLM on a CUDA machine (method `sample` only)
     engine: Literal["hf", "vllm"] = "hf"
     engine_args: dict[str, Any] = {}  # vllm: passed to vllm.LLM, e.g. tensor_parallel_size, gpu_memory_utilization
+
+    @model_validator(mode="after")
+    def _settle_within_k(self) -> "ProfileConfig":
+        if self.adaptive_settle > self.k:
+            raise ValueError(f"adaptive_settle ({self.adaptive_settle}) must be at most k ({self.k}); 0 turns it off")
+        return self
 
 
 class LoraConfig(Section):

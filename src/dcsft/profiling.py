@@ -11,10 +11,13 @@ Paper: k = 8, temperature 0.9, top_p 1.0, top_k 50, at most 128 new tokens.
   With `profile.shared_prefill` the image and prompt are encoded once and the k responses
   drawn from that cache, instead of once per response (same distribution, k x less prefill).
 - adaptive: sample `profile.adaptive_round` responses per round and stop a sample as soon as
-  it has a correct and a wrong one: it is medium whatever the remaining draws say. Easy and
-  hard samples still take all k draws (no early stop for them: that would change which
-  bucket a sample lands in), so buckets have the same distribution as `sample`; `k` in a row
-  is the number of draws made, and pass_rate of a stopped sample is over those draws.
+  it has a correct and a wrong one: it is medium whatever the remaining draws say. By default
+  easy and hard samples still take all k draws, so buckets have the same distribution as
+  `sample`. `profile.adaptive_settle: n` also stops a sample whose first n draws are all
+  alike (settled easy / hard): fewer draws, but a sample with pass rate p that k draws would
+  have made medium is settled hard with probability (1-p)^n - (1-p)^k (at most 1/4 at n = k/2);
+  the benchmark measures the resulting bucket agreement. `k` in a row is the number of draws
+  made, and pass_rate of a stopped sample is over those draws.
 - exact: for verifiers with a finite accepted set, P(one sampled response is correct) from
   one teacher-forced pass (dcsft.models.exact); the row's k outcomes are then drawn as
   Bernoulli(p) with a per-sample seed (the same distribution as k rollouts) and the expected
@@ -100,10 +103,14 @@ class Profiler:
                 s["correct"] += self.correct(batch[i], responses)
                 s["generated"] += generated
                 s["forwarded"] += forwarded
-            open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2]
             done, round_ = done + n, round_ + 1
+            open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2 and not self.settled(done)]
         return [row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
                 for r, s, p in zip(batch, state, prompts)]
+
+    def settled(self, draws: int) -> bool:
+        """Whether a sample with `draws` draws, all alike, may stop as easy / hard (adaptive_settle)."""
+        return 0 < self.p.adaptive_settle <= draws
 
     def exact(self, batch: list[dict], batch_index: int) -> list[dict]:
         accepted = [self.task.accepted_answers(r["solution"]) for r in batch]
@@ -170,7 +177,8 @@ def run(cfg: StudyConfig) -> dict:
         stats = {"samples": len(rows), "method": p.method, "k": p.k, "skipped": skipped, "resumed_from": start,
                  "pass_count_histogram": {str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows)
                                           for c in range(p.k + 1)},
-                 "mean_pass_rate": round(sum(counts) / len(counts), 4), **compute(rows)}
+                 "mean_pass_rate": round(sum(counts) / len(counts), 4),
+                 "settled": sum(r["k"] < p.k and r["pass_count"] in (0, r["k"]) for r in rows), **compute(rows)}
         return (f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
                 f"mean pass rate {stats['mean_pass_rate']}", stats)
 

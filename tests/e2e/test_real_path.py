@@ -143,10 +143,13 @@ def records(run: Path, split: str) -> list[dict]:
     return json.loads((run / "01_prepare" / "records" / f"{split}.json").read_text())
 
 
-def check_report(run: Path, splits: set[str]) -> dict:
+def check_report(run: Path, splits: set[str], dataset: str) -> dict:
     report = run / "07_report"
     for name in ("report.md", "report.html", "results.json", "buckets.json"):
         assert (report / name).is_file(), name
+    text = (report / "report.md").read_text()
+    assert text.startswith(f"# DC-SFT study: {dataset}\n")
+    assert "## Where the injected label noise landed" not in text  # real data carries no injected noise
     results = json.loads((report / "results.json").read_text())
     assert set(results["models"]) == {"base", "coldstart", "sft-m"}
     for name, model in results["models"].items():
@@ -206,7 +209,7 @@ def test_imagenet_records_point_at_the_dataset(imagenet_run):
 @pytest.mark.e2e
 def test_imagenet_study_reports_accuracies(imagenet_run):
     run, _, _ = imagenet_run
-    results = check_report(run, {"photo", "imagenet-r"})
+    results = check_report(run, {"photo", "imagenet-r"}, "ImageNet (classification)")
     assert results["split_sizes"] == {"photo": 9, "imagenet-r": 12}
     profile = [json.loads(line) for line in (run / "03_profile" / "profile.jsonl").read_text().splitlines()]
     assert len(profile) == 12 and all(row["k"] == 4 for row in profile)
@@ -242,7 +245,7 @@ def test_refcoco_boxes_are_in_the_model_frame(refcoco_run):
 @pytest.mark.e2e
 def test_refcoco_study_reports_accuracies(refcoco_run):
     run, _, _ = refcoco_run
-    results = check_report(run, {"refs", "ref-l4", "lisa-grounding"})
+    results = check_report(run, {"refs", "ref-l4", "lisa-grounding"}, "RefCOCO (grounding)")
     assert results["task"] == "grounding" and results["ood_splits"] == ["ref-l4", "lisa-grounding"]
 
 

@@ -102,6 +102,22 @@ def test_adaptive_stops_only_medium_samples(model, processor, records):
     assert any(row["k"] < 8 for row in rows) and any(row["k"] == 8 for row in rows)
 
 
+def test_adaptive_settle_stops_alike_samples_at_n_draws_and_changes_nothing_else(model, processor, records):
+    base = dict(method="adaptive", k=8, temperature=1.5, top_k=50, max_new_tokens=16, adaptive_round=2)
+    full = Profiler(model, processor, classification, ProfileConfig(**base), seed=0).adaptive(records, 0)
+    settled = Profiler(model, processor, classification, ProfileConfig(**base, adaptive_settle=4),
+                       seed=0).adaptive(records, 0)
+    for a, b in zip(full, settled):
+        assert b["correct"] == a["correct"][:b["k"]]  # same rounds, same seeds: a prefix of the full draws
+        if len(set(a["correct"][:4])) == 2:
+            assert b == a  # medium within 4 draws: untouched
+        else:
+            assert b["k"] == 4 and b["pass_count"] in (0, 4)  # settled easy / hard after 4 alike draws
+    assert any(b["k"] == 4 and a["k"] == 8 for a, b in zip(full, settled))  # the rule fired
+    with pytest.raises(ValueError, match="adaptive_settle .9. must be at most k .8."):
+        ProfileConfig(**base, adaptive_settle=9)
+
+
 def test_exact_rows_draw_k_outcomes_from_p(model, processor, records):
     p = ProfileConfig(method="exact", k=8, temperature=0.9)
     rows = Profiler(model, processor, classification, p, seed=0).exact(records, 0)

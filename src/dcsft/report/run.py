@@ -26,7 +26,15 @@ from dcsft.report import figures, tables
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import read_split, run_stage, upstream
 
-DATASET = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
+EMBEDDED_WORLDS = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
+SOURCES = {"imagenet": "ImageNet", "paper": "the paper's ImageNet splits", "refcoco": "RefCOCO",
+           "records": "record files"}
+
+
+def dataset_label(cfg: StudyConfig) -> str:
+    if cfg.data.source == "embedded":
+        return EMBEDDED_WORLDS.get(cfg.task, cfg.task)
+    return f"{SOURCES[cfg.data.source]} ({cfg.task})"
 GALLERY_PER_BUCKET = 5
 BUCKET_METHODS = {"sft-e": "easy", "sft-m": "medium", "sft-h": "hard"}
 
@@ -189,7 +197,7 @@ def ood_mean_se(entry: dict, results: dict) -> float:
 
 
 def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:
-    dataset = DATASET.get(cfg.task, cfg.task)
+    dataset = dataset_label(cfg)
     zero = results["zero_advantage"]
     ablation = [m for m in cfg.train.methods if m == "sft-m" or hard_mix_percent(m) is not None]
 
@@ -206,8 +214,9 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
         tables.proportions_table("cold start", dataset, buckets),
         f"k = {cfg.profile.k} samples per training example at temperature {cfg.profile.temperature}.",
         *figure("gallery"), *figure("loss_per_bucket"),
-        "## Where the injected label noise landed", tables.noise_table(buckets["noise_by_bucket"], buckets),
     ]
+    if cfg.data.source == "embedded":  # only the embedded worlds inject (and so know) their noise
+        parts += ["## Where the injected label noise landed", tables.noise_table(buckets["noise_by_bucket"], buckets)]
     if len(ablation) > 1:
         parts += ["## Hard-fraction ablation (medium plus x% hard)", tables.ablation_table(results, ablation)]
     if zero:
