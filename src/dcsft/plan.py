@@ -201,16 +201,6 @@ def inspect_records(cfg: StudyConfig, out: Findings) -> None:
         out.lines.append("  label map: the answers of the record files are the classes")
 
 
-@dataclass
-class Pool:
-    """One RefCOCO split as plan sees it: the records it gives, its image files (existing), and
-    the files missing with the records they take along."""
-    records: int = 0
-    images: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    lost: int = 0
-
-
 def inspect_refcoco(cfg: StudyConfig, out: Findings) -> None:
     data = cfg.data
     inputs = S.refcoco_inputs(cfg)
@@ -245,7 +235,7 @@ def inspect_refcoco(cfg: StudyConfig, out: Findings) -> None:
                          f"{n(needed)} records)")
 
 
-def refcoco_classic_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict[str, Pool]:
+def refcoco_classic_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict:
     """RefCOCO split -> what it gives, from the refs and instances files and the image folder's
     files (checked to exist; prepare decodes them)."""
     from dcsft.data import refcoco
@@ -255,35 +245,8 @@ def refcoco_classic_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict
             raise DataError(f"{inputs[key]}: file not found (data.refcoco_{key})")
     if not inputs["images"].is_dir():
         raise DataError(f"{inputs['images']}: folder does not exist (data.refcoco_images)")
-    refs = refcoco._read_refs(inputs["refs"])  # its safe unpickler: refs pickles may not name classes
-    anns, images = refcoco._read_instances(inputs["instances"])
-    pools = {split: Pool() for split in set(cfg.data.refcoco_splits.values())}
-    exists: dict[Path, bool] = {}
-    bad: list[str] = []
-    for ref in refs:
-        if not isinstance(ref, dict) or ref.get("split") not in pools:
-            continue
-        pool = pools[ref["split"]]
-        try:
-            ann = anns.get(ref.get("ann_id")) if refcoco._is_id(ref.get("ann_id")) else None
-            if ann is None:
-                raise refcoco._Bad(f"ann_id {ref.get('ann_id')!r} is not in instances.json")
-            image = images.get(ref.get("image_id", ann.get("image_id")))
-            path = inputs["images"] / refcoco._image_file_name(image, ref)
-            if image and "width" in image and "height" in image:
-                refcoco._coco_box(ann.get("bbox"), (image["width"], image["height"]))
-        except refcoco._Bad as err:
-            bad.append(f"ref_id {ref.get('ref_id')}: {err}")
-            continue
-        sentences = len(ref.get("sentences") or [])
-        records = min(sentences, 1) if cfg.data.one_sentence_per_ref else sentences
-        if path not in exists:
-            exists[path] = path.is_file()
-            (pool.images if exists[path] else pool.missing).append(path if exists[path] else str(path))
-        if exists[path]:
-            pool.records += records
-        else:
-            pool.lost += records
+    pools, bad = refcoco.survey_classic(inputs["refs"], inputs["instances"], inputs["images"],
+                                        set(cfg.data.refcoco_splits.values()), cfg.data.one_sentence_per_ref)
     counts = ", ".join(f"{split} {n(pool.records)} records of {n(len(pool.images))} images"
                        for split, pool in sorted(pools.items()))
     out.lines.append(f"  RefCOCO {inputs['refs']}: {counts}")
@@ -294,26 +257,14 @@ def refcoco_classic_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict
     return pools
 
 
-def refcoco_parquet_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict[str, Pool]:
+def refcoco_parquet_pools(cfg: StudyConfig, inputs: dict, out: Findings) -> dict:
     from dcsft.data import refcoco
 
-    pools = {split: Pool() for split in set(cfg.data.refcoco_splits.values())}
     for path in inputs["parquet"]:
         if not path.is_file():
             raise DataError(f"{path}: file not found (data.refcoco_parquet)")
-        parquet, columns = refcoco._parquet_columns(path)
-        expressions = next(c for c in refcoco.EXPRESSION_COLUMNS if c in columns)
-        table = parquet.read(columns=[expressions, *(["split"] if "split" in columns else [])])
-        texts = table.column(expressions).to_pylist()
-        splits = (table.column("split").to_pylist() if "split" in columns
-                  else [refcoco._file_split(path) or "unknown"] * len(texts))
-        for split, value in zip(splits, texts):
-            if split in pools:
-                try:
-                    sentences = len(refcoco._sentence_list(value)) if value is not None else 0
-                except refcoco._Bad:
-                    sentences = 0
-                pools[split].records += min(sentences, 1) if cfg.data.one_sentence_per_ref else sentences
+    pools = refcoco.survey_parquet(inputs["parquet"], set(cfg.data.refcoco_splits.values()),
+                                   cfg.data.one_sentence_per_ref)
     out.lines.append("  RefCOCO parquet: " + ", ".join(f"{s} {n(pool.records)} records" for s, pool in sorted(pools.items()))
                      + " (images inside the files are decoded by prepare, not here)")
     return pools

@@ -63,7 +63,7 @@ import os
 import pickle
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -455,3 +455,71 @@ def load_refcoco_parquet(paths: list[Path], image_cache: Path, split: str | None
                 continue
             _collect(loaded, seen, records, skips, str(path), index)
     return loaded
+
+
+# ---------------------------------------------------------------- survey (dcsft plan): counts without decoding
+
+@dataclass
+class SplitSurvey:
+    """One RefCOCO split as `dcsft plan` sees it: the records it gives, its image files
+    (existing), and the files missing with the records they take along."""
+    records: int = 0
+    images: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    lost: int = 0
+
+
+def survey_classic(refs_path: Path, instances_path: Path, image_root: Path, splits: set[str],
+                   one_sentence_per_ref: bool) -> tuple[dict[str, SplitSurvey], list[str]]:
+    """Per split, what `load_refcoco_classic` would give, checking that image files exist but
+    not decoding them; and the refs it would skip for a bad annotation or box (one line each)."""
+    refs = _read_refs(Path(refs_path))
+    anns, images = _read_instances(Path(instances_path))
+    surveys = {split: SplitSurvey() for split in splits}
+    exists: dict[Path, bool] = {}
+    bad: list[str] = []
+    for ref in refs:
+        if not isinstance(ref, dict) or ref.get("split") not in surveys:
+            continue
+        survey = surveys[ref["split"]]
+        try:
+            ann = anns.get(ref.get("ann_id")) if _is_id(ref.get("ann_id")) else None
+            if ann is None:
+                raise _Bad(f"ann_id {ref.get('ann_id')!r} is not in instances.json")
+            image = images.get(ref.get("image_id", ann.get("image_id")))
+            path = Path(image_root) / _image_file_name(image, ref)
+            if image and "width" in image and "height" in image:
+                _coco_box(ann.get("bbox"), (image["width"], image["height"]))
+        except _Bad as err:
+            bad.append(f"ref_id {ref.get('ref_id')}: {err}")
+            continue
+        sentences = len(ref.get("sentences") or [])
+        records = min(sentences, 1) if one_sentence_per_ref else sentences
+        if path not in exists:
+            exists[path] = path.is_file()
+            (survey.images if exists[path] else survey.missing).append(path if exists[path] else str(path))
+        if exists[path]:
+            survey.records += records
+        else:
+            survey.lost += records
+    return surveys, bad
+
+
+def survey_parquet(paths: list[Path], splits: set[str], one_sentence_per_ref: bool) -> dict[str, SplitSurvey]:
+    """Per split, the records the parquet files would give (their images are not read)."""
+    surveys = {split: SplitSurvey() for split in splits}
+    for path in paths:
+        parquet, columns = _parquet_columns(path)
+        expressions = next(c for c in EXPRESSION_COLUMNS if c in columns)
+        table = parquet.read(columns=[expressions, *(["split"] if "split" in columns else [])])
+        texts = table.column(expressions).to_pylist()
+        file_splits = (table.column("split").to_pylist() if "split" in columns
+                       else [_file_split(path) or "unknown"] * len(texts))
+        for split, value in zip(file_splits, texts):
+            if split in surveys:
+                try:
+                    sentences = len(_sentence_list(value)) if value is not None else 0
+                except _Bad:
+                    sentences = 0
+                surveys[split].records += min(sentences, 1) if one_sentence_per_ref else sentences
+    return surveys
