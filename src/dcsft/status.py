@@ -19,7 +19,8 @@ from typing import Callable
 
 from dcsft import coldstart, curate, evaluate, prepare, profiling
 from dcsft.config import StudyConfig
-from dcsft.data.splits import split_specs
+from dcsft.data.splits import id_split, split_specs
+from dcsft.distributed import part_files
 from dcsft.models.base import base_identity
 from dcsft.report import run as report
 from dcsft.rundir import STARTED, RunDir, Stage, read_json
@@ -50,8 +51,10 @@ def state_of(stage: Stage, current: Callable[[], str], upstream_done: bool) -> s
 
 
 def lines_in(path: Path) -> int:
-    """Complete lines of an append-only file (read only: status never truncates a torn line)."""
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    """Complete lines of an append-only file and of its per-rank partial files (a data-parallel
+    run's); read only: status never truncates a torn line."""
+    files = [path, *(file for file, _, _ in part_files(path))]
+    return sum(file.read_bytes().count(b"\n") for file in files if file.exists())
 
 
 def checkpoint_detail(stage: Stage) -> str:
@@ -104,13 +107,14 @@ def evaluation_statuses(cfg: StudyConfig, prep: StageStatus, cold: StageStatus,
                         trained: dict[tuple[str, int], StageStatus]) -> list[StageStatus]:
     rundir = RunDir(cfg.run_dir)
     n_predictions = cfg.data.n_test * (1 + len(cfg.data.ood_splits))
+    splits = [id_split(cfg.task), *cfg.data.ood_splits]
 
     def evaluation(name: str, seed: int | None, spec: Callable[[], evaluate.ModelToEvaluate | None],
                    after: list[StageStatus]) -> StageStatus:
         stage = rundir.evaluate(name, seed)
         title = name if seed is None else f"{name} seed {seed}"
         return entry(f"evaluate {title}", stage, lambda: evaluate.stage_fingerprint(cfg, spec()),
-                     lambda: f"{sum(lines_in(p) for p in stage.root.glob('*.jsonl'))}/{n_predictions} predictions",
+                     lambda: f"{sum(lines_in(stage.root / f'{s}.jsonl') for s in splits)}/{n_predictions} predictions",
                      after)
 
     rows = [evaluation("base", None, lambda: evaluate.base_and_coldstart(cfg)[0], [prep]),

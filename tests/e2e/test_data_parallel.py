@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from dcsft.status import lines_in
+
 SMALLEST = ["tasks={}", "pretrain.grounding.steps=0", "data.n_coldstart=8", "data.n_train=32", "data.n_test=4",
             "profile.batch_size=8", "train.methods=[]"]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -64,6 +66,7 @@ def test_two_processes_profile_like_one_even_when_killed_and_resumed(runs):
     before = set(units.read_text().splitlines())  # each rank stops after its first batch, or is stopped
     parts = [folder / name for name in listing(folder) if name.startswith("profile.rank")]
     assert before and parts and not (folder / "DONE").exists()
+    assert lines_in(folder / "profile.jsonl") == 8 * len(before)  # `dcsft status` counts the ranks' files
     for part in parts:  # and a write torn by the kill, too
         with part.open("a") as torn:
             torn.write('{"id": "torn')
