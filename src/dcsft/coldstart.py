@@ -40,11 +40,12 @@ def run(cfg: StudyConfig) -> dict:
     def body(folder: Path):
         records, skipped = read_split(rundir, "coldstart")
         model, processor = load_model(base, cfg.model), load_processor(base, cfg.model)
-        run_cfg = sft.SFTRun(output_dir=folder, lr=cfg.coldstart.lr, batch_size=cfg.coldstart.batch_size,
-                             warmup_ratio=cfg.coldstart.warmup_ratio, epochs=cfg.coldstart.epochs, seed=cfg.seed,
-                             max_length=cfg.coldstart.max_length, save_steps=cfg.coldstart.save_steps,
-                             stage="coldstart", freeze_vision=cfg.train.freeze_vision, save_to=rundir.coldstart_model)
-        steps = max(1, int(len(records) * cfg.coldstart.epochs) // cfg.coldstart.batch_size)
+        c = cfg.coldstart
+        run_cfg = sft.SFTRun(output_dir=folder, lr=c.lr, batch_size=c.batch_size, grad_accum=c.grad_accum,
+                             warmup_ratio=c.warmup_ratio, epochs=c.epochs, seed=cfg.seed, max_length=c.max_length,
+                             save_steps=c.save_steps, stage="coldstart", extra=c.extra,
+                             freeze_vision=cfg.train.freeze_vision, save_to=rundir.coldstart_model)
+        steps = max(1, int(len(records) * c.epochs) // (c.batch_size * c.grad_accum))
         with progress("cold start (full fine-tune)", steps) as advance:
             _, stats = sft.train(model, processor, records, run_cfg, advance)  # saves the model to save_to
         return (f"full fine-tune on {len(records)} samples, {stats['steps']} steps, loss {stats['train_loss']}",

@@ -127,7 +127,9 @@ class ColdStartConfig(Section):
     epochs: float = 1.0
     warmup_ratio: float = 0.1
     batch_size: int = 4
+    grad_accum: int = Field(1, ge=1)
     max_length: int | None = None
+    extra: dict[str, Any] = {}  # passed through to TRL's SFTConfig, e.g. {gradient_checkpointing: true} on a GPU
     save_steps: int | None = Field(10, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
 
 

@@ -475,10 +475,10 @@ def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
     seeds = len(cfg.train_seeds)
     lines = [f"steps ({gpus} GPU{'s' if gpus > 1 else ''}: train.batch_size, coldstart.batch_size and "
              f"grpo.prompts_per_step are per GPU):"]
-    per_epoch = math.ceil(n_cold / (c.batch_size * gpus)) if n_cold else 0
+    per_epoch = math.ceil(n_cold / (c.batch_size * c.grad_accum * gpus)) if n_cold else 0
     cold_steps = math.ceil(per_epoch * c.epochs)
-    lines.append(f"  coldstart  {c.epochs:g} epoch(s) x ceil({n(n_cold)} samples / ({c.batch_size} x {gpus} GPU)) "
-                 f"= {n(cold_steps)} steps")
+    lines.append(f"  coldstart  {c.epochs:g} epoch(s) x ceil({n(n_cold)} samples / ({c.batch_size} x {c.grad_accum} "
+                 f"accum x {gpus} GPU)) = {n(cold_steps)} steps")
     per_step = t.batch_size * t.grad_accum * gpus
     methods = sft_methods(cfg)
     if methods:

@@ -95,7 +95,7 @@ def test_plan_counts_every_split_of_an_imagenet_tree(tree):
     assert split_row(out, "photo")[:4] == ["photo", "9", "0", "0/9"]
     assert split_row(out, "imagenet-r")[:4] == ["imagenet-r", "4", "0", "0/4"]
     assert "names 3 of the 4 class folders" in out and "2 of its 3 classes (named)" in out
-    assert "coldstart  1 epoch(s) x ceil(6 samples / (4 x 1 GPU)) = 2 steps" in out
+    assert "coldstart  1 epoch(s) x ceil(6 samples / (4 x 1 accum x 1 GPU)) = 2 steps" in out
     assert "16 B/param" in out and "3.75 B parameters" in out
     assert "plan: no blocking problems" in out
 
@@ -154,8 +154,9 @@ def test_paper_config_on_the_manifest_tree(tmp_path):
     assert "600 steps x 1 x 16 accum x 1 GPU = 9,600 samples per run (1.00 epochs" in result.output
     assert "9,600 samples x k 8 = 76,800 responses, <= 9,830,400 tokens" in result.output
     eight = plan(PAPER / "imagenet_3b.yaml", "--gpus", "8", *[a for kv in (f"data.root={root}", "train.grad_accum=2",
-                                                                        "grpo.grad_accum=2") for a in ("--set", kv)])
-    assert "coldstart  1 epoch(s) x ceil(400 samples / (4 x 8 GPU)) = 13 steps" in eight.output
+                                                                        "grpo.grad_accum=2", "coldstart.grad_accum=2")
+                                                                   for a in ("--set", kv)])
+    assert "coldstart  1 epoch(s) x ceil(400 samples / (4 x 2 accum x 8 GPU)) = 7 steps" in eight.output
     assert "600 steps x 1 x 2 accum x 8 GPU = 9,600 samples per run" in eight.output
     assert "ZeRO-2 over 8 GPUs" in eight.output
     first = read_manifest()[500]  # a training image
