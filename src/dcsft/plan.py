@@ -467,6 +467,13 @@ def sft_methods(cfg: StudyConfig) -> list[str]:
     return [m for m in cfg.train.methods if m != "grpo"]
 
 
+def adaptive_note(p) -> str:
+    if p.method != "adaptive":
+        return ""
+    settle = f", and settles samples whose first {p.adaptive_settle} draws agree" if p.adaptive_settle else ""
+    return f"; adaptive stops medium samples early{settle}"
+
+
 def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
     counts = {name: check.count for name, check in found.splits.items()}
     n_cold, n_train = counts.get("coldstart", cfg.data.n_coldstart), counts.get("train", cfg.data.n_train)
@@ -497,7 +504,7 @@ def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
                      f"({n(n_train)} samples)")
     else:
         lines.append(f"  profile    {n(n_train)} samples x k {p.k} = {n(draws)} responses, <= {n(draws * p.max_new_tokens)} "
-                     f"tokens (x max_new_tokens {p.max_new_tokens}){'; adaptive stops medium samples early' if p.method == 'adaptive' else ''}")
+                     f"tokens (x max_new_tokens {p.max_new_tokens}){adaptive_note(p)}")
     if "grpo" in cfg.train.methods:
         completions = g.steps * g.prompts_per_step * g.grad_accum * gpus * g.num_generations
         lines.append(f"  grpo       {g.steps} x {g.prompts_per_step} x {g.grad_accum} x {gpus} x {g.num_generations} "

@@ -100,6 +100,13 @@ def test_plan_counts_every_split_of_an_imagenet_tree(tree):
     assert "plan: no blocking problems" in out
 
 
+def test_plan_names_the_adaptive_rules_in_force(tree):
+    exact = plan(*imagenet_args(tree, "profile.method=adaptive")).output
+    assert "adaptive stops medium samples early" in exact and "settles" not in exact
+    settled = plan(*imagenet_args(tree, "profile.method=adaptive", "profile.adaptive_settle=4")).output
+    assert "adaptive stops medium samples early, and settles samples whose first 4 draws agree" in settled
+
+
 def test_missing_root_is_one_line(tree):
     line = one_error(plan(*imagenet_args(tree, f"data.root={tree / 'nope'}")))
     assert "nope" in line and "does not exist" in line
