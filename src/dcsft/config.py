@@ -86,14 +86,14 @@ class GroundingPretrainConfig(Section):
     """Phase 3 of the embedded base: localisation (referring expressions -> boxes), continued from
     the phase-2 base with classification replay (see models/pretrain.py). steps 0: no phase 3."""
 
-    steps: int = Field(10000, ge=0)
+    steps: int = Field(32000, ge=0)
     batch_size: int = 16
     lr: float = 1e-3
     # Step shares: scenes (referring expressions), single objects (the one object of a phase-2
     # image located: where reading positions is learnt), the rest replays phase 2's tasks.
     scenes: float = Field(0.5, ge=0, le=1)
     single: float = Field(0.35, ge=0, le=1)
-    pool_size: int = 8000
+    pool_size: int = 24000
     canvas: int = 126  # scenes are drawn at this side and resized to the base's image_size
     seed: int = 0
 
