@@ -23,7 +23,7 @@ def _entry(*runs):
 
 @pytest.fixture
 def results():
-    return {"id_split": "photo", "ood_splits": ["rendition", "adversarial"], "seeds": [0, 1],
+    return {"task": "classification", "id_split": "photo", "ood_splits": ["rendition", "adversarial"], "seeds": [0, 1],
             "split_sizes": {"photo": 1000, "rendition": 1000, "adversarial": 1000},
             "models": {"base": _entry((80.0, 70.0, 30.0)), "sft": _entry((86.0, 80.0, 38.0), (88.0, 82.0, 40.0)),
                        "sft-m": _entry((85.0, 80.0, 37.0), (85.0, 80.0, 37.0)), "sft-h": {"n_a": True, "samples": 0},
@@ -44,6 +44,8 @@ def test_accuracy_table_shows_std_and_deltas_of_means(results):
     assert "80.00 |" in rows["Base"] and "(" not in rows["Base"]  # reference models: no delta
     assert rows["SFT-H"].count("n/a (0 samples)") == 4
     assert "SFT-M + 5% hard" in rows
+    assert "Accuracy % (greedy, exact match)" in table
+    assert "Accuracy % (greedy, IoU >= 0.5)" in tables.accuracy_table({**results, "task": "grounding"})
 
 
 def test_findings_say_when_the_paper_is_not_reproduced(results):

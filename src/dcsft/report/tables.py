@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from statistics import mean, stdev
 
+from dcsft.tasks import get_task
+
 BASELINE = "sft"
 REFERENCE_MODELS = ("base", "coldstart")
 LABELS = {"base": "Base", "coldstart": "Cold start", "sft": "SFT", "sft-e": "SFT-E", "sft-m": "SFT-M",
@@ -58,7 +60,8 @@ def accuracy_table(results: dict) -> str:
         cells = [cell(entry["accuracy"][c], reference["accuracy"][c] if delta else None) for c in cols]
         lines.append(f"| {label(name)} | {entry['runs']} | " + " | ".join(cells) + " |")
     n_line = ", ".join(f"{s}: n={count}" for s, count in results["split_sizes"].items())
-    return "\n".join(lines) + (f"\n\nAccuracy % (greedy, exact match), mean ± sample std over the training seeds "
+    metric = get_task(results["task"]).METRIC
+    return "\n".join(lines) + (f"\n\nAccuracy % (greedy, {metric}), mean ± sample std over the training seeds "
                                f"{results['seeds']}; {n_line}.")
 
 

@@ -7,6 +7,7 @@ period, case-insensitively (the paper's verifier).
 from __future__ import annotations
 
 PROMPT = "Please provide the object name in the image. Output the answer using one word."
+METRIC = "exact match"  # how a report names what counts as correct
 
 
 def normalize(text: str) -> str:

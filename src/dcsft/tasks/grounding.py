@@ -16,6 +16,7 @@ import re
 
 PROMPT = "Please provide the bounding box of the region this sentence describes: {expression}."
 IOU_THRESHOLD = 0.5
+METRIC = f"IoU >= {IOU_THRESHOLD}"  # how a report names what counts as correct
 _NUMBER = r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
 _BOX = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
 
