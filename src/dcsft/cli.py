@@ -240,8 +240,6 @@ def export_bucket(
 
     Example: dcsft export runs/default --bucket medium --format sft --out medium.jsonl
     """
-    from rich.markup import escape
-
     from dcsft.data.formats import FORMATS, export_records
 
     def action():
@@ -307,8 +305,6 @@ def import_rollouts_command(
 
     Example: dcsft import-rollouts rollouts/train_*.json --run-dir runs/imagenet-3b
     """
-    from rich.markup import escape
-
     from dcsft import profiling
 
     def action():

@@ -47,10 +47,8 @@ from dcsft.data.splits import (PAPER_FOLDER, PAPER_SPLIT, SplitSpec, check_data,
                                data_path, id_split, image_folder, is_real, manifest_file, names_file, ood_classes,
                                records_file, refcoco_inputs, roles, split_specs, training_classes)
 from dcsft.rundir import RunDir, atomic_path, fingerprint, unit_finished, write_json, write_jsonl
-from dcsft.stage import run_stage
+from dcsft.stage import run_stage, warn_skipped
 from dcsft.tasks import classification, grounding
-
-SHOWN_SKIPS = 5
 
 # The data keys the embedded worlds read (the fingerprint of an embedded run is what it was
 # before real sources existed); real sources ignore the world's own keys.
@@ -336,15 +334,14 @@ def describe(cfg: StudyConfig) -> dict[str, str]:
     return out
 
 
-def load_real(cfg: StudyConfig, folder: Path) -> tuple[dict[str, list[dict]], list[dict]]:
-    """split -> records, and every skip as a row of skipped.jsonl."""
+def load_real(cfg: StudyConfig, folder: Path) -> tuple[dict[str, list[dict]], list[tuple[str, Skip]]]:
+    """split -> records, and every skip with its split."""
     loaded = LOADERS[cfg.data.source](cfg, folder)
     splits, skipped = {}, []
     for name, _ in roles(cfg):
         done = finish_split(cfg, name, loaded[name])
         splits[name] = done.records
-        skipped += [{"split": name, "file": s.file, "index": s.index, "id": s.record_id, "reason": s.reason}
-                    for s in done.skipped]
+        skipped += [(name, s) for s in done.skipped]
     return splits, skipped
 
 
@@ -355,15 +352,12 @@ def run_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict]
     overlap = check_disjoint(cfg, splits)
     for name, records in splits.items():
         write_json(rundir.records(name), records)
-    write_jsonl(folder / "skipped.jsonl", skipped)
-    for row in skipped[:SHOWN_SKIPS]:
-        console.warn(f"skipped {row['split']}: {row['file']}: record {row['index']}"
-                     f"{' (' + str(row['id']) + ')' if row['id'] else ''}: {row['reason']}")
-    if len(skipped) > SHOWN_SKIPS:
-        console.warn(f"... and {len(skipped) - SHOWN_SKIPS} more skipped records ({folder / 'skipped.jsonl'})")
+    write_jsonl(folder / "skipped.jsonl", [{"split": name, "file": s.file, "index": s.index, "id": s.record_id,
+                                            "reason": s.reason} for name, s in skipped])
+    warn_skipped([f"{name}: {s.line()}" for name, s in skipped], f"({folder / 'skipped.jsonl'})")
     counts = {name: len(records) for name, records in splits.items()}
     stats = {"task": cfg.task, "source": cfg.data.source, "records": counts, "noise": {},
-             "skipped": {name: sum(r["split"] == name for r in skipped) for name in splits},
+             "skipped": {name: sum(split == name for split, _ in skipped) for name in splits},
              "splits": describe(cfg), "ood_images_in_training": overlap}
     if cfg.task == "classification":
         stats["classes"] = sorted({r["solution"] for records in splits.values() for r in records})

@@ -101,6 +101,17 @@ def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
     return read_jsonl_complete(path), start
 
 
+def warn_skipped(lines: list[str], rest: str) -> None:
+    """Name the first SHOWN_SKIPS skipped records, one line each, and count the rest; on rank 0
+    only, so a launcher's ranks do not repeat them."""
+    if not distributed.is_main():
+        return
+    for line in lines[:SHOWN_SKIPS]:
+        console.warn(f"skipped {line}")
+    if len(lines) > SHOWN_SKIPS:
+        console.warn(f"... and {len(lines) - SHOWN_SKIPS} more skipped records {rest}")
+
+
 def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     """Usable records of a prepared split, and how many were skipped (each named on one line)."""
     stats = read_json(rundir.prepare.root / "stats.json")
@@ -112,10 +123,7 @@ def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
                               decode=False)
     except DataError as err:
         raise StageError(str(err)) from None
-    for skip in loaded.skipped[:SHOWN_SKIPS] if distributed.is_main() else []:  # named once, not once per rank
-        console.warn(f"skipped {skip.line()}")
-    if len(loaded.skipped) > SHOWN_SKIPS and distributed.is_main():
-        console.warn(f"... and {len(loaded.skipped) - SHOWN_SKIPS} more skipped records in {split}")
+    warn_skipped([skip.line() for skip in loaded.skipped], f"in {split}")
     if not loaded.records:
         raise StageError(f"{rundir.records(split)}: no usable records ({len(loaded.skipped)} skipped)")
     return loaded.records, len(loaded.skipped)

@@ -51,11 +51,11 @@ def box_problem(box: object, image_size: tuple[int, int] | None = None) -> str |
 
 def record_problem(record: dict) -> str | None:
     """Why a grounding record cannot be used: its solution must be a box inside its image."""
-    solution = record["solution"]
-    if not _BOX.fullmatch(solution.strip()):
-        return f"solution {solution!r} is not a box [x1, y1, x2, y2]"
+    match = _BOX.fullmatch(record["solution"].strip())
+    if not match:
+        return f"solution {record['solution']!r} is not a box [x1, y1, x2, y2]"
     meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-    return box_problem([float(v) for v in _BOX.fullmatch(solution.strip()).groups()], meta.get("size"))
+    return box_problem([float(v) for v in match.groups()], meta.get("size"))
 
 
 def parse_box(text: object) -> Box | None:
