@@ -325,8 +325,24 @@ def apply_override(data: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> StudyConfig:
-    path = Path(path) if path else default_config_path()
+def preset_path(name: str) -> Path:
+    """A packaged config by name (`embedded`, `full`): dcsft/configs/<name>.yaml."""
+    return Path(str(resources.files("dcsft") / "configs" / f"{name}.yaml"))
+
+
+def config_path(path: str | Path | None) -> Path:
+    """The config file meant: a file, else a packaged preset's name, else the default."""
+    if not path:
+        return default_config_path()
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and preset_path(path.name).exists():
+        return preset_path(path.name)
+    return path
+
+
+def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, with the file it `extends` (a preset name or a path relative to
+    it) merged underneath, so that a preset states only what differs from its parent."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -337,20 +353,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
         raise ConfigError(f"{path}{where}: not valid YAML ({yaml_problem(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: extends: expected a preset name or a config file path, got {parent!r}")
+    parent_path = preset_path(parent) if preset_path(parent).exists() else path.parent / parent
+    if parent_path.resolve() in chain:
+        raise ConfigError(f"{path}: extends {parent!r} makes a cycle")
+    return merge(read_yaml(parent_path, (*chain, path.resolve())), data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> StudyConfig:
+    path = config_path(path)
+    data = read_yaml(path)
     for override in overrides:
-        path, value = parse_override(override)
-        apply_override(data, path, value)
+        keys, value = parse_override(override)
+        apply_override(data, keys, value)
         # A command-line override beats the file, a task's own sections included; to change
         # one task only, override tasks.<name>.<key>.
-        for task_overrides in (data.get("tasks") or {}).values() if path[0] != "tasks" else ():
-            if isinstance(task_overrides, dict) and has_path(task_overrides, path):
-                apply_override(task_overrides, path, value)
+        for task_overrides in (data.get("tasks") or {}).values() if keys[0] != "tasks" else ():
+            if isinstance(task_overrides, dict) and has_path(task_overrides, keys):
+                apply_override(task_overrides, keys, value)
     try:
         config = StudyConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        overridden = [o for o in overrides if where.startswith(o.partition("=")[0].strip())]
+        keys = [o.partition("=")[0].strip() for o in overrides]  # an override names the key, or a section of it
+        overridden = [o for o, k in zip(overrides, keys) if where.startswith(k) or k.startswith(f"{where}.")]
         source = f"--set {overridden[-1]}" if overridden else str(path)
         raise ConfigError(f"{source}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
     for name in config.tasks:

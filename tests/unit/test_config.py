@@ -312,3 +312,38 @@ def test_control_characters_in_an_override_give_one_line(override):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert "\n" not in str(err.value) and "not valid YAML" in str(err.value)
+
+
+def test_full_preset_extends_the_embedded_default():
+    default, full = load_config(), load_config("full")
+    assert full.seeds == 3 and full.run_dir == "runs/full" and full.data.n_test == 1000
+    assert full.task_names == default.task_names
+    for name in full.task_names:
+        assert "curriculum" in full.for_task(name).train.methods and "sft-m+h15" in full.for_task(name).train.methods
+    grounding = full.for_task("grounding")
+    assert grounding.data.n_test == 500 and grounding.data.image_size == default.for_task("grounding").data.image_size
+    assert full.train.steps == default.train.steps and full.grpo == default.grpo  # only what it states differs
+
+
+def test_extends_merges_under_the_file_and_refuses_cycles(tmp_path):
+    parent = tmp_path / "parent.yaml"
+    parent.write_text("extends: embedded\nseed: 3\ntrain: {steps: 7}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent.yaml\ntrain: {lr: 0.5}\n")
+    cfg = load_config(child)
+    assert (cfg.seed, cfg.train.steps, cfg.train.lr, cfg.data.n_train) == (3, 7, 0.5, load_config().data.n_train)
+    parent.write_text("extends: child.yaml\n")
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_config(child)
+    child.write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml: config file not found"):
+        load_config(child)
+
+
+def test_unknown_key_in_a_file_names_the_file_not_an_override(tmp_path):
+    bad = tmp_path / "bad_key.yaml"
+    bad.write_text("trainnig: {steps: 3}\n")
+    with pytest.raises(ConfigError, match=f"^{bad}: trainnig: Extra inputs"):
+        load_config(bad, ["run_dir=/tmp/x"])
+    with pytest.raises(ConfigError, match=r"^--set nosuch.key=1: nosuch: Extra inputs"):
+        load_config(None, ["nosuch.key=1"])
