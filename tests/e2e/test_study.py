@@ -32,7 +32,7 @@ STAGE_FILES = {
 }
 METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"]
 GROUNDING_METHODS = ["sft", "sft-m", "sft-em", "grpo"]
-FIGURES = {"accuracy.png", "loss_per_bucket.png", "gallery.png", "zero_advantage.png"}
+FIGURES = {"accuracy.png", "forest.png", "loss_per_bucket.png", "gallery.png", "zero_advantage.png"}
 
 
 def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ import re
 import pytest
 from PIL import Image
 
-from dcsft.report import figures, tables
+from dcsft.report import figures, stats, tables
 from dcsft.report.run import findings, to_html
 
 
@@ -21,13 +21,21 @@ def _entry(*runs):
     return {"n_a": False, "runs": len(runs), "accuracy": {c: tables.summary(v) for c, v in per_col.items()}}
 
 
+def _vs_sft(delta, low, high, seeds=2):
+    comparison = {"delta": delta, "low": low, "high": high, "verdict": stats.verdict(low, high), "seeds": seeds,
+                  "items": [1000, 1000], "discordance": 0.08, "mcnemar_p": [0.5] * seeds, "seed_sd": 0.4, "mde": 1.9}
+    return {c: dict(comparison) for c in ("photo", "rendition", "adversarial", "ood_mean")}
+
+
 @pytest.fixture
 def results():
     return {"task": "classification", "id_split": "photo", "ood_splits": ["rendition", "adversarial"], "seeds": [0, 1],
             "split_sizes": {"photo": 1000, "rendition": 1000, "adversarial": 1000},
             "models": {"base": _entry((80.0, 70.0, 30.0)), "sft": _entry((86.0, 80.0, 38.0), (88.0, 82.0, 40.0)),
-                       "sft-m": _entry((85.0, 80.0, 37.0), (85.0, 80.0, 37.0)), "sft-h": {"n_a": True, "samples": 0},
-                       "sft-m+h5": {**_entry((84.0, 79.0, 36.0), (86.0, 79.0, 36.0)), "hard_percent": 4.98}}}
+                       "sft-m": {**_entry((85.0, 80.0, 37.0), (85.0, 80.0, 37.0)), "vs_sft": _vs_sft(-1.5, -2.9, -0.2)},
+                       "sft-h": {"n_a": True, "samples": 0},
+                       "sft-m+h5": {**_entry((84.0, 79.0, 36.0), (86.0, 79.0, 36.0)), "hard_percent": 4.98,
+                                    "vs_sft": _vs_sft(-2.0, -4.0, 0.5)}}}
 
 
 def test_summary_is_mean_and_sample_std():
@@ -35,29 +43,37 @@ def test_summary_is_mean_and_sample_std():
     assert tables.summary([5.0])["std"] is None
 
 
-def test_accuracy_table_shows_std_and_deltas_of_means(results):
+def test_accuracy_table_shows_std_and_paired_intervals(results):
     table = tables.accuracy_table(results)
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "87.00 ± 1.41 |" in rows["SFT"]  # the baseline has no delta
-    assert "85.00 ± 0.00 (-2.00)" in rows["SFT-M"]
-    assert "58.50 ± 0.00 (-1.50) |" in rows["SFT-M"]  # OOD means: SFT per seed 59 and 61
+    assert "85.00 ± 0.00 (-1.50 [-2.90, -0.20])" in rows["SFT-M"]
     assert "80.00 |" in rows["Base"] and "(" not in rows["Base"]  # reference models: no delta
     assert rows["SFT-H"].count("n/a (0 samples)") == 4
     assert "SFT-M + 5% hard" in rows
-    assert "Accuracy % (greedy, exact match)" in table
+    assert "Accuracy % (greedy, exact match)" in table and "95% paired bootstrap interval" in table
     assert "Accuracy % (greedy, IoU >= 0.5)" in tables.accuracy_table({**results, "task": "grounding"})
 
 
-def test_findings_say_when_the_paper_is_not_reproduced(results):
+def test_comparison_table_lists_every_comparison(results):
+    table = tables.comparison_table(results)
+    assert "| SFT-M | OOD mean | -1.50 [-2.90, -0.20] | worse | 0.5, 0.5 | 8.0% | 1.90 |" in table
+    results["models"]["sft-m"]["vs_sft"]["rendition"] = stats.not_available("no test items in common on rendition")
+    assert "| SFT-M | rendition | n/a: no test items in common on rendition |" in tables.comparison_table(results)
+
+
+def test_findings_decide_from_the_interval_never_the_raw_difference(results):
     text = findings(results)
-    assert "SFT-M does not beat SFT out of distribution on this run" in text and "(-1.50 points;" in text
-    assert "two standard errors of the difference: 1.98" in text  # binomial, n = 1000, two seeds each
-    results["models"]["sft-m"] = _entry((85.0, 90.0, 40.0))
+    assert "SFT-M is behind SFT out of distribution on this run: OOD mean minus SFT's -1.50 [-2.90, -0.20]" in text
+    assert "MDE) is 1.90 points" in text and "Seed-to-seed sd of the difference: 0.40" in text
+    results["models"]["sft-m"]["vs_sft"] = _vs_sft(0.8, 0.1, 1.6)
     assert "SFT-M beats SFT out of distribution" in findings(results)
-    results["models"]["sft-m"] = _entry((85.0, 81.0, 39.5))
-    assert "SFT-M is ahead of SFT by less than the noise" in findings(results)
-    results["models"]["sft-m"] = _entry((85.0, 70.0, 30.0))
-    assert "SFT-M falls clearly behind SFT" in findings(results)
+    results["models"]["sft-m"]["vs_sft"] = _vs_sft(1.8, -0.1, 3.6)  # ahead, but the interval covers 0
+    assert "SFT-M cannot be told apart from SFT out of distribution" in findings(results)
+    results["models"]["sft-m"]["vs_sft"] = _vs_sft(1.8, -0.1, 3.6, seeds=1)
+    assert "the seed-to-seed term is missing" in findings(results)
+    results["models"]["sft-m"]["vs_sft"]["ood_mean"] = stats.not_available("fewer seeds (1) than SFT (2)")
+    assert "SFT-M against SFT: n/a (fewer seeds (1) than SFT (2))." in findings(results)
 
 
 def test_ablation_table_gives_the_reached_hard_share(results):
@@ -94,7 +110,9 @@ def test_figures_are_drawn_even_with_an_empty_bucket(tmp_path, results):
     figures.accuracy_bars(results, tmp_path / "accuracy.png")
     figures.loss_per_bucket({"easy": [[0.5, 0.4, 0.3]], "hard": [[2.0, 1.9, 1.5], [2.1, 1.8]]}, tmp_path / "loss.png")
     figures.zero_advantage([[0.5, 0.75, 0.5]], 0.6, 0.7, tmp_path / "zero.png")
-    for name in ("gallery", "accuracy", "loss", "zero"):
+    results["models"]["sft-m+h5"]["vs_sft"]["rendition"] = stats.not_available("no items in common")
+    figures.forest(results, tmp_path / "forest.png")
+    for name in ("gallery", "accuracy", "loss", "zero", "forest"):
         fmt, (width, height) = _png(tmp_path / f"{name}.png")
         assert fmt == "PNG" and width > 300 and height > 200
     assert not list(tmp_path.glob(".*.tmp"))

@@ -99,7 +99,8 @@ def gallery(examples: dict[str, list[dict]], path: Path) -> None:
 
 
 def accuracy_bars(results: dict, path: Path) -> None:
-    """Grouped bars: one group per model, one bar per split, error bars = std over seeds."""
+    """Grouped bars: one group per model, one bar per split. No error bars: the models answer the
+    same items, so their uncertainty is in the paired differences of the forest plot."""
     cols = columns(results)[:-1]
     models = [name for name, entry in results["models"].items() if not entry["n_a"]]
     x = np.arange(len(models))
@@ -107,12 +108,42 @@ def accuracy_bars(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(models) + 1.5), 3.8))
     for i, split in enumerate(cols):
         means = [results["models"][m]["accuracy"][split]["mean"] for m in models]
-        stds = [results["models"][m]["accuracy"][split]["std"] or 0.0 for m in models]
         kind = "ID" if split == results["id_split"] else "OOD"
-        ax.bar(x + (i - (len(cols) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=f"{split} ({kind})")
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, means, width, label=f"{split} ({kind})")
     ax.set_xticks(x, [label(m) for m in models], rotation=30, ha="right")
-    ax.set(ylabel="accuracy %", ylim=(0, 100), title="Accuracy per model and split (error bars: std over seeds)")
+    ax.set(ylabel="accuracy %", ylim=(0, 100), title="Accuracy per model and split (mean over seeds; no error bars)")
     ax.legend(fontsize=8, ncols=len(cols))
+    save(fig, path)
+
+
+def forest(results: dict, path: Path) -> None:
+    """Each method's difference to SFT per split and on the OOD mean, with its 95% paired interval."""
+    cols = columns(results)
+    rows = [(name, entry["vs_sft"]) for name, entry in results["models"].items() if entry.get("vs_sft")]
+    fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * len(rows) * len(cols)))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ticks, names = [], []
+    for r, (name, comparisons) in enumerate(rows):
+        for c, column in enumerate(cols):
+            y = -(r * (len(cols) + 1) + c)
+            comparison = comparisons[column]
+            kind = "OOD mean" if column == "ood_mean" else f"{column} ({'ID' if column == results['id_split'] else 'OOD'})"
+            if "n_a" in comparison:
+                ax.text(0, y, "n/a", va="center", ha="center", fontsize=7, color="#777777")
+            else:
+                delta = comparison["delta"]
+                ax.errorbar(delta, y, xerr=[[delta - comparison["low"]], [comparison["high"] - delta]], fmt="o",
+                            color=colours[c % len(colours)], markersize=4 if column != "ood_mean" else 6, capsize=2,
+                            label=kind if r == 0 else None)
+            if c == 0:
+                ticks.append(y - (len(cols) - 1) / 2)
+                names.append(label(name))
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="accuracy points minus SFT (95% paired interval over seeds and items)",
+           title="Each method against SFT on the same test items")
+    if rows:
+        ax.legend(fontsize=7, loc="best")
     save(fig, path)
 
 
@@ -132,3 +163,36 @@ def zero_advantage(runs: list[list[float]], profile_share: float, predicted: flo
            title="RL's implicit filter: groups whose rewards are all equal give no gradient")
     ax.legend(fontsize=8, loc="lower right")
     save(fig, path)
+
+
+def sweep_lines(sweep: dict, task: str, path: Path) -> bool:
+    """Each method's difference to SFT (ID and OOD mean, 95% paired intervals) against the swept
+    value(s); False when no point has a comparison to draw."""
+    points = sweep["points"]
+    methods = list(dict.fromkeys(m for p in points for m in p["tasks"][task]["methods"]))
+    if not methods:
+        return False
+    single = len(sweep["keys"]) == 1 and all(isinstance(p["values"][sweep["keys"][0]], (int, float)) for p in points)
+    x = (np.array([p["values"][sweep["keys"][0]] for p in points], dtype=float) if single
+         else np.arange(len(points), dtype=float))
+    step = (np.ptp(x) or 1.0) / 60  # methods side by side at each value
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    for ax, column, title in zip(axes, ("id", "ood_mean"), ("ID split", "OOD mean")):
+        for m, method in enumerate(methods):
+            rows = [(xi, p["tasks"][task]["methods"].get(method, {}).get(column, {})) for xi, p in zip(x, points)]
+            rows = [(xi + (m - (len(methods) - 1) / 2) * step, c) for xi, c in rows if "delta" in c]
+            if not rows:
+                continue
+            xs = [r[0] for r in rows]
+            deltas = [r[1]["delta"] for r in rows]
+            errors = [[d - r[1]["low"] for d, r in zip(deltas, rows)], [r[1]["high"] - d for d, r in zip(deltas, rows)]]
+            ax.errorbar(xs, deltas, yerr=errors, marker="o", markersize=4, capsize=2, label=label(method))
+        ax.axhline(0, color="#333333", linewidth=0.8)
+        ax.set(title=title, xlabel=sweep["keys"][0] if single else "sweep point",
+               ylabel="accuracy points minus SFT (95% paired interval)")
+        if not single:
+            ax.set_xticks(x, [",".join(str(v) for v in p["values"].values()) for p in points], rotation=30)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{task}: each method against SFT as the sweep moves", fontsize=10)
+    save(fig, path)
+    return True

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsft.config import StudyConfig
-from dcsft.report.tables import BASELINE, REFERENCE_MODELS, label
+from dcsft.report import run as report
+from dcsft.report.tables import BASELINE, interval, label
 from dcsft.rundir import RunDir, read_json, write_json, write_text
 
 
@@ -28,21 +29,40 @@ def buckets_table(buckets: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def method_means(results: dict[str, dict]) -> dict[str, dict]:
-    """Per model present in every task: ID and OOD mean per task, and the mean over all OOD splits."""
+def method_means(results: dict[str, dict], task_cfgs: list[StudyConfig]) -> dict[str, dict]:
+    """Per model present in every task: ID and OOD mean per task, and the mean over all OOD
+    splits; each cell {mean, vs_sft}, vs_sft the paired comparison with SFT (None for SFT and the
+    reference models), the all-OOD one bootstrapped over every OOD split of every task."""
     shared = [m for m in next(iter(results.values()))["models"]
               if all(m in r["models"] and not r["models"][m]["n_a"] for r in results.values())]
     rows = {}
     for model in shared:
         row, ood = {}, []
         for task, r in results.items():
-            accuracy = r["models"][model]["accuracy"]
-            row[f"{task} ID"] = accuracy[r["id_split"]]["mean"]
-            row[f"{task} OOD"] = accuracy["ood_mean"]["mean"]
-            ood += [accuracy[s]["mean"] for s in r["ood_splits"]]
-        row["OOD mean (all)"] = round(sum(ood) / len(ood), 2)
+            entry = r["models"][model]
+            vs_sft = entry.get("vs_sft") or {}
+            row[f"{task} ID"] = {"mean": entry["accuracy"][r["id_split"]]["mean"], "vs_sft": vs_sft.get(r["id_split"])}
+            row[f"{task} OOD"] = {"mean": entry["accuracy"]["ood_mean"]["mean"], "vs_sft": vs_sft.get("ood_mean")}
+            ood += [entry["accuracy"][s]["mean"] for s in r["ood_splits"]]
+        overall = all_ood_comparison(task_cfgs, model) if any("vs_sft" in r["models"][model] for r in results.values()) \
+            else None
+        row["OOD mean (all)"] = {"mean": round(sum(ood) / len(ood), 2), "vs_sft": overall}
         rows[model] = row
     return rows
+
+
+def all_ood_comparison(task_cfgs: list[StudyConfig], model: str) -> dict:
+    """`model` minus SFT on the mean over every OOD split of every task, paired item by item."""
+    ours, theirs = {}, {}
+    for cfg in task_cfgs:
+        seeds = cfg.train_seeds
+        for split, runs in report.item_outcomes(cfg, model, seeds).items():
+            if split in cfg.data.ood_splits:
+                ours[f"{cfg.task}/{split}"] = runs
+        for split, runs in report.item_outcomes(cfg, BASELINE, seeds).items():
+            if split in cfg.data.ood_splits:
+                theirs[f"{cfg.task}/{split}"] = runs
+    return report.paired_comparison(ours, theirs, list(ours), task_cfgs[0].seed, f"{model}-sft-all")["ood_mean"]
 
 
 def means_table(rows: dict[str, dict]) -> str:
@@ -50,10 +70,8 @@ def means_table(rows: dict[str, dict]) -> str:
         return "No model was trained in every task."
     header = list(next(iter(rows.values())))
     lines = ["| Model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    baseline = rows.get(BASELINE)
     for model, row in rows.items():
-        delta = baseline is not None and model != BASELINE and model not in REFERENCE_MODELS
-        cells = [f"{v:.2f}" + (f" ({v - baseline[k]:+.2f})" if delta else "") for k, v in row.items()]
+        cells = [f"{v['mean']:.2f}" + (f" ({interval(v['vs_sft'])})" if v["vs_sft"] else "") for v in row.values()]
         lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -63,7 +81,7 @@ def run(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> Path:
     loaded = {c.task: task_results(c) for c in task_cfgs}
     results = {task: r for task, (r, _) in loaded.items()}
     buckets = {task: b for task, (_, b) in loaded.items()}
-    rows = method_means(results)
+    rows = method_means(results, task_cfgs)
     links = "\n".join(f"- {task}: [{c.task}/07_report/report.html]({c.task}/07_report/report.html)"
                       for task, c in zip(results, task_cfgs))
     markdown = "\n\n".join([
@@ -73,8 +91,9 @@ def run(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> Path:
         "## Bucket proportions after cold start", buckets_table(buckets),
         "## Accuracy (%) per task and averaged over every OOD split",
         means_table(rows),
-        "Means over training seeds; in parentheses the difference to SFT. Each task's report weighs its "
-        "differences against the binomial standard error of its splits.",
+        "Means over training seeds; in parentheses the difference to SFT on the same items with its 95% paired "
+        "bootstrap interval over training seeds and test items (for the last column, over every OOD split of "
+        "every task). An interval that covers 0 is \"cannot tell\".",
     ]) + "\n"
     root = RunDir(cfg.run_dir).root
     write_json(root / "overview.json", {"tasks": list(results), "buckets": buckets, "accuracy": rows})

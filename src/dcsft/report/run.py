@@ -16,13 +16,15 @@ import base64
 import math
 import random
 import re
+import zlib
 from pathlib import Path
 
+import numpy as np
 from markdown_it import MarkdownIt
 
 from dcsft.config import StudyConfig, hard_mix_percent
 from dcsft.data.splits import id_split
-from dcsft.report import figures, tables
+from dcsft.report import figures, stats, tables
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import read_split, run_stage, upstream
 
@@ -71,6 +73,52 @@ def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
         if "hard_percent" in trained[0]:
             models[method]["hard_percent"] = trained[0]["hard_percent"]
     return models
+
+
+def item_outcomes(cfg: StudyConfig, name: str, seeds: list[int | None]) -> dict[str, list[dict[str, int]]]:
+    """split -> one {item id: correct} per run of a model, from its evaluation files."""
+    rundir = RunDir(cfg.run_dir)
+    return {split: [{row["id"]: int(row["correct"]) for row in read_jsonl(rundir.evaluate(name, seed).root / f"{split}.jsonl")}
+                    for seed in seeds]
+            for split in [id_split(cfg.task), *cfg.data.ood_splits]}
+
+
+def paired_comparison(ours: dict[str, list[dict]], theirs: dict[str, list[dict]], ood_splits: list[str],
+                      seed: int, key: str) -> dict:
+    """Per split and for the OOD mean: `ours` minus `theirs`, item by item, seed by seed
+    (dcsft.report.stats); a column that cannot be paired is {"n_a": reason}."""
+    first = next(iter(ours))
+    if len(next(iter(ours.values()))) < len(theirs[first]):
+        reason = f"fewer seeds ({len(ours[first])}) than the model it is compared with ({len(theirs[first])})"
+        return {column: stats.not_available(reason) for column in [*ours, "ood_mean"]}
+    paired = {split: stats.align(ours[split], theirs[split]) for split in ours}
+    out = {}
+    for column, splits in [*((s, [s]) for s in ours), ("ood_mean", ood_splits)]:
+        missing = [s for s in splits if paired[s] is None]
+        if not splits:
+            out[column] = stats.not_available("no OOD splits")
+        elif missing:
+            out[column] = stats.not_available(f"no test items in common on {', '.join(missing)}")
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(f"{key}/{column}".encode())])
+            out[column] = stats.compare([paired[s] for s in splits], rng)
+    return out
+
+
+def add_comparisons(cfg: StudyConfig, models: dict) -> None:
+    """Every trained method against SFT (`vs_sft`), and SFT against the cold start it starts
+    from (`vs_coldstart`: what post-training moves)."""
+    baseline = models.get(tables.BASELINE)
+    if baseline is None or baseline["n_a"]:
+        return
+    sft = item_outcomes(cfg, tables.BASELINE, cfg.train_seeds)
+    for method, entry in models.items():
+        if method in (tables.BASELINE, *tables.REFERENCE_MODELS) or entry["n_a"]:
+            continue
+        entry["vs_sft"] = paired_comparison(item_outcomes(cfg, method, cfg.train_seeds), sft, cfg.data.ood_splits,
+                                            cfg.seed, f"{method}-sft")
+    coldstart = item_outcomes(cfg, "coldstart", [None])
+    baseline["vs_coldstart"] = paired_comparison(sft, coldstart, cfg.data.ood_splits, cfg.seed, "sft-coldstart")
 
 
 def cost_of(stats: list[dict]) -> dict:
@@ -148,8 +196,15 @@ def bucket_losses(cfg: StudyConfig, models: dict) -> dict[str, list[list[float]]
 def draw_figures(cfg: StudyConfig, folder: Path, results: dict, zero: dict | None) -> dict[str, str]:
     """Draw what the run has data for; returns name -> caption."""
     out = folder / "figures"
-    drawn = {"accuracy": "Accuracy per model and split; error bars are the std over training seeds."}
+    drawn = {"accuracy": "Accuracy per model and split, the mean over training seeds. No error bars: every model "
+                         "answers the same test items, so the uncertainty that matters is that of the paired "
+                         "differences in the forest plot."}
     figures.accuracy_bars(results, out / "accuracy.png")
+    if any(entry.get("vs_sft") for entry in results["models"].values()):
+        figures.forest(results, out / "forest.png")
+        drawn["forest"] = ("Each method minus SFT per split and on the OOD mean, with the 95% paired bootstrap "
+                           "interval over training seeds and test items; an interval that crosses the zero line is "
+                           "\"cannot tell\".")
     losses = bucket_losses(cfg, results["models"])
     if losses:
         figures.loss_per_bucket(losses, out / "loss_per_bucket.png")
@@ -165,35 +220,42 @@ def draw_figures(cfg: StudyConfig, folder: Path, results: dict, zero: dict | Non
     return drawn
 
 
+VERDICTS = {"better": "beats SFT", "worse": "is behind SFT", "cannot tell": "cannot be told apart from SFT"}
+
+
 def findings(results: dict) -> str:
-    """What the run shows about the paper's claims, in plain words, whichever way it goes."""
+    """What the run shows about the paper's claims, decided by each paired interval alone."""
     models = results["models"]
     sft = models.get(tables.BASELINE)
     if not sft or sft["n_a"]:
         return "No SFT baseline in this run, so no comparison against it."
     lines = []
+    moved = sft.get("vs_coldstart", {}).get(results["id_split"], {})
+    if "delta" in moved:
+        lines.append(f"- Post-training moves the model: SFT minus the cold start on {results['id_split']} (ID) is "
+                     f"{tables.interval(moved)} points ({moved['verdict']}).")
     for name in ("sft-m", "sft-em", "grpo", "curriculum"):
         entry = models.get(name)
         if not entry or entry["n_a"]:
             continue
-        ours, theirs = entry["accuracy"]["ood_mean"]["mean"], sft["accuracy"]["ood_mean"]["mean"]
-        delta, noise = ours - theirs, 2 * math.hypot(ood_mean_se(entry, results), ood_mean_se(sft, results))
-        verdict = ("beats SFT" if delta > noise else "is ahead of SFT by less than the noise" if delta > 0
-                   else "falls clearly behind SFT" if delta < -noise else "does not beat SFT")
-        lines.append(f"- {tables.label(name)} {verdict} out of distribution on this run: OOD mean {ours:.2f} vs "
-                     f"{theirs:.2f} ({delta:+.2f} points; two standard errors of the difference: {noise:.2f}).")
-    lines.append(f"- Standard errors are binomial over the test images of each split, for the mean over "
-                 f"{len(results['seeds'])} training seed(s); seed-to-seed variation comes on top "
-                 f"(`--seeds N` measures it).")
+        ood = entry["vs_sft"]["ood_mean"]
+        if "n_a" in ood:
+            lines.append(f"- {tables.label(name)} against SFT: n/a ({ood['n_a']}).")
+            continue
+        lines.append(f"- {tables.label(name)} {VERDICTS[ood['verdict']]} out of distribution on this run: OOD mean "
+                     f"minus SFT's {tables.interval(ood)} points (95% paired interval over {ood['seeds']} seed(s) "
+                     f"and {sum(ood['items'])} test items; the two disagree on {ood['discordance']:.1%} of them).")
+    reference = models.get("sft-m", {}).get("vs_sft", {}).get("ood_mean", {})
+    if "mde" in reference:
+        missing = (" With one training seed the seed-to-seed term is missing, so the true MDE is larger; "
+                   "`--seeds 3` measures it." if reference["seeds"] == 1 else
+                   f" Seed-to-seed sd of the difference: {reference['seed_sd']:.2f} points.")
+        lines.append(f"- Power: the smallest OOD-mean difference of SFT-M against SFT this design detects with 80% "
+                     f"power at alpha = 0.05 (MDE) is {reference['mde']:.2f} points, from the measured discordance "
+                     f"({reference['discordance']:.1%}) and {reference['seeds']} seed(s).{missing}")
+    lines.append("- A difference whose interval covers 0 is \"cannot tell\", whatever its sign. Intervals come from a "
+                 "bootstrap over training seeds, then test items (see the README's \"Reading the tables\").")
     return "\n".join(lines)
-
-
-def ood_mean_se(entry: dict, results: dict) -> float:
-    """Binomial standard error (points) of a model's OOD-mean accuracy, averaged over its runs."""
-    ood = results["ood_splits"]
-    variance = sum((a := entry["accuracy"][s]["mean"]) * (100 - a) / (results["split_sizes"][s] * entry["runs"])
-                   for s in ood)
-    return math.sqrt(variance) / len(ood)
 
 
 def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:
@@ -207,9 +269,15 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
     parts = [
         f"# DC-SFT study: {dataset}",
         f"Run directory `{cfg.run_dir}`, seed {cfg.seed}, training seeds {results['seeds']}.",
-        "## Accuracy (ID and OOD), deltas against SFT",
-        tables.accuracy_table(results), *figure("accuracy"),
+        "## Accuracy (ID and OOD), paired differences to SFT",
+        tables.accuracy_table(results), *figure("forest"),
         "## What this run shows", findings(results),
+        "## Paired comparisons with SFT",
+        tables.comparison_table(results),
+        "McNemar: exact two-sided binomial test on the items the two models answer differently, per training "
+        "seed (pooled over the OOD splits for the OOD mean). Disagree: the share of items answered differently. "
+        "MDE: the smallest difference this design detects with 80% power at alpha = 0.05.",
+        *figure("accuracy"),
         "## Difficulty buckets of the training set (profiled on the cold-started model)",
         tables.proportions_table("cold start", dataset, buckets),
         f"k = {cfg.profile.k} samples per training example at temperature {cfg.profile.temperature}.",
@@ -257,6 +325,7 @@ def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
     inputs = [upstream(rundir.curate, "curate")]
     models = collect_models(cfg, inputs)
+    add_comparisons(cfg, models)
     reference = read_json(rundir.evaluate("base").root / "scores.json")
     curate_stats = read_json(rundir.curate.root / "stats.json")
     buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],

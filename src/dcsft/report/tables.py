@@ -1,5 +1,5 @@
-"""Markdown tables of a study: accuracy (mean ± std over training seeds) with deltas against
-SFT (the supplement's Table 1 layout), bucket proportions (its Table 2), the compute each
+"""Markdown tables of a study: accuracy (mean ± std over training seeds) with paired intervals
+against SFT (the supplement's Table 1 layout), the comparisons in full, bucket proportions (its Table 2), the compute each
 method spent, and the hard-fraction ablation."""
 
 from __future__ import annotations
@@ -37,32 +37,53 @@ def columns(results: dict) -> list[str]:
     return [results["id_split"], *results["ood_splits"], "ood_mean"]
 
 
-def cell(value: dict, baseline: dict | None) -> str:
+def interval(comparison: dict) -> str:
+    """`delta [low, high]` of a paired comparison (dcsft.report.stats.compare), or n/a."""
+    if "n_a" in comparison:
+        return "n/a"
+    return f"{comparison['delta']:+.2f} [{comparison['low']:+.2f}, {comparison['high']:+.2f}]"
+
+
+def cell(value: dict, comparison: dict | None) -> str:
     text = f"{value['mean']:.2f}" + (f" ± {value['std']:.2f}" if value["std"] is not None else "")
-    if baseline is not None:
-        text += f" ({value['mean'] - baseline['mean']:+.2f})"
+    if comparison is not None:
+        text += f" ({interval(comparison)})"
     return text
 
 
 def accuracy_table(results: dict) -> str:
-    """Models x splits; every trained method other than SFT shows its mean's delta to SFT's."""
+    """Models x splits; every trained method other than SFT shows its paired difference to SFT."""
     cols = columns(results)
     header = [f"{results['id_split']} (ID)", *(f"{s} (OOD)" for s in results["ood_splits"]), "OOD mean"]
     lines = ["| Model | Runs | " + " | ".join(header) + " |", "|---" * (len(header) + 2) + "|"]
-    models = results["models"]
-    reference = models.get(BASELINE)
-    reference = None if reference is None or reference["n_a"] else reference
-    for name, entry in models.items():
+    for name, entry in results["models"].items():
         if entry["n_a"]:
             lines.append(f"| {label(name)} | – | " + " | ".join(["n/a (0 samples)"] * len(cols)) + " |")
             continue
-        delta = reference is not None and name != BASELINE and name not in REFERENCE_MODELS
-        cells = [cell(entry["accuracy"][c], reference["accuracy"][c] if delta else None) for c in cols]
+        vs_sft = entry.get("vs_sft")
+        cells = [cell(entry["accuracy"][c], vs_sft[c] if vs_sft else None) for c in cols]
         lines.append(f"| {label(name)} | {entry['runs']} | " + " | ".join(cells) + " |")
     n_line = ", ".join(f"{s}: n={count}" for s, count in results["split_sizes"].items())
     metric = get_task(results["task"]).METRIC
     return "\n".join(lines) + (f"\n\nAccuracy % (greedy, {metric}), mean ± sample std over the training seeds "
-                               f"{results['seeds']}; {n_line}.")
+                               f"{results['seeds']}; {n_line}. In parentheses: the method minus SFT on the same "
+                               f"items, with its 95% paired bootstrap interval over seeds and items.")
+
+
+def comparison_table(results: dict) -> str:
+    """Every paired comparison with SFT in full: interval, verdict, McNemar per seed, discordance, MDE."""
+    lines = ["| Method | Split | Minus SFT [95% interval] | Verdict | McNemar p per seed | Disagree | MDE |",
+             "|---|---|---|---|---|---|---|"]
+    for name, entry in results["models"].items():
+        for column, c in (entry.get("vs_sft") or {}).items():
+            where = "OOD mean" if column == "ood_mean" else column
+            if "n_a" in c:
+                lines.append(f"| {label(name)} | {where} | n/a: {c['n_a']} | | | | |")
+                continue
+            p_values = ", ".join(f"{p:.3g}" for p in c["mcnemar_p"])
+            lines.append(f"| {label(name)} | {where} | {interval(c)} | {c['verdict']} | {p_values} | "
+                         f"{c['discordance']:.1%} | {c['mde']:.2f} |")
+    return "\n".join(lines)
 
 
 def proportions_table(model_name: str, dataset: str, buckets: dict) -> str:
