@@ -184,12 +184,24 @@ class Stage:
         fingerprint is kept (stages reuse its finished units), anything else is removed so no
         stale file is mistaken for new output."""
         started = self.root / STARTED
+        if self.root.is_symlink():  # a stage reused from another run directory: never write into that one
+            self.root.unlink()
         if not (started.exists() and started.read_text() == current):
             if self.root.exists():
                 shutil.rmtree(self.root)
             self.root.mkdir(parents=True)
             write_text(started, current)
         self.marker.unlink(missing_ok=True)
+
+    def link_to(self, other: "Stage") -> None:
+        """Make this folder a symlink to `other`'s finished folder (replacing whatever is here)."""
+        if self.root.is_symlink():
+            self.root.unlink()
+        elif self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        # relative, so that the folder holding both run directories can be moved as a whole
+        self.root.symlink_to(os.path.relpath(other.root.resolve(), self.root.parent.resolve()), target_is_directory=True)
 
     def finish(self, current: str, stats: dict) -> None:
         write_json(self.root / "stats.json", stats)

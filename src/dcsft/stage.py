@@ -21,6 +21,24 @@ class StageError(RuntimeError):
     """A stage cannot run; the message is one line telling the user what to do."""
 
 
+# Run directories whose finished stages a run may take over (run root -> sibling roots), set by
+# `dcsft sweep`: a stage whose fingerprint a sibling already finished is linked, not redone.
+REUSE: dict[Path, list[Path]] = {}
+
+
+def reused(stage: Stage, current: str) -> Stage | None:
+    """The sibling's copy of `stage` finished with fingerprint `current`, linked into place; else None."""
+    for root, siblings in REUSE.items():
+        if not stage.root.is_relative_to(root):
+            continue
+        for sibling in siblings:
+            candidate = Stage(sibling / stage.root.relative_to(root))
+            if candidate.is_done(current) and not candidate.root.is_symlink():
+                stage.link_to(candidate)
+                return candidate
+    return None
+
+
 def upstream(stage: Stage, verb: str) -> str:
     """Fingerprint of a finished upstream stage, or a clear error if it has not finished."""
     current = stage.done_fingerprint()
@@ -40,6 +58,10 @@ def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tupl
         return run_stage_ranks(name, stage, current, body, data_parallel)
     if stage.is_done(current):
         console.skipped(name, str(stage.root))
+        return read_json(stage.root / "stats.json")
+    source = reused(stage, current)
+    if source is not None:
+        console.skipped(name, f"{stage.root} -> {source.root}")
         return read_json(stage.root / "stats.json")
     stage.begin(current)
     started = time.time()
