@@ -568,6 +568,22 @@ def memory_lines(cfg: StudyConfig, model: ModelInfo, gpu_memory: float, found: F
     return lines
 
 
+def power_lines(cfg: StudyConfig, found: Findings) -> list[str]:
+    """The MDE the config will have for a method against SFT on the OOD mean (dcsft.report.stats)."""
+    from dcsft.report import stats
+
+    assumed = stats.PLANNING.get(cfg.task, stats.PLANNING["classification"])
+    items = [found.splits[s].count if s in found.splits else cfg.data.n_test for s in cfg.data.ood_splits]
+    seeds = len(cfg.train_seeds)
+    mde = stats.mde([assumed["discordance"]] * len(items), items, seeds, assumed["seed_sd"])
+    missing = ("; with one seed the report cannot measure the seed term, so the true MDE is larger "
+               "(`--seeds 3`)" if seeds == 1 else "")
+    return ["power (a method minus SFT on the OOD mean, 80% power, alpha 0.05):",
+            f"  MDE {mde:.2f} points with {seeds} seed(s) and {', '.join(n(i) for i in items)} items per OOD split{missing}",
+            f"  planning assumption: the two models disagree on {assumed['discordance']:.0%} of items, seed-to-seed "
+            f"sd of the difference {assumed['seed_sd']:.2f} points ({assumed['source']})"]
+
+
 # ---------------------------------------------------------------- the plan
 
 
@@ -608,6 +624,7 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
         if S.is_real(cfg):
             report.append(f"  (every image checked to exist; {sample} per split decoded, seeded: prepare decodes them all)")
     report += compute_lines(cfg, found, gpus)
+    report += power_lines(cfg, found)
     report += memory_lines(cfg, model, gpu_memory, found, gpus)
     found.lines = report
     return found
