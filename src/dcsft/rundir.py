@@ -21,7 +21,9 @@ else is rebuilt, and its changed fingerprint makes every stage downstream rebuil
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -72,6 +74,8 @@ def hold_lock(root: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a write that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
@@ -122,11 +126,12 @@ def read_jsonl_complete(path: Path) -> list[dict]:
     return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
 
 
-def resume_jsonl(path: Path, batch_size: int) -> list[dict]:
-    """The rows of an append-only JSONL file written one batch at a time, cut back to whole
-    batches (a torn line or a batch cut short by a kill is dropped), ready to append to."""
+def resume_jsonl(path: Path, batch_size: int, total: int) -> list[dict]:
+    """The rows of an append-only JSONL file written one batch at a time for `total` records, cut
+    back to whole batches (a torn line or a batch cut short by a kill is dropped), ready to append
+    to. A file with all `total` rows is complete: its last, short batch is kept."""
     rows = read_jsonl_complete(path)
-    kept = rows[: len(rows) // batch_size * batch_size]
+    kept = rows[:total] if len(rows) >= total else rows[: len(rows) // batch_size * batch_size]
     if len(kept) != len(rows):
         write_jsonl(path, kept)
     return kept
@@ -250,13 +255,30 @@ class RunDir:
         return self.train(method, seed).root / "adapter"
 
 
+# What torch.save and safetensors raise when a write fails for want of space.
+DISK_FULL = ("No space left on device", "unexpected pos", "failed writing", "Disk quota exceeded")
+
+
+@contextmanager
+def disk_full_is_oserror(where: Path) -> Iterator[None]:
+    """Turn the RuntimeError that torch / safetensors raise on a full disk into the ENOSPC OSError
+    the command line reports in one line (naming `where`); finished work stays on disk."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not any(text in str(err) for text in DISK_FULL):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where)) from None
+
+
 def save_model_atomic(model, processor, folder: Path) -> None:
     """save_pretrained into a temporary sibling folder, then rename: a half-saved model never
     sits at `folder`."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if processor is not None:
-        processor.save_pretrained(tmp)
+    with disk_full_is_oserror(tmp):
+        model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)

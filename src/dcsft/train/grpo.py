@@ -30,7 +30,7 @@ from trl import GRPOConfig, GRPOTrainer
 from dcsft.config import GrpoConfig, LoraConfig
 from dcsft.models.vllm_engine import require_vllm
 from dcsft.rundir import write_jsonl
-from dcsft.train.sft import Ticks, checkpointing, frozen_vision, peft_config, run_trainer, save_trained
+from dcsft.train.sft import Ticks, checkpointing, frozen_vision, peft_config, run_loss, run_trainer, save_trained
 
 
 class CountedReward:
@@ -114,7 +114,7 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
     )
     trainer.remove_callback(PrinterCallback)
     frozen = frozen_vision(trainer, freeze_vision)
-    result, resumed = run_trainer(trainer, output_dir, "train")
+    _, resumed = run_trainer(trainer, output_dir, "grpo")
     # Counted from the log history, which a resumed run restores with the checkpoint: TRL logs each
     # step's mean completion length (over all processes), and each step generates one batch of
     # completions per process.
@@ -131,7 +131,7 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
         save_trained(trainer, save_to)
     zero = [s["zero_advantage_fraction"] for s in steps if s["zero_advantage_fraction"] is not None]
     passes = 2 + (g.beta > 0)
-    return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
+    return trainer.model, {"steps": trainer.state.global_step, "train_loss": run_loss(trainer),
                            "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum * processes,
                            "resumed_from_checkpoint": resumed, "completions": len(steps) * per_step,
                            "reward_failures": sum(s["reward_failures"] for s in steps),

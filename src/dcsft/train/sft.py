@@ -13,6 +13,7 @@ samples of every process.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,15 @@ from typing import Any
 import torch
 from datasets import Dataset, Image, Sequence
 from transformers import PrinterCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from peft import PeftModel
 from trl import SFTConfig, SFTTrainer
 
 from dcsft.config import LoraConfig
 from dcsft.data.records import to_trl
 from dcsft.models.loading import VISION_LORA_EXCLUDE, freeze_vision
-from dcsft.rundir import save_model_atomic, unit_finished, write_jsonl
+from dcsft.console import warn
+from dcsft.rundir import disk_full_is_oserror, kill_point, save_model_atomic, unit_finished, write_jsonl, write_text
 
 
 @dataclass
@@ -71,33 +73,79 @@ def trl_config(run: SFTRun) -> SFTConfig:
     return SFTConfig(**settings)
 
 
+# Written into a checkpoint folder once the Trainer has saved all of it: a folder without it
+# was torn by a kill or a full disk mid-save and is never resumed from.
+COMPLETE = "COMPLETE"
+
+
 def checkpointing(save_steps: int | None) -> dict:
-    """Trainer settings: keep only the last checkpoint (model, optimizer, scheduler, RNG states)."""
+    """Trainer settings: keep the last two checkpoints (model, optimizer, scheduler, RNG states),
+    so that a save torn by a kill still leaves the one before it."""
     if not save_steps:
         return {"save_strategy": "no"}
-    return {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    return {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 2}
 
 
 class Checkpoints(TrainerCallback):
-    """Reports each saved checkpoint as a finished unit of work (see rundir.unit_finished)."""
+    """Marks each checkpoint complete once every process has saved it, then reports it as a
+    finished unit of work (see rundir.unit_finished)."""
 
-    def __init__(self, stage: str, folder: Path):
-        self.stage, self.folder = stage, folder
+    def __init__(self, stage: str, folder: Path, wait_for_everyone):
+        self.stage, self.folder, self.wait_for_everyone = stage, folder, wait_for_everyone
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:  # one report per checkpoint, not one per process
+        self.wait_for_everyone()  # every rank's shards (ZeRO optimizer states) are on disk
+        if state.is_world_process_zero:  # one marker and one report per checkpoint, not one per process
+            write_text(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / COMPLETE, "")
             unit_finished(self.stage, f"{self.folder}:step{state.global_step}")
 
 
+def last_complete_checkpoint(trainer_dir: Path) -> str | None:
+    """The newest checkpoint whose save finished. Newer ones without the marker (torn by a kill or
+    a full disk during the save) are removed, each named on one line."""
+    steps = sorted((int(m.group(1)), p) for p in trainer_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", p.name)))
+    for _, folder in reversed(steps):
+        if (folder / COMPLETE).exists():
+            return str(folder)
+        warn(f"{folder}: this checkpoint's save did not finish (killed or out of disk space); removed, "
+             f"resuming from the one before it")
+        shutil.rmtree(folder)
+    return None
+
+
+def with_save_kill_point(trainer, stage: str) -> None:
+    """A kill point inside every checkpoint save, after the model, optimizer and scheduler files
+    and before the trainer state: where a pre-emption tears a checkpoint (the kill tests' hook)."""
+    save_rng_state = trainer._save_rng_state
+
+    def save_then_maybe_die(output_dir):
+        save_rng_state(output_dir)
+        kill_point(f"{stage}-save")
+
+    trainer._save_rng_state = save_then_maybe_die
+
+
 def run_trainer(trainer, output_dir: Path, stage: str):
-    """trainer.train(), resumed from the last checkpoint in output_dir/trainer if a killed run
-    left one (the stage removes the checkpoints once it is complete)."""
-    trainer.add_callback(Checkpoints(stage, output_dir))
+    """trainer.train(), resumed from the last complete checkpoint in output_dir/trainer if a killed
+    run left one (the stage removes the checkpoints once it is complete). A disk that fills up
+    during a save ends in the one-line ENOSPC error naming the folder, not a traceback."""
+    trainer.add_callback(Checkpoints(stage, output_dir, trainer.accelerator.wait_for_everyone))
+    with_save_kill_point(trainer, stage)
     trainer_dir = output_dir / "trainer"
-    last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
+    last = last_complete_checkpoint(trainer_dir) if trainer_dir.is_dir() else None
     if last and not isinstance(trainer.model, PeftModel):
         restore_full_model(trainer, last)
-    return trainer.train(resume_from_checkpoint=last), last is not None
+    with disk_full_is_oserror(trainer_dir):
+        return trainer.train(resume_from_checkpoint=last), last is not None
+
+
+def run_loss(trainer) -> float:
+    """Mean training loss per step over the whole run, from the log history (logged every step),
+    which a resumed run restores with its checkpoint; the Trainer's own training_loss averages
+    only the steps since the resume."""
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return round(sum(losses) / len(losses), 4) if losses else math.nan
 
 
 def restore_full_model(trainer, checkpoint: str) -> None:
@@ -172,7 +220,7 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
     frozen = frozen_vision(trainer, run.freeze_vision)
-    result, resumed = run_trainer(trainer, run.output_dir, run.stage)
+    _, resumed = run_trainer(trainer, run.output_dir, run.stage)
     losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
               for e in trainer.state.log_history if "loss" in e]
     if trainer.is_world_process_zero():
@@ -180,7 +228,7 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
     if run.save_to is not None:
         save_trained(trainer, run.save_to, processor)
     # Each process reads its own share of every batch (num_input_tokens_seen is already summed over them).
-    return trainer.model, {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
+    return trainer.model, {"steps": trainer.state.global_step, "train_loss": run_loss(trainer),
                            "samples_seen": samples_seen(len(records), run.batch_size * trainer.args.world_size,
                                                         trainer.state.global_step * run.grad_accum),
                            "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0,
