@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
-from dcsft.console import console
+from dcsft.console import console, errors
 from dcsft.data.records import DataError
 from dcsft.rundir import RunDir, RunDirBusy, hold_lock, write_text
 from dcsft.stage import StageError
@@ -75,11 +75,12 @@ def guarded(action: Callable[[], None]) -> None:
     try:
         action()
     except (ConfigError, StageError, DataError, RunDirBusy) as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")  # messages quote [x1, y1, x2, y2] and the like
+        errors.print(f"[bold red]error:[/] {escape(str(err))}")  # messages quote [x1, y1, x2, y2] and the like
         raise typer.Exit(2) from None
     except OSError as err:  # disk full, read-only run directory, ...: finished work stays on disk
         where = f"{err.filename}: " if err.filename else ""
-        console.print(f"[bold red]error:[/] {escape(where + str(err.strerror or err))}; finished work is kept, rerun to continue")
+        errors.print(f"[bold red]error:[/] {escape(where + str(err.strerror or err))}; finished work is kept, "
+                     f"rerun to continue")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")

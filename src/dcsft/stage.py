@@ -108,7 +108,7 @@ def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
     rank 0 merges them into `path` (dcsft.distributed.sharded_jsonl): the same rows as here."""
     if distributed.world_size() > 1 or distributed.part_files(path):
         return distributed.sharded_jsonl(path, records, batch_size, stage, description, scorer)
-    start = len(resume_jsonl(path, batch_size))
+    start = len(resume_jsonl(path, batch_size, len(records)))
     if start < len(records):
         score_batch = scorer()
         with progress(description, len(records)) as advance, path.open("a") as sink:

@@ -66,6 +66,6 @@ def test_rerun_skips_everything(sweep):
 def test_a_bad_sweep_ends_in_one_line_before_any_work(tmp_path):
     result = dcsft("sweep", "--run-dir", str(tmp_path / "sw"), "--over", "data.label_noise=0,2", cwd=tmp_path)
     assert result.returncode == 2
-    assert "data.label_noise: Input should be less than or equal to 1" in result.stdout
-    assert len(result.stdout.strip().splitlines()) == 1, result.stdout
+    assert "data.label_noise: Input should be less than or equal to 1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", result.stderr
     assert not (tmp_path / "sw").exists()

@@ -60,8 +60,9 @@ def test_disk_errors_end_in_one_line(capsys, error):
     with pytest.raises(typer.Exit) as exit_:
         guarded(action)
     assert exit_.value.exit_code == 2
-    out = capsys.readouterr().out.strip()
-    assert out.count("\n") == 0 and error.strerror in out and "rerun to continue" in out
+    captured = capsys.readouterr()
+    out = captured.err.strip()
+    assert captured.out == "" and out.count("\n") == 0 and error.strerror in out and "rerun to continue" in out
     if error.filename:
         assert error.filename in out
 
@@ -69,5 +70,64 @@ def test_disk_errors_end_in_one_line(capsys, error):
 def test_a_batch_cut_short_is_dropped_on_resume(tmp_path):
     path = tmp_path / "profile.jsonl"
     path.write_text("".join(f'{{"id": {i}}}\n' for i in range(7)) + '{"id": 7, "tor')
-    assert [row["id"] for row in resume_jsonl(path, batch_size=3)] == [0, 1, 2, 3, 4, 5]
+    assert [row["id"] for row in resume_jsonl(path, batch_size=3, total=10)] == [0, 1, 2, 3, 4, 5]
     assert path.read_text().count("\n") == 6
+
+
+def test_a_complete_file_keeps_its_last_short_batch(tmp_path):
+    path = tmp_path / "photo.jsonl"
+    path.write_text("".join(f'{{"id": {i}}}\n' for i in range(7)))  # 7 records in batches of 3: 3 + 3 + 1
+    assert [row["id"] for row in resume_jsonl(path, batch_size=3, total=7)] == list(range(7))
+    assert path.read_text().count("\n") == 7
+
+
+def test_a_torn_checkpoint_is_removed_and_the_one_before_it_resumed(tmp_path, capsys):
+    from dcsft.train.sft import COMPLETE, last_complete_checkpoint
+
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "checkpoint-2" / COMPLETE).write_text("")
+    (tmp_path / "checkpoint-4" / COMPLETE).write_text("")  # checkpoint-6 was torn: no marker
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert "checkpoint-6: this checkpoint's save did not finish" in capsys.readouterr().out
+    for folder in tmp_path.iterdir():
+        (folder / COMPLETE).unlink()
+    assert last_complete_checkpoint(tmp_path) is None and not list(tmp_path.iterdir())  # from the start
+
+
+@pytest.mark.parametrize("message", ["[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1450",
+                                     "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                                     "message: \"No space left on device\" })"])
+def test_a_full_disk_inside_a_library_save_is_the_one_line_enospc_error(tmp_path, message):
+    with pytest.raises(OSError) as err:
+        with rundir.disk_full_is_oserror(tmp_path / "trainer"):
+            raise RuntimeError(message)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "trainer")
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other error is not hidden
+        with rundir.disk_full_is_oserror(tmp_path):
+            raise RuntimeError("shape mismatch")
+
+
+def test_a_killed_writes_temporary_file_is_cleaned_up_by_the_next_write(tmp_path):
+    (tmp_path / ".accuracy.png.abc123.tmp").write_bytes(b"")  # a kill between mkstemp and rename
+    write_text(tmp_path / "accuracy.png", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["accuracy.png"]
+
+
+def test_empty_answers_are_skipped_and_never_scored_correct(tmp_path):
+    from PIL import Image
+
+    from dcsft.data.records import load_records
+    from dcsft.tasks import classification
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    records = [{"problem": "p", "solution": s, "image": "a.png"} for s in ("", "   ", "moon")]
+    (tmp_path / "train.json").write_text(__import__("json").dumps(records))
+    loaded = load_records(tmp_path / "train.json")
+    assert [r["solution"] for r in loaded.records] == ["moon"]
+    assert [s.index for s in loaded.skipped] == [0, 1]
+    assert all("empty answer" in s.line() for s in loaded.skipped)
+    assert classification.score("", "") == 0.0 and classification.score(" . ", "") == 0.0
+    assert classification.score("Moon.", "moon") == 1.0

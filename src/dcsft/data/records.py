@@ -122,6 +122,8 @@ def record_problem(record: object, classes: set[str] | None, base: Path,
     wrong = [name for name in REQUIRED_FIELDS if not isinstance(record[name], str)]
     if wrong:
         return f"field(s) {', '.join(wrong)} must be text"
+    if not record["solution"].strip():
+        return "empty answer: solution is empty or only whitespace"
     if classes is not None and record["solution"].strip().lower() not in classes:
         return f"label {record['solution']!r} is not one of the {len(classes)} classes"
     if check is not None and (problem := check(record)):
