@@ -173,8 +173,12 @@ def inspect_records_file(cfg: StudyConfig, name: str, role: str, out: Findings) 
     from dcsft.tasks import grounding
 
     path = S.records_file(cfg, role)
-    records = import_records(path)
+    loaded = import_records(path)
+    records = loaded.records
     check = SplitCheck(name, str(path), len(records), [Path(r["image"]) for r in records])
+    if loaded.skipped:
+        out.warnings.append(f"{loaded.skipped[0].line()}; prepare skips it and {len(loaded.skipped) - 1} more "
+                            f"unusable record(s) of this file")
     if cfg.task == "grounding":
         bad = [r["id"] for r in records
                if grounding.parse_box(r["solution"]) is None and not ("box" in (r.get("meta") or {}))]

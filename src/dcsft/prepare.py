@@ -184,9 +184,8 @@ def paper_splits(cfg: StudyConfig, folder: Path) -> dict[str, LoadedRecords]:
 def file_splits(cfg: StudyConfig, names: list[tuple[str, str]]) -> dict[str, LoadedRecords]:
     """Splits read from record files (records source; refcoco's OOD splits)."""
     files = {name: import_records(records_file(cfg, role)) for name, role in names}
-    with progress("checking images", sum(map(len, files.values()))) as advance:
-        return {name: decoded(cfg, LoadedRecords(files[name]), str(records_file(cfg, role)), advance)
-                for name, role in names}
+    with progress("checking images", sum(len(f.records) for f in files.values())) as advance:
+        return {name: decoded(cfg, files[name], str(records_file(cfg, role)), advance) for name, role in names}
 
 
 def refcoco_splits(cfg: StudyConfig, folder: Path) -> dict[str, LoadedRecords]:

@@ -104,7 +104,7 @@ def test_export_medium_as_ms_swift_jsonl_equals_curates_bucket_file_and_round_tr
         assert row["messages"] == [{"role": "user", "content": "<image>" + PROMPT},
                                    {"role": "assistant", "content": record["solution"]}]
         assert row["images"] == [record["image"]] and Path(row["images"][0]).is_absolute()
-    back = import_records(out)
+    back = import_records(out).records
     assert [(r["problem"], r["solution"], r["image"]) for r in back] == \
         [(r["problem"], r["solution"], r["image"]) for r in medium]
     assert sorted(p.name for p in out.parent.iterdir()) == ["medium.jsonl"]  # no temporary file left
@@ -118,7 +118,7 @@ def test_export_all_as_records_json_keeps_ids_and_meta(run, tmp_path):
     written = json.loads(out.read_text())
     assert isinstance(written, list) and len(written) == len(SAMPLES)
     assert written == records
-    assert import_records(out) == records
+    assert import_records(out).records == records
 
 
 def test_export_with_id_and_through_a_config_file(run, tmp_path):
@@ -130,11 +130,11 @@ def test_export_with_id_and_through_a_config_file(run, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [r["id"] for r in rows] == [r["id"] for r, b in zip(records, BUCKETS) if b == "easy"]
-    assert [r["id"] for r in import_records(out)] == ["train-00000", "train-00004"]
+    assert [r["id"] for r in import_records(out).records] == ["train-00000", "train-00004"]
     hard = tmp_path / "hard.jsonl"  # --run-dir overrides the config's run_dir as for every command
     config.write_text("run_dir: somewhere/else\n")
     assert invoke("export", config, "--run-dir", root, "-b", "hard", "-o", hard).exit_code == 0
-    assert [r["solution"] for r in import_records(hard)] == ["triangle"]
+    assert [r["solution"] for r in import_records(hard).records] == ["triangle"]
 
 
 @pytest.mark.parametrize("args, says", [
@@ -301,7 +301,7 @@ def test_import_rollouts_writes_the_profile_marks_it_done_and_curate_proceeds(to
         ("train-00005", "medium")]
     out = tmp_path / "medium.jsonl"
     assert invoke("export", rundir.root, "--bucket", "medium", "--out", out).exit_code == 0
-    assert [r["image"] for r in import_records(out)] == [records[i]["image"] for i in (1, 4, 5)]
+    assert [r["image"] for r in import_records(out).records] == [records[i]["image"] for i in (1, 4, 5)]
 
 
 def test_reimporting_other_rollouts_rebuilds_curate_and_a_sampled_profile_needs_force(to_import, tmp_path):

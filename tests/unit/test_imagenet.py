@@ -219,14 +219,14 @@ def sample_records(train: Path) -> list[dict]:
 def test_records_format_round_trips_exactly(train, tmp_path, name):
     records = sample_records(train)
     assert export_records(records, tmp_path / name, "records") == 3
-    assert import_records(tmp_path / name) == records
+    assert import_records(tmp_path / name).records == records
 
 
 @pytest.mark.parametrize("name", ["sft.json", "sft.jsonl"])
 def test_sft_format_round_trips_ids_and_fields(train, tmp_path, name):
     records = sample_records(train)
     export_records(records, tmp_path / name, "sft", with_id=True)
-    back = import_records(tmp_path / name)
+    back = import_records(tmp_path / name).records
     assert back == [{k: r[k] for k in ("id", "problem", "solution", "image")} for r in records]
 
 
@@ -238,7 +238,7 @@ def test_sft_export_is_exactly_the_authors_rows(train, tmp_path):
     assert rows[0]["messages"][0]["content"] == "<image>" + PROMPT
     assert rows[0]["images"] == [records[0]["image"]]
     # Without ids in the file, ids come from the file name and index (as dcsft.data.records does).
-    assert [r["id"] for r in import_records(tmp_path / "easy.jsonl")] == ["easy-0", "easy-1", "easy-2"]
+    assert [r["id"] for r in import_records(tmp_path / "easy.jsonl").records] == ["easy-0", "easy-1", "easy-2"]
 
 
 def test_sft_export_loads_as_a_plain_json_dataset(train, tmp_path):
@@ -257,25 +257,35 @@ def test_import_reads_the_authors_gzipped_lists_and_resolves_relative_images(tmp
     path = tmp_path / "imagenet_val_processed.json.gz"
     path.write_bytes(gzip.compress(json.dumps([{"problem": PROMPT, "solution": "goose",
                                                 "image": "val/n01000001/x.JPEG"}]).encode()))
-    assert import_records(path) == [{"id": "imagenet_val_processed-0", "problem": PROMPT, "solution": "goose",
+    assert import_records(path).records == [{"id": "imagenet_val_processed-0", "problem": PROMPT, "solution": "goose",
                                      "image": str(tmp_path / "val" / "n01000001" / "x.JPEG")}]
 
 
-def test_import_errors_name_the_file_and_record(tmp_path):
+def test_unusable_records_are_skips_naming_the_file_and_record(tmp_path):
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps([{"problem": "p", "solution": "s", "image": "a.png"},
-                                 {"messages": [], "images": []}]))
-    with pytest.raises(DataError, match=r"mixed.json: record 1 is in the sft format, record 0 in the records format"):
-        import_records(mixed)
+                                 {"messages": [], "images": []},
+                                 {"problem": "p", "image": "a.png"},  # no solution
+                                 {"problem": "p", "solution": " ", "image": "a.png"},
+                                 {"problem": "p", "solution": 3, "image": "a.png"}]))
+    loaded = import_records(mixed)
+    assert [r["id"] for r in loaded.records] == ["mixed-0"]
+    lines = [skip.line() for skip in loaded.skipped]
+    assert lines[0] == f"{mixed}: record 1: in the sft format, the file's first record in the records format"
+    assert lines[1].startswith(f"{mixed}: record 2: missing field(s)")
+    assert lines[2] == f"{mixed}: record 3: empty answer: solution is empty or only whitespace"
+    assert lines[3] == f"{mixed}: record 4: field(s) solution must be text"
     two_images = tmp_path / "two.json"
     two_images.write_text(json.dumps([{"messages": [{"role": "user", "content": "<image>q"},
                                                     {"role": "assistant", "content": "a"}], "images": ["a", "b"]}]))
-    with pytest.raises(DataError, match=r"two.json: record 0: images must list exactly one path"):
-        import_records(two_images)
+    assert "record 0: images must list exactly one path" in import_records(two_images).skipped[0].line()
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"problem": "p", "solution": "s", "image": "a"}\n{oops\n')
     with pytest.raises(DataError, match=r"broken.jsonl: line 2: not valid JSON"):
         import_records(broken)
+    with pytest.raises(DataError, match=r"none.json: no record is a problem/solution/image record"):
+        (tmp_path / "none.json").write_text(json.dumps([{"x": 1}]))
+        import_records(tmp_path / "none.json")
 
 
 def test_trl_export_is_the_rows_dcsft_trains_on(train, tmp_path):

@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from dcsft.data.records import REQUIRED_FIELDS, DataError, from_sft, read_json, resolve_image, to_sft, to_trl
+from dcsft.data.records import (REQUIRED_FIELDS, DataError, LoadedRecords, Skip, from_sft, read_json, resolve_image,
+                                to_sft, to_trl)
 from dcsft.rundir import atomic_path
 
 FORMATS = ("records", "sft", "trl")
@@ -43,18 +44,13 @@ def format_of(item: object) -> str | None:
 
 
 def detect_format(items: list, path: Path) -> str:
-    """The one format every item of a file is in, or a DataError naming the first odd item."""
+    """The format of a file: that of its first record in a known one, or a DataError."""
     if not items:
         raise DataError(f"{path}: no records")
-    first = format_of(items[0])
-    for index, item in enumerate(items):
-        found = format_of(item)
-        if found is None:
-            raise DataError(f"{path}: record {index}: neither a problem/solution/image record nor an "
-                            f"ms-swift messages/images record")
-        if found != first:
-            raise DataError(f"{path}: record {index} is in the {found} format, record 0 in the {first} format")
-    return first
+    found = next((f for f in map(format_of, items) if f is not None), None)
+    if found is None:
+        raise DataError(f"{path}: no record is a problem/solution/image record or an ms-swift messages/images record")
+    return found
 
 
 def sft_problem(item: dict) -> str | None:
@@ -77,27 +73,45 @@ def records_problem(item: dict) -> str | None:
     return f"field(s) {', '.join(wrong)} must be text" if wrong else None
 
 
-def import_records(path: Path) -> list[dict]:
-    """Records `{"id", "problem", "solution", "image", "meta"?}` of a file in either format;
-    an id missing from the file becomes `<file stem>-<index>` (as in dcsft.data.records)."""
+def item_problem(item: object, fmt: str) -> str | None:
+    """Why one item of a `fmt` file cannot be used, or None."""
+    found = format_of(item)
+    if found is None:
+        return (f"missing field(s): expected {', '.join(REQUIRED_FIELDS)} (or ms-swift's messages and images)"
+                if isinstance(item, dict) else f"expected an object, found {type(item).__name__}")
+    if found != fmt:
+        return f"in the {found} format, the file's first record in the {fmt} format"
+    problem = sft_problem(item) if fmt == "sft" else records_problem(item)
+    if problem:
+        return problem
+    answer = from_sft(item)["solution"] if fmt == "sft" else item["solution"]
+    return "empty answer: solution is empty or only whitespace" if not answer.strip() else None
+
+
+def import_records(path: Path) -> LoadedRecords:
+    """Records `{"id", "problem", "solution", "image", "meta"?}` of a file in either format; an
+    id missing from the file becomes `<file stem>-<index>` (as in dcsft.data.records). A record
+    that cannot be used (fields missing or mistyped, an empty answer) is a Skip naming the file
+    and the record; a file that is not a list of records is a DataError."""
     path = Path(path)
     items = read_json(path)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a list of records, found {type(items).__name__}")
     fmt = detect_format(items, path)
     stem = Path(path.stem).stem if path.suffix == ".gz" else path.stem
-    records = []
+    loaded = LoadedRecords([])
     for index, item in enumerate(items):
-        problem = sft_problem(item) if fmt == "sft" else records_problem(item)
+        problem = item_problem(item, fmt)
         if problem:
-            raise DataError(f"{path}: record {index}: {problem}")
+            loaded.skipped.append(Skip(str(path), index, item.get("id") if isinstance(item, dict) else None, problem))
+            continue
         fields = from_sft(item) if fmt == "sft" else {name: item[name] for name in REQUIRED_FIELDS}
         record = {"id": item.get("id", f"{stem}-{index}"), **fields,
                   "image": str(resolve_image(fields["image"], path.parent))}
         if "meta" in item:
             record["meta"] = item["meta"]
-        records.append(record)
-    return records
+        loaded.records.append(record)
+    return loaded
 
 
 def export_records(records: Iterable[dict], path: Path, fmt: str = "records", with_id: bool = False) -> int:
