@@ -230,3 +230,23 @@ def test_overview_reports_both_tasks(study):
     report = (root / "report.md").read_text()
     assert "| classification |" in report and "| grounding |" in report and "OOD mean (all)" in report
     assert "| Model | Runs | refs (ID) | relational (OOD) | indirect (OOD) | OOD mean |" in first.stdout
+    overall = overview["accuracy"]["sft-m"]["OOD mean (all)"]["vs_sft"]  # paired over every OOD split of both tasks
+    assert overall["items"] == [20, 20, 20, 20] and overall["seeds"] == 2
+    assert overall["low"] <= overall["delta"] <= overall["high"]
+
+
+@pytest.mark.e2e
+def test_every_method_is_paired_with_sft(study):
+    results = json.loads((task_run(study) / "07_report" / "results.json").read_text())
+    for method in METHODS:
+        entry = results["models"][method]
+        if method == "sft" or entry["n_a"]:
+            continue
+        assert set(entry["vs_sft"]) == {"photo", "rendition", "adversarial", "ood_mean"}, method
+        for column, c in entry["vs_sft"].items():
+            assert c["seeds"] == 2 and len(c["mcnemar_p"]) == 2 and c["low"] <= c["delta"] <= c["high"], method
+            assert c["items"] == ([20, 20] if column == "ood_mean" else [20])
+    assert results["models"]["sft"]["vs_coldstart"]["photo"]["seeds"] == 2
+    report = (task_run(study) / "07_report" / "report.md").read_text()
+    assert "## Paired comparisons with SFT" in report and "(MDE) is" in report and "![forest]" in report
+    assert "`dcsft study full`" not in report and "dcsft study full" in study[1].stdout
