@@ -68,6 +68,10 @@ def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path, kills):
     assert final.returncode == 0, final.stdout + final.stderr
 
     assert outputs(run) == outputs(tmp_path / "reference")
+    for stats in ["02_coldstart/stats.json", *(f"05_train/{m}/seed0/stats.json" for m in ("sft", "sft-m", "grpo"))]:
+        # the loss over the whole run, not only over the steps after the last resume
+        losses = [json.loads((root / stats).read_text())["train_loss"] for root in (run, tmp_path / "reference")]
+        assert losses[0] == pytest.approx(losses[1], abs=1e-4), stats
     finished = Counter(units.read_text().splitlines())
     repeated = [unit for unit, count in finished.items() if count > 1]
     assert repeated == [], f"{len(repeated)} finished units were done again, e.g. {repeated[:3]}"
