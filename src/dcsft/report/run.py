@@ -78,9 +78,10 @@ def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
 def item_outcomes(cfg: StudyConfig, name: str, seeds: list[int | None]) -> dict[str, list[dict[str, int]]]:
     """split -> one {item id: correct} per run of a model, from its evaluation files."""
     rundir = RunDir(cfg.run_dir)
-    return {split: [{row["id"]: int(row["correct"]) for row in read_jsonl(rundir.evaluate(name, seed).root / f"{split}.jsonl")}
-                    for seed in seeds]
-            for split in [id_split(cfg.task), *cfg.data.ood_splits]}
+    def run(seed: int | None, split: str) -> dict[str, int]:
+        return {row["id"]: int(row["correct"]) for row in read_jsonl(rundir.evaluate(name, seed).root / f"{split}.jsonl")}
+
+    return {split: [run(seed, split) for seed in seeds] for split in [id_split(cfg.task), *cfg.data.ood_splits]}
 
 
 def paired_comparison(ours: dict[str, list[dict]], theirs: dict[str, list[dict]], ood_splits: list[str],
@@ -221,6 +222,8 @@ def draw_figures(cfg: StudyConfig, folder: Path, results: dict, zero: dict | Non
 
 
 VERDICTS = {"better": "beats SFT", "worse": "is behind SFT", "cannot tell": "cannot be told apart from SFT"}
+MOVED = {"better": "SFT is above its starting point", "worse": "SFT is below its starting point",
+         "cannot tell": "SFT cannot be told apart from its starting point"}
 
 
 def findings(results: dict) -> str:
@@ -232,8 +235,8 @@ def findings(results: dict) -> str:
     lines = []
     moved = sft.get("vs_coldstart", {}).get(results["id_split"], {})
     if "delta" in moved:
-        lines.append(f"- Post-training moves the model: SFT minus the cold start on {results['id_split']} (ID) is "
-                     f"{tables.interval(moved)} points ({moved['verdict']}).")
+        lines.append(f"- What post-training moves: SFT minus the cold start on {results['id_split']} (ID) is "
+                     f"{tables.interval(moved)} points, so {MOVED[moved['verdict']]}.")
     for name in ("sft-m", "sft-em", "grpo", "curriculum"):
         entry = models.get(name)
         if not entry or entry["n_a"]:
