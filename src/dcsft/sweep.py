@@ -87,23 +87,47 @@ def collect(points: list[dict], configs: list[StudyConfig], task_names: list[str
         tasks = {}
         for task in task_names:
             results, buckets = overview.task_results(cfg.for_task(task))
-            tasks[task] = {"methods": method_rows(results), "buckets": {b: buckets[b] for b in ("easy", "medium", "hard")},
-                           "sft_vs_coldstart": results["models"]["sft"].get("vs_coldstart") if "sft" in results["models"] else None}
+            sft = results["models"].get("sft", {})
+            tasks[task] = {"methods": method_rows(results), "sft_vs_coldstart": sft.get("vs_coldstart"),
+                           "buckets": {b: buckets[b] for b in ("easy", "medium", "hard")},
+                           "noise_by_bucket": buckets.get("noise_by_bucket")}
         rows.append({"values": point, "run_dir": cfg.run_dir, "tasks": tasks})
     return {"keys": list(points[0]), "points": rows}
 
 
+def mislabeled(entry: dict) -> str:
+    """`hard / all` mislabeled training samples (the embedded worlds know their injected noise)."""
+    noise = entry["noise_by_bucket"]
+    if not noise:
+        return "–"
+    return f"{noise['hard']['mislabeled']} / {sum(noise[b]['mislabeled'] for b in noise)}"
+
+
 def sweep_table(sweep: dict, task: str) -> str:
     keys = sweep["keys"]
-    lines = ["| " + " | ".join(keys) + " | Method | ID minus SFT | OOD mean minus SFT | OOD verdict | Medium share |",
-             "|---" * (len(keys) + 5) + "|"]
+    lines = ["| " + " | ".join(keys) + " | Method | ID minus SFT | OOD mean minus SFT | OOD verdict |",
+             "|---" * (len(keys) + 4) + "|"]
     for row in sweep["points"]:
         values = " | ".join(str(row["values"][k]) for k in keys)
-        entry = row["tasks"][task]
-        for method, comparison in entry["methods"].items():
+        for method, comparison in row["tasks"][task]["methods"].items():
             ood = comparison["ood_mean"]
             lines.append(f"| {values} | {label(method)} | {interval(comparison['id'])} | {interval(ood)} | "
-                         f"{ood.get('verdict', ood.get('n_a'))} | {entry['buckets']['medium']['percent']:.1f}% |")
+                         f"{ood.get('verdict', ood.get('n_a'))} |")
+    return "\n".join(lines)
+
+
+def points_table(sweep: dict, task: str) -> str:
+    """Per point: the buckets, where the injected label noise went, and what SFT moves."""
+    keys = sweep["keys"]
+    lines = ["| " + " | ".join(keys) + " | Easy / medium / hard | Mislabeled in hard / all | "
+             "SFT minus cold start, ID | SFT minus cold start, OOD mean |", "|---" * (len(keys) + 4) + "|"]
+    for row in sweep["points"]:
+        entry = row["tasks"][task]
+        shares = " / ".join(f"{entry['buckets'][b]['percent']:.1f}%" for b in ("easy", "medium", "hard"))
+        moved = entry["sft_vs_coldstart"] or {}
+        id_moved = next((c for name, c in moved.items() if name != "ood_mean"), {"n_a": "no SFT"})
+        lines.append(f"| {' | '.join(str(row['values'][k]) for k in keys)} | {shares} | {mislabeled(entry)} | "
+                     f"{interval(id_moved)} | {interval(moved.get('ood_mean', {'n_a': ''}))} |")
     return "\n".join(lines)
 
 
@@ -114,7 +138,7 @@ def render(sweep: dict, task_names: list[str], figure_names: list[str]) -> str:
              f"95% paired bootstrap interval over training seeds and items (\"cannot tell\" when it covers 0). "
              f"Each point's full report is in its run directory."]
     for task in task_names:
-        parts += [f"## {task}", sweep_table(sweep, task)]
+        parts += [f"## {task}", sweep_table(sweep, task), points_table(sweep, task)]
         if task in figure_names:
             parts.append(f"![{task}](figures/{task}.png)")
     return "\n\n".join(parts) + "\n"
