@@ -116,10 +116,11 @@ def test_a_killed_writes_temporary_file_is_cleaned_up_by_the_next_write(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["accuracy.png"]
 
 
-def test_empty_answers_are_skipped(tmp_path):
+def test_empty_answers_are_skipped_and_never_scored_correct(tmp_path):
     from PIL import Image
 
     from dcsft.data.records import load_records
+    from dcsft.tasks import classification
 
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     records = [{"problem": "p", "solution": s, "image": "a.png"} for s in ("", "   ", "moon")]
@@ -128,3 +129,5 @@ def test_empty_answers_are_skipped(tmp_path):
     assert [r["solution"] for r in loaded.records] == ["moon"]
     assert [s.index for s in loaded.skipped] == [0, 1]
     assert all("empty answer" in s.line() for s in loaded.skipped)
+    assert classification.score("", "") == 0.0 and classification.score(" . ", "") == 0.0
+    assert classification.score("Moon.", "moon") == 1.0

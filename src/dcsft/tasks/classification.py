@@ -18,7 +18,9 @@ def normalize(text: str) -> str:
 
 
 def is_correct(response: str, solution: str) -> bool:
-    return normalize(response) == normalize(solution)
+    """An empty answer is never correct, even against an empty label that slipped through."""
+    answer = normalize(response)
+    return bool(answer) and answer == normalize(solution)
 
 
 def accepted_answers(solution: str) -> list[str]:
