@@ -36,6 +36,7 @@ def method_means(results: dict[str, dict], task_cfgs: list[StudyConfig]) -> dict
     shared = [m for m in next(iter(results.values()))["models"]
               if all(m in r["models"] and not r["models"][m]["n_a"] for r in results.values())]
     rows = {}
+    sft_ood = ood_outcomes(task_cfgs, BASELINE) if BASELINE in shared else {}  # read once, paired with every model
     for model in shared:
         row, ood = {}, []
         for task, r in results.items():
@@ -44,25 +45,24 @@ def method_means(results: dict[str, dict], task_cfgs: list[StudyConfig]) -> dict
             row[f"{task} ID"] = {"mean": entry["accuracy"][r["id_split"]]["mean"], "vs_sft": vs_sft.get(r["id_split"])}
             row[f"{task} OOD"] = {"mean": entry["accuracy"]["ood_mean"]["mean"], "vs_sft": vs_sft.get("ood_mean")}
             ood += [entry["accuracy"][s]["mean"] for s in r["ood_splits"]]
-        overall = all_ood_comparison(task_cfgs, model) if any("vs_sft" in r["models"][model] for r in results.values()) \
-            else None
+        overall = all_ood_comparison(task_cfgs, model, sft_ood) \
+            if any("vs_sft" in r["models"][model] for r in results.values()) else None
         row["OOD mean (all)"] = {"mean": round(sum(ood) / len(ood), 2), "vs_sft": overall}
         rows[model] = row
     return rows
 
 
-def all_ood_comparison(task_cfgs: list[StudyConfig], model: str) -> dict:
-    """`model` minus SFT on the mean over every OOD split of every task, paired item by item."""
-    ours, theirs = {}, {}
-    for cfg in task_cfgs:
-        seeds = cfg.train_seeds
-        for split, runs in report.item_outcomes(cfg, model, seeds).items():
-            if split in cfg.data.ood_splits:
-                ours[f"{cfg.task}/{split}"] = runs
-        for split, runs in report.item_outcomes(cfg, BASELINE, seeds).items():
-            if split in cfg.data.ood_splits:
-                theirs[f"{cfg.task}/{split}"] = runs
-    return report.paired_comparison(ours, theirs, list(ours), task_cfgs[0].seed, f"{model}-sft-all")["ood_mean"]
+def ood_outcomes(task_cfgs: list[StudyConfig], model: str) -> dict[str, list[dict]]:
+    """`<task>/<OOD split>` -> one {item id: correct} per training seed of `model`."""
+    return {f"{cfg.task}/{split}": runs for cfg in task_cfgs
+            for split, runs in report.item_outcomes(cfg, model, cfg.train_seeds).items() if split in cfg.data.ood_splits}
+
+
+def all_ood_comparison(task_cfgs: list[StudyConfig], model: str, sft_ood: dict[str, list[dict]]) -> dict:
+    """`model` minus SFT (its outcomes `sft_ood`) on the mean over every OOD split of every task,
+    paired item by item."""
+    ours = ood_outcomes(task_cfgs, model)
+    return report.paired_comparison(ours, sft_ood, list(ours), task_cfgs[0].seed, f"{model}-sft-all")["ood_mean"]
 
 
 def means_table(rows: dict[str, dict]) -> str:
