@@ -59,8 +59,21 @@ class DataConfig(Section):
     n_coldstart: int = 100  # embedded; refcoco: drawn from refcoco_splits.coldstart
     n_train: int = 600  # embedded; refcoco: drawn from refcoco_splits.train (images disjoint)
     n_test: int = 300  # embedded: per evaluation split (real sources: whole splits, see max_test)
-    label_noise: float = Field(0.05, ge=0, le=1)  # embedded
-    ambiguous: float = Field(0.05, ge=0, le=1)  # embedded
+    # embedded: the hard-sample kinds real data has, each a share (README, "Hard samples of the
+    # kinds real data has", gives each default's source). Training split only: label_noise (wrong
+    # label or box), ambiguous (classification: several objects or heavy occlusion; grounding: an
+    # expression that fits two objects).
+    label_noise: float = Field(0.06, ge=0, le=1)
+    ambiguous: float = Field(0.05, ge=0, le=1)
+    # Every split of the ID distribution (cold start, train, ID test). small: classification a small
+    # or low-contrast object, grounding a tiny target; context (classification): the background is
+    # the class's habitat, and in `adversarial` another class's; occluded, twin (grounding): a
+    # partly hidden target, a near-duplicate distractor. small + occluded + twin at most 1.
+    small: float = Field(0.1, ge=0, le=1)
+    context: float = Field(0.5, ge=0, le=1)
+    occluded: float = Field(0.15, ge=0, le=1)
+    twin: float = Field(0.15, ge=0, le=1)
+    novel_classes: int = Field(1, ge=0, le=4)  # classification: classes the base never saw (world.NOVEL_CLASSES)
     ood_splits: list[str] = ["rendition", "adversarial"]
     root: str | None = None  # dataset root of every real source
     folders: dict[str, str] = {}  # imagenet / paper: image folder per role (train, test, OOD name); default ROOT/train, ROOT/val, ROOT/<name>
@@ -364,6 +377,24 @@ def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return merge(read_yaml(parent_path, (*chain, path.resolve())), data)
 
 
+BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def valid_range(loc: tuple) -> str | None:
+    """The interval a numeric key's Field bounds allow, e.g. "[0, 1]" or "(0, inf)"; None if unknown."""
+    model, info = StudyConfig, None
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    bounds = {kind: getattr(m, kind) for m in info.metadata for kind in ("ge", "gt", "le", "lt") if hasattr(m, kind)}
+    low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else "(-inf"
+    high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else "inf)"
+    return f"{low}, {high}"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> StudyConfig:
     path = config_path(path)
     data = read_yaml(path)
@@ -383,7 +414,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
         keys = [o.partition("=")[0].strip() for o in overrides]  # an override names the key, or a section of it
         overridden = [o for o, k in zip(overrides, keys) if where.startswith(k) or k.startswith(f"{where}.")]
         source = f"--set {overridden[-1]}" if overridden else str(path)
-        raise ConfigError(f"{source}: {where}: {first['msg']} ({len(err.errors())} problem(s) in all)") from None
+        bounds = valid_range(first["loc"]) if first["type"] in BOUND_ERRORS else None
+        valid = f"; valid range {bounds}" if bounds else ""
+        raise ConfigError(f"{source}: {where}: {first['msg']}{valid} ({len(err.errors())} problem(s) in all)") from None
     for name in config.tasks:
         try:
             config.for_task(name)

@@ -39,6 +39,18 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
     return fingerprint("curate", upstream(RunDir(cfg.run_dir).profile, "profile"))
 
 
+def record_kinds(meta: dict) -> list[str]:
+    """The hard-sample kinds a record's meta names (embedded worlds; older records: their noise only)."""
+    return list(meta.get("kinds", [meta["noise"]] if meta.get("noise") else []))
+
+
+def kinds_by_bucket(assignments: list[dict]) -> dict[str, dict[str, int]]:
+    """kind -> bucket -> count, with "none" for samples of no kind (the embedded worlds know their kinds)."""
+    kinds = sorted({kind for a in assignments for kind in a["kinds"]}) + ["none"]
+    return {kind: {b: sum(a["bucket"] == b and (kind in a["kinds"] or (kind == "none" and not a["kinds"]))
+                          for a in assignments) for b in BUCKETS} for kind in kinds}
+
+
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
 
@@ -52,7 +64,8 @@ def run(cfg: StudyConfig) -> dict:
                              f"(first: {unknown[0]}); rerun `dcsft profile`")
         assignments = [{"id": row["id"], "bucket": bucket_of(row["pass_count"], row["k"]),
                         "pass_count": row["pass_count"], "k": row["k"],
-                        "noise": by_id[row["id"]].get("meta", {}).get("noise")} for row in rows]
+                        "noise": by_id[row["id"]].get("meta", {}).get("noise"),
+                        "kinds": record_kinds(by_id[row["id"]].get("meta", {}))} for row in rows]
         for bucket in BUCKETS:
             write_jsonl(rundir.bucket_file(bucket), (to_sft(by_id[a["id"]]) for a in assignments
                                                      if a["bucket"] == bucket))
@@ -60,9 +73,7 @@ def run(cfg: StudyConfig) -> dict:
         write_jsonl(folder / "assignments.jsonl", assignments)
         table = proportions(assignments)
         write_json(folder / "buckets.json", table)
-        noise = {b: {kind: sum(a["bucket"] == b and a["noise"] == kind for a in assignments)
-                     for kind in ("mislabeled", "ambiguous")} for b in BUCKETS}
         what = " / ".join(f"{b} {table[b]['count']} ({table[b]['percent']}%)" for b in BUCKETS)
-        return what, {"buckets": table, "noise_by_bucket": noise}
+        return what, {"buckets": table, "kinds_by_bucket": kinds_by_bucket(assignments)}
 
     return run_stage("curate", rundir.curate, stage_fingerprint(cfg), body)

@@ -86,6 +86,20 @@ def inspect_embedded(cfg: StudyConfig, out: Findings) -> None:
     for spec in S.split_specs(cfg):
         out.splits[spec.name] = SplitCheck(spec.name, f"drawn ({spec.style})", spec.size, listed=True)
     out.lines.append(f"  data: the embedded {cfg.task} world, drawn by prepare (seed {cfg.data.seed})")
+    out.lines.append(f"  hard samples: {hard_sample_dials(cfg)}")
+
+
+def hard_sample_dials(cfg: StudyConfig) -> str:
+    """The world's hard-sample dials in force (README, "Hard samples of the kinds real data has")."""
+    from dcsft.data import world
+
+    d = cfg.data
+    shared = f"label_noise {d.label_noise}, ambiguous {d.ambiguous} (train)"
+    if cfg.task == "grounding":
+        return f"{shared}; tiny {d.small}, occluded {d.occluded}, twin {d.twin} (every ID split)"
+    novel = world.NOVEL_CLASSES[:d.novel_classes]
+    return (f"{shared}; small {d.small}, context {d.context} (every photo split); "
+            f"{len(novel)} class(es) the base knows only partly" + (f" ({', '.join(novel)})" if novel else ""))
 
 
 def inspect_imagenet(cfg: StudyConfig, out: Findings) -> None:

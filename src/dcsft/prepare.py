@@ -53,8 +53,9 @@ from dcsft.tasks import classification, grounding
 # The data keys the embedded worlds read (the fingerprint of an embedded run is what it was
 # before real sources existed); real sources ignore the world's own keys.
 EMBEDDED_KEYS = {"source", "seed", "image_size", "n_coldstart", "n_train", "n_test", "label_noise", "ambiguous",
-                 "ood_splits"}
-WORLD_ONLY = {"image_size", "n_test", "label_noise", "ambiguous"}
+                 "small", "context", "novel_classes", "occluded", "twin", "ood_splits"}
+WORLD_ONLY = {"image_size", "n_test", "label_noise", "ambiguous", "small", "context", "novel_classes", "occluded",
+              "twin"}
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -68,7 +69,8 @@ def classification_item(cfg: StudyConfig, spec: SplitSpec, index: int):
     data = cfg.data
     image, meta = world.draw_pool_item(data.seed, f"study-{spec.name}", index, spec.style, size=data.image_size,
                                        label_noise=data.label_noise if spec.noisy else 0.0,
-                                       ambiguous=data.ambiguous if spec.noisy else 0.0)
+                                       ambiguous=data.ambiguous if spec.noisy else 0.0, small=data.small,
+                                       context=data.context, classes=world.study_classes(data.novel_classes))
     image, _ = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
     return image, meta, classification.PROMPT, meta["label"]
 
@@ -78,7 +80,8 @@ def grounding_item(cfg: StudyConfig, spec: SplitSpec, index: int):
     data = cfg.data
     image, meta = scenes.draw_scene_item(data.seed, f"study-{spec.name}", index, spec.style, spec.grammar,
                                          size=data.image_size, label_noise=data.label_noise if spec.noisy else 0.0,
-                                         ambiguous=data.ambiguous if spec.noisy else 0.0)
+                                         ambiguous=data.ambiguous if spec.noisy else 0.0,
+                                         hardness=scenes.hardness_mix(data.small, data.occluded, data.twin))
     fitted, factors = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
     box = [round(v, 2) for v in grounding.scale_box(meta["box"], factors)]
     meta.update(orig_box=meta["box"], orig_size=meta["size"], box=box, size=list(fitted.size),
@@ -384,7 +387,7 @@ def run(cfg: StudyConfig) -> dict:
                     noise[spec.name] = {kind: sum(r["meta"]["noise"] == kind for r in records)
                                         for kind in ("mislabeled", "ambiguous")}
         what = "drew " + ", ".join(f"{n} {name}" for name, n in counts.items()) + " images"
-        classes = {"classes": list(world.CLASSES)} if cfg.task == "classification" else {}
+        classes = {"classes": list(world.study_classes(cfg.data.novel_classes))} if cfg.task == "classification" else {}
         return what, {"task": cfg.task, "records": counts, "noise": noise, **classes}
 
     return run_stage("prepare", rundir.prepare, stage_fingerprint(cfg), body)

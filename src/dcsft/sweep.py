@@ -90,17 +90,17 @@ def collect(points: list[dict], configs: list[StudyConfig], task_names: list[str
             sft = results["models"].get("sft", {})
             tasks[task] = {"methods": method_rows(results), "sft_vs_coldstart": sft.get("vs_coldstart"),
                            "buckets": {b: buckets[b] for b in ("easy", "medium", "hard")},
-                           "noise_by_bucket": buckets.get("noise_by_bucket")}
+                           "kinds_by_bucket": buckets.get("kinds_by_bucket")}
         rows.append({"values": point, "run_dir": cfg.run_dir, "tasks": tasks})
     return {"keys": list(points[0]), "points": rows}
 
 
 def mislabeled(entry: dict) -> str:
     """`hard / all` mislabeled training samples (the embedded worlds know their injected noise)."""
-    noise = entry["noise_by_bucket"]
-    if not noise:
+    wrong = (entry["kinds_by_bucket"] or {}).get("mislabeled")
+    if not wrong:
         return "–"
-    return f"{noise['hard']['mislabeled']} / {sum(noise[b]['mislabeled'] for b in noise)}"
+    return f"{wrong['hard']} / {sum(wrong.values())}"
 
 
 def sweep_table(sweep: dict, task: str) -> str:

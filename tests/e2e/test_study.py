@@ -90,6 +90,13 @@ def test_buckets_partition_the_training_set(study):
     assert len(profile) == 48 and all(len(row["responses"]) == row["k"] == 8 for row in profile)
     record = json.loads(next(line for b in lines.values() for line in b))
     assert set(record) == {"messages", "images"} and record["messages"][0]["content"].startswith("<image>")
+    # Every kind of hard sample in the training records is counted, bucket by bucket.
+    train = json.loads((run / "01_prepare" / "records" / "train.json").read_text())
+    for kind, by_bucket in buckets["kinds_by_bucket"].items():
+        assert sum(by_bucket.values()) == sum((kind in r["meta"]["kinds"]) if kind != "none" else not r["meta"]["kinds"]
+                                              for r in train), kind
+    assert "novel" in buckets["kinds_by_bucket"] and "context" in buckets["kinds_by_bucket"]
+    assert "## Where each kind of hard sample landed" in (run / "07_report" / "report.md").read_text()
 
 
 @pytest.mark.e2e
@@ -214,6 +221,7 @@ def test_grounding_runs_every_stage_in_the_model_frame(study):
         assert meta["orig_size"] == [126, 126] and meta["size"] == [84, 84]
         assert record["solution"] == "[" + ", ".join(str(round(v)) for v in meta["box"]) + "]"
         assert all(abs(b - o * 84 / 126) < 0.01 for b, o in zip(meta["box"], meta["orig_box"]))
+        assert meta["kinds"] == [k for k in (meta["hardness"], meta["noise"]) if k]
     scores = json.loads((run / "06_evaluate" / "coldstart" / "scores.json").read_text())
     assert set(scores) == {"refs", "relational", "indirect"}
     assert all(s["n"] == 20 and 0 <= s["unparsable"] <= 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())

@@ -131,3 +131,17 @@ def test_subset_all_empty():
 def test_subset_unknown_method():
     with pytest.raises(KeyError):
         subset("ppo", _buckets(), balance=False, seed=0)
+
+
+def test_kinds_by_bucket_counts_each_kind_and_the_samples_of_none():
+    from dcsft.curate import kinds_by_bucket, record_kinds
+    from dcsft.report.tables import kinds_table
+
+    assignments = [{"bucket": "hard", "kinds": ["mislabeled", "context"]}, {"bucket": "hard", "kinds": ["mislabeled"]},
+                   {"bucket": "easy", "kinds": ["context"]}, {"bucket": "medium", "kinds": []}]
+    table = kinds_by_bucket(assignments)
+    assert table == {"context": {"easy": 1, "medium": 0, "hard": 1}, "mislabeled": {"easy": 0, "medium": 0, "hard": 2},
+                     "none": {"easy": 0, "medium": 1, "hard": 0}}
+    assert "| wrong label | 2 | 0.0% (0) | 0.0% (0) | 100.0% (2) |" in kinds_table(table)
+    # Records drawn before kinds existed name their noise only.
+    assert record_kinds({"noise": "ambiguous"}) == ["ambiguous"] and record_kinds({"noise": None}) == []

@@ -1,5 +1,7 @@
 """The study config: packaged default, overrides, one-line errors, dump round trip, section hashes."""
 
+import re
+
 import pytest
 import yaml
 
@@ -347,3 +349,29 @@ def test_unknown_key_in_a_file_names_the_file_not_an_override(tmp_path):
         load_config(bad, ["run_dir=/tmp/x"])
     with pytest.raises(ConfigError, match=r"^--set nosuch.key=1: nosuch: Extra inputs"):
         load_config(None, ["nosuch.key=1"])
+
+
+@pytest.mark.parametrize("override, bounds", [
+    ("data.small=1.5", r"\[0, 1\]"), ("data.context=-0.1", r"\[0, 1\]"), ("data.novel_classes=5", r"\[0, 4\]"),
+    ("profile.k=0", r"\[1, inf\)"), ("profile.temperature=0", r"\(0, inf\)"),
+])
+def test_a_dial_out_of_range_names_the_key_and_its_range(override, bounds):
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(override)}: {re.escape(key)}: .*valid range {bounds}"):
+        load_config(None, [override])
+
+
+def test_exclusive_noise_shares_above_one_are_refused_before_anything_is_drawn():
+    from dcsft.data.splits import check_data
+
+    with pytest.raises(ConfigError, match=r"data.label_noise \+ data.ambiguous: 0.7 \+ 0.5 is above 1"):
+        check_data(load_config(None, ["data.label_noise=0.7", "data.ambiguous=0.5"]))
+
+
+def test_grounding_hardness_shares_above_one_are_refused_before_anything_is_drawn():
+    from dcsft.data.splits import check_data
+
+    study = load_config(None, ["data.occluded=0.6", "data.twin=0.5"])
+    with pytest.raises(ConfigError, match=r"data.small \+ data.occluded \+ data.twin: 0.15 \+ 0.6 \+ 0.5 is above 1"):
+        check_data(study.for_task("grounding"))
+    check_data(study.for_task("classification"))  # the classification world has no such mix

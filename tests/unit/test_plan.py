@@ -257,3 +257,12 @@ def test_plan_loads_no_model_library(tree, tmp_path):
     result = subprocess.run([sys.executable, "-c", code, args[0], *args[2::2]], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_plan_states_the_hard_sample_dials_of_each_world():
+    from dcsft.plan import hard_sample_dials
+
+    study = load_config(None, ["data.context=0.25", "data.novel_classes=3"])
+    classification = hard_sample_dials(study.for_task("classification"))
+    assert "context 0.25" in classification and "(bolt, drop, tree)" in classification
+    assert "tiny 0.15, occluded 0.15, twin 0.15" in hard_sample_dials(study.for_task("grounding"))

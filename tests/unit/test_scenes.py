@@ -86,3 +86,18 @@ def test_unknown_style_or_grammar_is_named():
         scenes.draw_scene_item(0, "p", 0, "sketch", "short")
     with pytest.raises(ValueError, match="unknown grammar"):
         scenes.draw_scene_item(0, "p", 0, "photo", "long")
+
+
+def test_hardness_dials_set_the_mix_and_kinds_name_it():
+    mix = scenes.hardness_mix(tiny=0.5, occluded=0.0, twin=0.25)
+    assert mix == {None: 0.25, "tiny": 0.5, "occluded": 0.0, "twin": 0.25}
+    metas = [m for _, m in draw("photo", "short", 200, hardness=mix)]
+    counts = Counter(m["hardness"] for m in metas)
+    assert counts["occluded"] == 0 and 75 <= counts["tiny"] <= 125 and 30 <= counts["twin"] <= 70
+    assert all(m["kinds"] == ([m["hardness"]] if m["hardness"] else []) for m in metas)
+
+
+@pytest.mark.parametrize("shares", [(0.5, 0.4, 0.2), (-0.1, 0.0, 0.0), (1.5, 0.0, 0.0)])
+def test_hardness_shares_outside_their_range_are_refused(shares):
+    with pytest.raises(ValueError, match="hardness shares must each be in"):
+        scenes.hardness_mix(*shares)

@@ -21,7 +21,8 @@ Grammars (what the expression looks like):
 Styles: ``photo`` (textured background, shaded objects; ID) and ``drawing`` (cartoon or
 outline renderings on plain backgrounds, the new scene style of the OOD `indirect` split).
 
-Hardness, drawn per scene: a ``tiny`` target (radius 0.07-0.09 of the side instead of
+Hardness, drawn per scene with the shares of `hardness` (the study's `data.small`, `data.occluded`
+and `data.twin`; HARDNESS for the pretraining pool): a ``tiny`` target (radius 0.07-0.09 of the side instead of
 0.13-0.22), an ``occluded`` target (25-45% hidden behind a pole, wall or blob) or a ``twin``
 (a near-duplicate distractor: same class and colour, told apart by size or position only).
 
@@ -39,7 +40,15 @@ from dcsft.data import world
 
 STYLES: dict[str, tuple[str, ...]] = {"photo": ("blotches", "stripes"), "drawing": ("cartoon", "outline")}
 GRAMMARS = ("short", "relational", "indirect")
-HARDNESS = {None: 0.55, "tiny": 0.15, "occluded": 0.15, "twin": 0.15}
+HARDNESS = {None: 0.55, "tiny": 0.15, "occluded": 0.15, "twin": 0.15}  # the pretraining pool's mix
+
+
+def hardness_mix(tiny: float, occluded: float, twin: float) -> dict[str | None, float]:
+    """Per-scene hardness shares, the rest plain; the three are exclusive, so they sum to at most 1."""
+    shares = {"tiny": tiny, "occluded": occluded, "twin": twin}
+    if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+        raise ValueError(f"hardness shares must each be in [0, 1] and sum to at most 1, got {shares}")
+    return {None: max(0.0, 1 - sum(shares.values())), **shares}
 RELATIONS = {"left of": (-1, 0), "right of": (1, 0), "above": (0, -1), "below": (0, 1)}
 POSITIONS = {"on the left": (0, -1), "on the right": (0, 1), "at the top": (1, -1), "at the bottom": (1, 1)}
 _CLEAR = 0.08  # a spatial relation holds when the centres differ by this fraction of the side
@@ -181,12 +190,13 @@ EXPRESSIONS = {"short": short_expression, "relational": relational_expression, "
 
 
 def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 126, label_noise: float = 0.0,
-               ambiguous: float = 0.0) -> tuple[Image.Image, dict]:
+               ambiguous: float = 0.0, hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
     """One scene and its referring expression. Redraws (from the same stream) until the grammar
     can describe the target, so every returned expression is satisfiable.
 
     Meta: expression, box (xyxy, canvas px), size [w, h], objects [{class, colour, box}] (the
-    target first), style, substyle, grammar, hardness, noise, and occlusion for occluded targets.
+    target first), style, substyle, grammar, hardness, noise, kinds (hardness and noise, the
+    hard-sample kinds that apply), and occlusion for occluded targets.
     """
     if style not in STYLES:
         raise ValueError(f"unknown scene style {style!r}; allowed: {', '.join(STYLES)}")
@@ -195,7 +205,8 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
     u = rng.random()
     noise = "mislabeled" if u < label_noise else "ambiguous" if u < label_noise + ambiguous else None
     substyle = STYLES[style][rng.integers(len(STYLES[style]))]
-    hardness = "twin" if noise == "ambiguous" else list(HARDNESS)[rng.choice(len(HARDNESS), p=list(HARDNESS.values()))]
+    kinds = list(hardness)
+    hardness = "twin" if noise == "ambiguous" else kinds[rng.choice(len(kinds), p=list(hardness.values()))]
     while True:
         classes, radii = _objects(rng, size, hardness)
         objs = world._place(rng, classes, [r / size for r in radii], size)
@@ -207,7 +218,7 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
         if expression is not None:
             break
     meta = {"expression": expression, "style": style, "substyle": substyle, "grammar": grammar, "hardness": hardness,
-            "noise": noise, "size": [size, size],
+            "noise": noise, "kinds": [kind for kind in (hardness, noise) if kind], "size": [size, size],
             "objects": [{"class": o.cls, "colour": n, "box": _box(o)} for o, n in zip(objs, names)]}
     img = _render(rng, style, substyle, size, objs, names)
     if hardness == "occluded":
@@ -222,6 +233,7 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
 
 
 def draw_scene_item(seed: int, pool: str, index: int, style: str, grammar: str, size: int = 126,
-                    label_noise: float = 0.0, ambiguous: float = 0.0) -> tuple[Image.Image, dict]:
+                    label_noise: float = 0.0, ambiguous: float = 0.0,
+                    hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
     """The index-th scene of a pool, regenerable alone (its own random stream)."""
-    return draw_scene(world.sample_rng(seed, pool, index), style, grammar, size, label_noise, ambiguous)
+    return draw_scene(world.sample_rng(seed, pool, index), style, grammar, size, label_noise, ambiguous, hardness)

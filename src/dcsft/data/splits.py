@@ -112,6 +112,12 @@ def check_data(cfg: StudyConfig) -> None:
     data = cfg.data
     check_ood_splits(cfg)
     if data.source == "embedded":
+        if data.label_noise + data.ambiguous > 1:
+            raise ConfigError(f"data.label_noise + data.ambiguous: {data.label_noise} + {data.ambiguous} is above 1; "
+                              f"the two kinds are exclusive, so their shares must sum to at most 1")
+        if cfg.task == "grounding" and data.small + data.occluded + data.twin > 1:
+            raise ConfigError(f"data.small + data.occluded + data.twin: {data.small} + {data.occluded} + {data.twin} "
+                              f"is above 1; a scene has one hardness, so the shares must sum to at most 1")
         return
     expected = SOURCE_TASK.get(data.source)
     if expected and expected != cfg.task:

@@ -1,4 +1,4 @@
-"""An embedded classification world: seeded, procedurally drawn images of ten object classes.
+"""An embedded classification world: seeded, procedurally drawn images of one-word object classes.
 
 The world stands in for ImageNet and its out-of-distribution variants in a tiny vision-language-model
 study: every image shows one labelled object (a circle, square, triangle, star, cross, heart, diamond,
@@ -20,6 +20,17 @@ Styles and what each mirrors:
   0.13-0.2 of the side instead of 0.25-0.42), ``distractor`` (a smaller object of another class; the
   larger one is labelled) and ``lowcontrast`` (object colour close to the background).
 
+Classes: the base is pretrained on the ten above; a study adds the first ``novel`` of
+NOVEL_CLASSES (bolt, drop, tree, hourglass), which the base saw only rarely (:func:`study_classes`).
+
+Hard-sample kinds (every image's ``meta["kinds"]`` lists those that apply): ``mislabeled`` and
+``ambiguous`` (below); ``small`` and ``lowcontrast`` (with probability ``small`` a photo is drawn
+with the adversarial style's small or low-contrast object); ``context`` (with probability
+``context`` a photo's background is the drawn class's habitat colour, HABITATS, the shortcut that
+ImageNet's backgrounds offer; in ``adversarial`` images it is another class's habitat,
+``context-swap``, so the shortcut misleads); ``novel`` (a class of NOVEL_CLASSES). With every
+share at 0 and the base's classes, the images are exactly those the base was pretrained on.
+
 Noise model (ImageNet has a few percent label errors): with probability ``label_noise`` the returned
 label is a uniformly chosen wrong class (``noise="mislabeled"``; the image is exactly the clean one, so
 only the label changes); with probability ``ambiguous`` the image itself is made ambiguous, either by an
@@ -32,6 +43,7 @@ Every pool item is regenerable alone: :func:`sample_rng` derives an independent 
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 from functools import lru_cache
 from typing import NamedTuple
@@ -39,9 +51,13 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+# The classes the embedded base is pretrained on.
 CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "heart", "diamond", "arrow", "moon", "house",
 )
+# Classes only the study draws (`data.novel_classes` of them): the base never saw them or their
+# names, as a released VLM knows only part of a fine-grained label set.
+NOVEL_CLASSES: tuple[str, ...] = ("bolt", "drop", "tree", "hourglass")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "green": (40, 160, 50),
@@ -99,6 +115,11 @@ def _moon() -> np.ndarray:
     ])
 
 
+def _drop() -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    return np.stack([np.sin(t) * np.sin(t / 2) ** 1.2, np.cos(t)], 1)  # a point at the top, round below
+
+
 def _heart() -> np.ndarray:
     t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
     return np.stack([16 * np.sin(t) ** 3,
@@ -118,7 +139,16 @@ _SHAPES: dict[str, np.ndarray] = {name: _normalise(pts) for name, pts in {
     "arrow": [(-1, 0.17), (0.15, 0.17), (0.15, 0.5), (1, 0), (0.15, -0.5), (0.15, -0.17), (-1, -0.17)],
     "moon": _moon(),
     "house": [(-0.7, -0.8), (0.7, -0.8), (0.7, 0.1), (0, 0.85), (-0.7, 0.1)],
+    "bolt": [(-0.15, 1), (0.55, 1), (0.12, 0.15), (0.5, 0.15), (-0.35, -1), (-0.05, -0.05), (-0.45, -0.05)],
+    "drop": _drop(),
+    "tree": [(0, 1), (0.7, -0.35), (0.16, -0.35), (0.16, -1), (-0.16, -1), (-0.16, -0.35), (-0.7, -0.35)],
+    "hourglass": [(-0.65, 1), (0.65, 1), (0.12, 0), (0.65, -1), (-0.65, -1), (-0.12, 0)],
 }.items()}
+# Each study class's usual background ("habitat"), muted and spread over the hue circle: with
+# `data.context` the photos show it, as ImageNet's classes come with their typical scenes.
+HABITATS: dict[str, np.ndarray] = {
+    name: np.array(colorsys.hsv_to_rgb(i / 14, 0.5, 0.75 if i % 2 else 0.5)) * 255
+    for i, name in enumerate(CLASSES + NOVEL_CLASSES)}
 
 
 class _Obj(NamedTuple):
@@ -352,16 +382,31 @@ def _object_colours(rng, objs, meta) -> list[str]:
     return [meta["colour"]] + [_pick_colour(rng) for _ in objs[1:]]
 
 
-def _photo_scene(rng, size, objs, meta, bg_kind: str, amp: float) -> np.ndarray:
+def _backdrop_pair(rng, habitat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient anchors near a class's habitat colour."""
+    c0 = np.clip(habitat + rng.normal(0, 10, 3), 0, 255)
+    return _vec(c0), _vec(np.clip(c0 + rng.normal(0, 25, 3), 0, 255))
+
+
+def _background(rng, names: list[str], min_dist: float, backdrop) -> tuple[np.ndarray, np.ndarray]:
+    """A habitat's colours when `backdrop` is one, else colours far from every object's."""
+    return _bg_pair(rng, [COLOURS[n] for n in names], min_dist) if backdrop is None else _backdrop_pair(rng, backdrop)
+
+
+def _main_colour(rng, backdrop) -> str:
+    return _pick_colour(rng) if backdrop is None else _pick_colour(rng, far_from=[backdrop], min_dist=110)
+
+
+def _photo_scene(rng, size, objs, meta, bg_kind: str, amp: float, backdrop=None) -> np.ndarray:
     names = _object_colours(rng, objs, meta)
-    c0, c1 = _bg_pair(rng, [COLOURS[n] for n in names], 110.0)
+    c0, c1 = _background(rng, names, 110.0, backdrop)
     img = _textured_bg(rng, size, c0, c1, bg_kind, amp)
     return _photo_objects(rng, size, img, objs, names, rng.uniform(0.15, 0.3))
 
 
-def _render_photo(rng, size, objs, substyle, meta) -> np.ndarray:
-    meta["colour"] = _pick_colour(rng)
-    return _photo_scene(rng, size, objs, meta, substyle, rng.uniform(12, 28))
+def _render_photo(rng, size, objs, substyle, meta, backdrop=None) -> np.ndarray:
+    meta["colour"] = _main_colour(rng, backdrop)
+    return _photo_scene(rng, size, objs, meta, substyle, rng.uniform(12, 28), backdrop)
 
 
 def _clutter(rng, size: int, drawn: str, avoid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -412,15 +457,16 @@ def _clutter(rng, size: int, drawn: str, avoid) -> tuple[np.ndarray, np.ndarray,
     return down(colour).transpose(2, 0, 1), down(alpha) * (1 / 255), down(front) * (1 / 255)
 
 
-def _render_adversarial(rng, size, objs, substyle, meta) -> np.ndarray:
-    meta["colour"] = _pick_colour(rng)
+def _render_adversarial(rng, size, objs, substyle, meta, backdrop=None) -> np.ndarray:
+    """`backdrop` (a habitat colour) is ignored by `lowcontrast`, whose background is the object's colour."""
+    meta["colour"] = _main_colour(rng, backdrop)
     bg_kind = ("blotches", "stripes")[rng.integers(2)]
     if substyle == "lowcontrast":
         return _lowcontrast(rng, size, objs, meta, bg_kind)
     if substyle != "clutter":
-        return _photo_scene(rng, size, objs, meta, bg_kind, rng.uniform(12, 28))
+        return _photo_scene(rng, size, objs, meta, bg_kind, rng.uniform(12, 28), backdrop)
     names = _object_colours(rng, objs, meta)
-    c0, c1 = _bg_pair(rng, [COLOURS[n] for n in names], 100.0)
+    c0, c1 = _background(rng, names, 100.0, backdrop)
     img = _textured_bg(rng, size, c0, c1, "busy", rng.uniform(25, 40))
     colour, alpha, front = _clutter(rng, size, meta["drawn"], COLOURS[meta["colour"]])
     img = img * (1 - alpha) + colour
@@ -611,7 +657,7 @@ def _apply_occluder(rng, size, img, obj, meta, coverage, photo: bool) -> np.ndar
 # ---------------------------------------------------------------- public API
 
 
-_RENDER = {"photo": _render_photo, "rendition": _render_rendition, "adversarial": _render_adversarial}
+SMALL_KINDS = ("small", "lowcontrast")  # photo substyles a `small` share borrows from `adversarial`
 
 
 def _check_unit(name: str, value: float) -> None:
@@ -619,14 +665,22 @@ def _check_unit(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
-def _other_class(rng, cls: str) -> str:
-    """A uniformly chosen class other than `cls`."""
-    return CLASSES[(CLASSES.index(cls) + 1 + rng.integers(len(CLASSES) - 1)) % len(CLASSES)]
+def study_classes(novel: int) -> tuple[str, ...]:
+    """The base's classes and the first `novel` of NOVEL_CLASSES."""
+    if not 0 <= novel <= len(NOVEL_CLASSES):
+        raise ValueError(f"novel classes must be in [0, {len(NOVEL_CLASSES)}], got {novel!r}")
+    return CLASSES + NOVEL_CLASSES[:novel]
 
 
-def _layout(rng, drawn: str, substyle: str, ambiguity: str | None) -> tuple[list[str], list[float], str | None]:
+def _other_class(rng, cls: str, classes: tuple[str, ...]) -> str:
+    """A uniformly chosen class of `classes` other than `cls`."""
+    return classes[(classes.index(cls) + 1 + rng.integers(len(classes) - 1)) % len(classes)]
+
+
+def _layout(rng, drawn: str, substyle: str, ambiguity: str | None,
+            classes: tuple[str, ...]) -> tuple[list[str], list[float], str | None]:
     """Classes and radii (fractions of the side) of the objects; the first is the labelled one."""
-    other = _other_class(rng, drawn)
+    other = _other_class(rng, drawn, classes)
     if ambiguity == "pair":
         r = rng.uniform(0.13, 0.2) if substyle == "small" else rng.uniform(0.18, 0.24)
         return [drawn, other], [r, r], other
@@ -638,46 +692,86 @@ def _layout(rng, drawn: str, substyle: str, ambiguity: str | None) -> tuple[list
     return [drawn], [rng.uniform(0.25, 0.42)], None
 
 
-def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str | None = None,
-                substyle: str | None = None, label_noise: float = 0.0, ambiguous: float = 0.0
-                ) -> tuple[Image.Image, dict]:
-    """Draw one image of the world.
-
-    `label` picks the class to draw (random when None); `substyle` is random within `style` when None.
-    Returns an RGB image of size x size and metadata with keys label (the answer, possibly noisy), drawn
-    (the class actually drawn), box (its polygon's [x1, y1, x2, y2] in pixels), colour (name), style, substyle and noise (None, "mislabeled" or
-    "ambiguous"); some substyles add keys: colour2 and pattern (pattern), distractor (the smaller
-    object's class), other (the second object of an ambiguous pair), ambiguity ("occluder" or "pair")
-    and occlusion (hidden fraction of the labelled object).
-    """
+def _check_dials(style: str, substyle: str | None, label: str | None, classes: tuple[str, ...], size: int,
+                 shares: dict[str, float]) -> None:
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; allowed: {', '.join(STYLES)}")
     if substyle is not None and substyle not in SUBSTYLES[style]:
         raise ValueError(f"unknown substyle {substyle!r} for {style}; allowed: {', '.join(SUBSTYLES[style])}")
-    if label is not None and label not in CLASSES:
-        raise ValueError(f"unknown label {label!r}; allowed: {', '.join(CLASSES)}")
-    _check_unit("label_noise", label_noise)
-    _check_unit("ambiguous", ambiguous)
-    if label_noise + ambiguous > 1.0:
+    if label is not None and label not in classes:
+        raise ValueError(f"unknown label {label!r}; allowed: {', '.join(classes)}")
+    for name, value in shares.items():
+        _check_unit(name, value)
+    if shares["label_noise"] + shares["ambiguous"] > 1.0:
         raise ValueError("label_noise + ambiguous must be at most 1 (the two events are exclusive)")
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
 
-    drawn = label if label is not None else CLASSES[rng.integers(len(CLASSES))]
+
+def _backdrop_class(rng, style: str, substyle: str, drawn: str, context: float, classes) -> str | None:
+    """Whose habitat the background shows: the drawn class's in photos (the shortcut training data
+    has), another class's in adversarial images (the shortcut broken); none in renditions, in
+    low-contrast images, or when `context` (drawn only when positive) does not fire."""
+    if context <= 0 or style == "rendition" or substyle == "lowcontrast" or rng.random() >= context:
+        return None
+    return drawn if style == "photo" else _other_class(rng, drawn, classes)
+
+
+def _kinds(meta: dict, backdrop: str | None) -> list[str]:
+    """The hard-sample kinds that apply to an image (see the module docstring)."""
+    kinds = ["novel"] if meta["drawn"] in NOVEL_CLASSES else []
+    if meta["noise"]:
+        kinds.append(meta["noise"])
+    if meta["style"] == "photo" and meta["substyle"] in SMALL_KINDS:
+        kinds.append(meta["substyle"])
+    if backdrop is not None:
+        kinds.append("context" if backdrop == meta["drawn"] else "context-swap")
+    return kinds
+
+
+def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str | None = None,
+                substyle: str | None = None, label_noise: float = 0.0, ambiguous: float = 0.0,
+                small: float = 0.0, context: float = 0.0, classes: tuple[str, ...] = CLASSES,
+                ) -> tuple[Image.Image, dict]:
+    """Draw one image of the world.
+
+    `label` picks the class to draw (random among `classes` when None); `substyle` is random within
+    `style` when None. `small` is the share of photos drawn with a small or low-contrast object,
+    `context` the share whose background is a class's habitat (see the module docstring).
+    Returns an RGB image of size x size and metadata with keys label (the answer, possibly noisy), drawn
+    (the class actually drawn), box (its polygon's [x1, y1, x2, y2] in pixels), colour (name), style, substyle,
+    noise (None, "mislabeled" or "ambiguous"), backdrop (the class whose habitat is the background, or
+    None) and kinds (the hard-sample kinds that apply); some substyles add keys: colour2 and pattern
+    (pattern), distractor (the smaller object's class), other (the second object of an ambiguous pair),
+    ambiguity ("occluder" or "pair") and occlusion (hidden fraction of the labelled object).
+    """
+    _check_dials(style, substyle, label, classes, size,
+                 {"label_noise": label_noise, "ambiguous": ambiguous, "small": small, "context": context})
+    drawn = label if label is not None else classes[rng.integers(len(classes))]
     substyle = substyle if substyle is not None else SUBSTYLES[style][rng.integers(len(SUBSTYLES[style]))]
     u = rng.random()
     noise = "mislabeled" if u < label_noise else "ambiguous" if u < label_noise + ambiguous else None
     ambiguity = ("occluder", "pair")[rng.integers(2)] if noise == "ambiguous" else None
-    meta = {"label": drawn, "drawn": drawn, "colour": None, "style": style, "substyle": substyle, "noise": noise}
+    if style == "photo" and small > 0 and rng.random() < small:
+        substyle = SMALL_KINDS[rng.integers(len(SMALL_KINDS))]
+    backdrop = _backdrop_class(rng, style, substyle, drawn, context, classes)
+    meta = {"label": drawn, "drawn": drawn, "colour": None, "style": style, "substyle": substyle, "noise": noise,
+            "backdrop": backdrop}
     if ambiguity:
         meta["ambiguity"] = ambiguity
 
-    classes, radii, other = _layout(rng, drawn, substyle, ambiguity)
+    layout, radii, other = _layout(rng, drawn, substyle, ambiguity, classes)
     if other is not None:
         meta["other" if ambiguity == "pair" else "distractor"] = other
-    objs = _place(rng, classes, radii, size)
+    objs = _place(rng, layout, radii, size)
     meta["box"] = [round(float(v), 1) for v in (*objs[0].pts.min(0), *objs[0].pts.max(0))]
-    img = _RENDER[style](rng, size, objs, substyle, meta)
+    habitat = None if backdrop is None else HABITATS[backdrop]
+    if style == "rendition":
+        img = _render_rendition(rng, size, objs, substyle, meta)
+    elif substyle in SUBSTYLES["photo"]:
+        img = _render_photo(rng, size, objs, substyle, meta, habitat)
+    else:
+        img = _render_adversarial(rng, size, objs, substyle, meta, habitat)
     photo = style != "rendition"
 
     coverage = rng.uniform(0.6, 0.8) if ambiguity == "occluder" else (
@@ -687,7 +781,8 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
     if photo:  # sensor noise, luminance only: chroma noise would cost twice as much for little realism
         img = img + rng.standard_normal((size, size), dtype=np.float32) * np.float32(rng.uniform(3, 7))
     if noise == "mislabeled":
-        meta["label"] = _other_class(rng, drawn)
+        meta["label"] = _other_class(rng, drawn, classes)
+    meta["kinds"] = _kinds(meta, backdrop)
     planes = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return Image.merge("RGB", [Image.fromarray(p) for p in planes]), meta
 
@@ -735,7 +830,9 @@ def sample_rng(seed: int, pool: str, index: int) -> np.random.Generator:
 
 
 def draw_pool_item(seed: int, pool: str, index: int, style: str, size: int = 84, label_noise: float = 0.0,
-                   ambiguous: float = 0.0) -> tuple[Image.Image, dict]:
-    """The index-th item of a pool: label CLASSES[index % len(CLASSES)], so every run of ten indices is balanced."""
-    return draw_sample(sample_rng(seed, pool, index), style, size=size, label=CLASSES[index % len(CLASSES)],
-                       label_noise=label_noise, ambiguous=ambiguous)
+                   ambiguous: float = 0.0, small: float = 0.0, context: float = 0.0,
+                   classes: tuple[str, ...] = CLASSES) -> tuple[Image.Image, dict]:
+    """The index-th item of a pool: label classes[index % len(classes)], so every run of len(classes)
+    indices is balanced."""
+    return draw_sample(sample_rng(seed, pool, index), style, size=size, label=classes[index % len(classes)],
+                       label_noise=label_noise, ambiguous=ambiguous, small=small, context=context, classes=classes)

@@ -287,7 +287,9 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
         *figure("gallery"), *figure("loss_per_bucket"),
     ]
     if cfg.data.source == "embedded":  # only the embedded worlds inject (and so know) their noise
-        parts += ["## Where the injected label noise landed", tables.noise_table(buckets["noise_by_bucket"], buckets)]
+        parts += ["## Where each kind of hard sample landed",
+                  "A sample can be of several kinds; each row counts the training samples of its kind.",
+                  tables.kinds_table(buckets["kinds_by_bucket"])]
     if len(ablation) > 1:
         parts += ["## Hard-fraction ablation (medium plus x% hard)", tables.ablation_table(results, ablation)]
     if zero:
@@ -332,7 +334,7 @@ def run(cfg: StudyConfig) -> dict:
     reference = read_json(rundir.evaluate("base").root / "scores.json")
     curate_stats = read_json(rundir.curate.root / "stats.json")
     buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],
-               "noise_by_bucket": curate_stats["noise_by_bucket"]}
+               "kinds_by_bucket": curate_stats["kinds_by_bucket"]}
     results = {"task": cfg.task, "id_split": id_split(cfg.task), "ood_splits": cfg.data.ood_splits,
                "split_sizes": {s: v["n"] for s, v in reference.items()}, "baseline": tables.BASELINE,
                "seed": cfg.seed, "seeds": cfg.train_seeds, "models": models,

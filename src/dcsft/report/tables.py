@@ -93,14 +93,19 @@ def proportions_table(model_name: str, dataset: str, buckets: dict) -> str:
     return "\n".join(lines)
 
 
-def noise_table(noise_by_bucket: dict, buckets: dict) -> str:
-    """Where the injected label noise landed: the share of each bucket that is mislabeled or ambiguous."""
-    lines = ["| Bucket | Mislabeled | Ambiguous |", "|---|---|---|"]
-    for b in ("easy", "medium", "hard"):
-        total = buckets[b]["count"]
-        shares = [f"{noise_by_bucket[b][k]} ({100 * noise_by_bucket[b][k] / total:.1f}%)" if total else "0"
-                  for k in ("mislabeled", "ambiguous")]
-        lines.append(f"| {b} | " + " | ".join(shares) + " |")
+KIND_NAMES = {"mislabeled": "wrong label", "ambiguous": "ambiguous", "small": "small object",
+              "lowcontrast": "low contrast", "context": "habitat background", "novel": "class the base never saw",
+              "tiny": "tiny target", "occluded": "occluded target", "twin": "near-twin distractor",
+              "none": "none of these"}
+
+
+def kinds_table(kinds_by_bucket: dict) -> str:
+    """Where each kind of hard sample landed: how many training samples are of it, and their buckets."""
+    lines = ["| Kind | Samples | Easy | Medium | Hard |", "|---|---|---|---|---|"]
+    for kind, counts in kinds_by_bucket.items():
+        total = sum(counts.values())
+        shares = [f"{100 * counts[b] / total:.1f}% ({counts[b]})" if total else "–" for b in ("easy", "medium", "hard")]
+        lines.append(f"| {KIND_NAMES.get(kind, kind)} | {total} | " + " | ".join(shares) + " |")
     return "\n".join(lines)
 
 
