@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsft.config import StudyConfig
-from dcsft.data.records import to_sft
+from dcsft.data.records import record_kinds, to_sft
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_jsonl_complete, write_json, write_jsonl
 from dcsft.stage import StageError, read_split, run_stage, upstream
 
@@ -37,11 +37,6 @@ def proportions(assignments: list[dict]) -> dict:
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
     return fingerprint("curate", upstream(RunDir(cfg.run_dir).profile, "profile"))
-
-
-def record_kinds(meta: dict) -> list[str]:
-    """The hard-sample kinds a record's meta names (embedded worlds; older records: their noise only)."""
-    return list(meta.get("kinds", [meta["noise"]] if meta.get("noise") else []))
 
 
 def kinds_by_bucket(assignments: list[dict]) -> dict[str, dict[str, int]]:

@@ -96,7 +96,12 @@ def test_buckets_partition_the_training_set(study):
         assert sum(by_bucket.values()) == sum((kind in r["meta"]["kinds"]) if kind != "none" else not r["meta"]["kinds"]
                                               for r in train), kind
     assert "novel" in buckets["kinds_by_bucket"] and "context" in buckets["kinds_by_bucket"]
-    assert "## Where each kind of hard sample landed" in (run / "07_report" / "report.md").read_text()
+    report = (run / "07_report" / "report.md").read_text()
+    assert "## Where each kind of hard sample landed" in report and "## Accuracy by kind of test item" in report
+    results = json.loads((run / "07_report" / "results.json").read_text())
+    photo = results["models"]["sft"]["by_kind"]["photo"]
+    assert sum(v["n"] for v in photo.values()) >= 20  # each of the 20 items counts under its kinds, or none
+    assert all(0 <= v["accuracy"] <= 100 for v in photo.values())
 
 
 @pytest.mark.e2e

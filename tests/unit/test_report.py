@@ -129,3 +129,17 @@ def test_html_is_self_contained(tmp_path):
     assert "<table>" in page and "<td>1</td>" in page
     assert re.findall(r'src="([^"]*)"', page)[0].startswith("data:image/png;base64,")
     assert "figures/" not in page
+
+
+def test_kind_accuracy_tables_list_each_split_with_its_kinds(results):
+    by_kind = {"photo": {"context": {"accuracy": 80.0, "n": 40}, "none": {"accuracy": 70.5, "n": 60}}}
+    results["models"]["base"]["by_kind"] = by_kind
+    results["models"]["sft"]["by_kind"] = {"photo": {"context": {"accuracy": 90.0, "n": 40},
+                                                     "none": {"accuracy": 66.0, "n": 60}}}
+    text = tables.kind_accuracy_tables(results)
+    assert "| Model | habitat background (n=40) | none of these (n=60) |" in text
+    assert "| Base | 80.0 | 70.5 |" in text and "| SFT | 90.0 | 66.0 |" in text
+    assert "SFT-H" not in text  # a method with no samples has no row
+    for entry in results["models"].values():
+        entry.pop("by_kind", None)
+    assert tables.kind_accuracy_tables(results) == ""  # real data: no kinds, no section

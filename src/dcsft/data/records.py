@@ -172,3 +172,8 @@ def from_sft(record: dict) -> dict:
     assistant = [m for m in record["messages"] if m["role"] == "assistant"][-1]
     return {"problem": user["content"].removeprefix("<image>"), "solution": assistant["content"],
             "image": record["images"][0]}
+
+
+def record_kinds(meta: dict) -> list[str]:
+    """The hard-sample kinds a record's meta names (embedded worlds; older records: their noise only)."""
+    return list(meta.get("kinds", [meta["noise"]] if meta.get("noise") else []))

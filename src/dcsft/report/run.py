@@ -23,6 +23,7 @@ import numpy as np
 from markdown_it import MarkdownIt
 
 from dcsft.config import StudyConfig, hard_mix_percent
+from dcsft.data.records import record_kinds
 from dcsft.data.splits import id_split
 from dcsft.report import figures, stats, tables
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
@@ -84,6 +85,22 @@ def item_outcomes(cfg: StudyConfig, name: str, seeds: list[int | None]) -> dict[
     return {split: [run(seed, split) for seed in seeds] for split in [id_split(cfg.task), *cfg.data.ood_splits]}
 
 
+def accuracy_by_kind(cfg: StudyConfig, outcomes: dict[str, list[dict[str, int]]]) -> dict:
+    """split -> kind -> {accuracy (mean over runs), n}: accuracy on the test items of each hard-sample
+    kind (`none`: items of no kind); {} when no test record names its kinds (real data)."""
+    rundir = RunDir(cfg.run_dir)
+    out = {}
+    for split, runs in outcomes.items():
+        groups: dict[str, list[str]] = {}
+        for record in read_json(rundir.records(split)):
+            for kind in record_kinds(record.get("meta", {})) or ["none"]:
+                groups.setdefault(kind, []).append(record["id"])
+        if set(groups) != {"none"}:
+            out[split] = {kind: {"accuracy": round(100 * float(np.mean([[run[i] for i in items] for run in runs])), 2),
+                                 "n": len(items)} for kind, items in sorted(groups.items())}
+    return out
+
+
 def paired_comparison(ours: dict[str, list[dict]], theirs: dict[str, list[dict]], ood_splits: list[str],
                       seed: int, key: str) -> dict:
     """Per split and for the OOD mean: `ours` minus `theirs`, item by item, seed by seed
@@ -120,6 +137,14 @@ def add_comparisons(cfg: StudyConfig, models: dict) -> None:
                                             cfg.seed, f"{method}-sft")
     coldstart = item_outcomes(cfg, "coldstart", [None])
     baseline["vs_coldstart"] = paired_comparison(sft, coldstart, cfg.data.ood_splits, cfg.seed, "sft-coldstart")
+
+
+def add_accuracy_by_kind(cfg: StudyConfig, models: dict) -> None:
+    """`by_kind` of every model that was trained and evaluated (see accuracy_by_kind)."""
+    for name, entry in models.items():
+        if not entry["n_a"]:
+            seeds = [None] if name in tables.REFERENCE_MODELS else cfg.train_seeds
+            entry["by_kind"] = accuracy_by_kind(cfg, item_outcomes(cfg, name, seeds))
 
 
 def cost_of(stats: list[dict]) -> dict:
@@ -290,6 +315,12 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
         parts += ["## Where each kind of hard sample landed",
                   "A sample can be of several kinds; each row counts the training samples of its kind.",
                   tables.kinds_table(buckets["kinds_by_bucket"])]
+    by_kind = tables.kind_accuracy_tables(results)
+    if by_kind:
+        parts += ["## Accuracy by kind of test item",
+                  "Accuracy % on the test items of each kind (mean over training seeds), n items in the header: "
+                  "where a method gains or loses, and whether it leans on the habitat background (`habitat "
+                  "background` in ID, `other class's habitat` in adversarial).", by_kind]
     if len(ablation) > 1:
         parts += ["## Hard-fraction ablation (medium plus x% hard)", tables.ablation_table(results, ablation)]
     if zero:
@@ -331,6 +362,7 @@ def run(cfg: StudyConfig) -> dict:
     inputs = [upstream(rundir.curate, "curate")]
     models = collect_models(cfg, inputs)
     add_comparisons(cfg, models)
+    add_accuracy_by_kind(cfg, models)
     reference = read_json(rundir.evaluate("base").root / "scores.json")
     curate_stats = read_json(rundir.curate.root / "stats.json")
     buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],

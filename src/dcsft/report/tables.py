@@ -96,7 +96,7 @@ def proportions_table(model_name: str, dataset: str, buckets: dict) -> str:
 KIND_NAMES = {"mislabeled": "wrong label", "ambiguous": "ambiguous", "small": "small object",
               "lowcontrast": "low contrast", "context": "habitat background", "novel": "class the base never saw",
               "tiny": "tiny target", "occluded": "occluded target", "twin": "near-twin distractor",
-              "none": "none of these"}
+              "context-swap": "other class's habitat", "none": "none of these"}
 
 
 def kinds_table(kinds_by_bucket: dict) -> str:
@@ -107,6 +107,21 @@ def kinds_table(kinds_by_bucket: dict) -> str:
         shares = [f"{100 * counts[b] / total:.1f}% ({counts[b]})" if total else "–" for b in ("easy", "medium", "hard")]
         lines.append(f"| {KIND_NAMES.get(kind, kind)} | {total} | " + " | ".join(shares) + " |")
     return "\n".join(lines)
+
+
+def kind_accuracy_tables(results: dict) -> str:
+    """One table per test split whose items name their kinds: models x kinds."""
+    models = {name: e for name, e in results["models"].items() if e.get("by_kind")}
+    if not models:
+        return ""
+    parts = []
+    for split, kinds in next(iter(models.values()))["by_kind"].items():
+        header = [f"{KIND_NAMES.get(k, k)} (n={v['n']})" for k, v in kinds.items()]
+        lines = [f"**{split}**", "", "| Model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+        lines += [f"| {label(name)} | " + " | ".join(f"{e['by_kind'][split][k]['accuracy']:.1f}" for k in kinds) + " |"
+                  for name, e in models.items()]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def cost_table(compute: dict) -> str:
