@@ -41,9 +41,12 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
 
 def kinds_by_bucket(assignments: list[dict]) -> dict[str, dict[str, int]]:
     """kind -> bucket -> count, with "none" for samples of no kind (the embedded worlds know their kinds)."""
-    kinds = sorted({kind for a in assignments for kind in a["kinds"]}) + ["none"]
-    return {kind: {b: sum(a["bucket"] == b and (kind in a["kinds"] or (kind == "none" and not a["kinds"]))
-                          for a in assignments) for b in BUCKETS} for kind in kinds}
+    counts: dict[str, dict[str, int]] = {}
+    for a in assignments:
+        for kind in a["kinds"] or ["none"]:
+            counts.setdefault(kind, dict.fromkeys(BUCKETS, 0))[a["bucket"]] += 1
+    counts.setdefault("none", dict.fromkeys(BUCKETS, 0))
+    return {kind: counts[kind] for kind in [*sorted(set(counts) - {"none"}), "none"]}
 
 
 def run(cfg: StudyConfig) -> dict:
