@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -11,9 +10,9 @@ import typer
 from rich.markup import escape
 
 from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
-from dcsft.console import console, errors
+from dcsft.console import console, quiet_libraries
 from dcsft.data.records import DataError
-from dcsft.rundir import RunDir, RunDirBusy, hold_lock, write_text
+from dcsft.rundir import RunDir, hold_lock, write_text
 from dcsft.stage import StageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,17 +23,6 @@ SetOpt = typer.Option([], "--set", "-s", help="Override a config key, e.g. --set
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (overrides run_dir in the config).")
 SeedsOpt = typer.Option(None, "--seeds", help="Training runs per method (seeds seed, seed+1, ...); tables show mean ± std.")
 TaskOpt = typer.Option(None, "--task", "-t", help="Run only this task of the study (default: each of its tasks).")
-
-
-def quiet_libraries() -> None:
-    """Our own progress bars and summaries replace the libraries' per-call bars and notices."""
-    import datasets
-    import transformers
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
 
 
 def read_config(config: Optional[Path], overrides: list[str], run_dir: Optional[Path],
@@ -71,20 +59,12 @@ def each_task(cfg: StudyConfig, task: Optional[str]) -> list[StudyConfig]:
 
 
 def guarded(action: Callable[[], None]) -> None:
-    """Known problems end in one line and exit code 2, never a traceback."""
-    try:
-        action()
-    except (ConfigError, StageError, DataError, RunDirBusy) as err:
-        errors.print(f"[bold red]error:[/] {escape(str(err))}")  # messages quote [x1, y1, x2, y2] and the like
-        raise typer.Exit(2) from None
-    except OSError as err:  # disk full, read-only run directory, ...: finished work stays on disk
-        where = f"{err.filename}: " if err.filename else ""
-        errors.print(f"[bold red]error:[/] {escape(where + str(err.strerror or err))}; finished work is kept, "
-                     f"rerun to continue")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")
-        raise typer.Exit(130) from None
+    """Known problems end in one line and exit code 2, never a traceback (dcsft.errors)."""
+    from dcsft.errors import run_guarded
+
+    code = run_guarded(action)
+    if code:
+        raise typer.Exit(code)
 
 
 def stage_command(name: str, doc: str):

@@ -10,6 +10,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(highlight=False, soft_wrap=True, stderr=True)  # a command's one-line errors go to stderr
+# Live bars redraw their terminal lines: off in worker processes (dcsft.workers), whose
+# siblings print to the same terminal; their one-line summaries still show.
+live_bars = True
+
+
+def quiet_libraries() -> None:
+    """Our own progress bars and summaries replace the libraries' per-call bars and notices."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 @contextmanager
@@ -17,7 +33,7 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar; yields `advance(n)`. Quiet when output is not a terminal."""
     columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not (live_bars and console.is_terminal)) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
 

@@ -1,0 +1,50 @@
+"""How a command ends: a known problem is one line on stderr and exit code 2, never a traceback.
+
+Known problems are a bad config (ConfigError), a stage that cannot run (StageError), an unusable
+data file (DataError), a run directory held by another dcsft (RunDirBusy), and the operating
+system's refusals (a full disk, a read-only folder). Finished work stays on disk in every case.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rich.markup import escape
+
+from dcsft.config import ConfigError
+from dcsft.console import console, errors
+from dcsft.data.records import DataError
+from dcsft.rundir import RunDirBusy
+from dcsft.stage import StageError
+
+USAGE = 2  # exit code of a known problem
+INTERRUPTED = 130
+
+
+class AlreadyReported(Exception):
+    """A problem whose one line was already printed (by a worker process); only its exit code is left."""
+
+    def __init__(self, code: int):
+        super().__init__(f"exit code {code}")
+        self.code = code
+
+
+def run_guarded(action: Callable[[], None]) -> int:
+    """Run `action`; its exit code: 0, or USAGE after printing a known problem's one line."""
+    try:
+        action()
+    except AlreadyReported as err:
+        return err.code
+    except (ConfigError, StageError, DataError, RunDirBusy) as err:
+        # escaped: messages quote [x1, y1, x2, y2] and the like, which rich would read as markup
+        errors.print(f"[bold red]error:[/] {escape(str(err))}")
+        return USAGE
+    except OSError as err:  # disk full, read-only run directory, ...: finished work stays on disk
+        where = f"{err.filename}: " if err.filename else ""
+        reason = escape(where + str(err.strerror or err))
+        errors.print(f"[bold red]error:[/] {reason}; finished work is kept, rerun to continue")
+        return USAGE
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to continue")
+        return INTERRUPTED
+    return 0
