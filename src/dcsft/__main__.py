@@ -1,3 +1,4 @@
 from dcsft.cli import app
 
-app(prog_name="dcsft")
+if __name__ == "__main__":  # worker processes (dcsft.workers) import this module without running the command
+    app(prog_name="dcsft")

@@ -27,7 +27,8 @@ def stage_fingerprint(cfg: StudyConfig, base_identity: str) -> str:
     rundir = RunDir(cfg.run_dir)
     # freeze_vision enters only when set, so cold starts made before the option existed stay valid.
     frozen = [{"freeze_vision": True}] if cfg.train.freeze_vision else []
-    return fingerprint("coldstart", upstream(rundir.prepare, "prepare"), base_identity, cfg.model.model_dump(),
+    return fingerprint("coldstart", upstream(rundir.prepare, "prepare"), base_identity,
+                       cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
                        cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed, *frozen)
 
 

@@ -43,7 +43,10 @@ class ModelConfig(Section):
     max_pixels: int = 802_816  # paper: 896 x 896
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: str = "sdpa"
-    threads: int = 2  # torch intra-op threads on CPU
+    # torch threads per process on CPU. One: a small model's operations gain nothing from more, and
+    # a second thread spinning beside another busy process slows a stage up to 30x (measured); a
+    # study uses the cores by running its tasks side by side instead (`jobs`).
+    threads: int = Field(1, ge=1)
 
 
 class DataConfig(Section):
@@ -147,7 +150,7 @@ class ColdStartConfig(Section):
 
 
 # Settings that change how a stage is run, not what it produces: left out of its fingerprint.
-NOT_IN_FINGERPRINT = {"save_steps"}
+NOT_IN_FINGERPRINT = {"save_steps", "threads"}
 
 
 class ProfileConfig(Section):
@@ -245,6 +248,9 @@ class StudyConfig(Section):
     # Several tasks in one study: name -> overrides of the sections above; each task runs in
     # run_dir/<name>/ (empty: the one `task`, in run_dir itself).
     tasks: dict[str, dict[str, Any]] = {}
+    # Tasks run side by side, each in its own process (dcsft.workers); None: one per task, up to
+    # the CPU cores this process may use divided by model.threads, and one at a time on a GPU.
+    jobs: int | None = Field(None, ge=1)
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     pretrain: PretrainConfig = PretrainConfig()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft import distributed
-from dcsft.config import StudyConfig
+from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
 from dcsft.models.base import base_identity, resolve_base
 from dcsft.models.generate import Sampling, respond
 from dcsft.models.loading import load_processor
@@ -69,7 +69,8 @@ def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
 
 def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
     return fingerprint("evaluate", spec.identity, upstream(RunDir(cfg.run_dir).prepare, "prepare"),
-                       cfg.evaluate.model_dump(), cfg.model.model_dump(), cfg.task, verifier_version(cfg.task))
+                       cfg.evaluate.model_dump(), cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.task,
+                       verifier_version(cfg.task))
 
 
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:

@@ -30,8 +30,8 @@ ALL_KILLS = [("prepare", 1), ("prepare", 40), ("prepare", 60), ("coldstart", 1),
              ("report", 1), ("report", 2), ("report", 3)]
 
 
-def study(run: Path, env: dict) -> subprocess.CompletedProcess:
-    args = [arg for kv in SMALL for arg in ("--set", kv)]
+def study(run: Path, env: dict, overrides: list[str] = SMALL) -> subprocess.CompletedProcess:
+    args = [arg for kv in overrides for arg in ("--set", kv)]
     return subprocess.run([sys.executable, "-m", "dcsft", "study", "--run-dir", str(run), *args], cwd=run.parent,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, capture_output=True, text=True, timeout=900)
 
@@ -47,6 +47,8 @@ def without_wall_time(results: dict) -> dict:
 
 def outputs(run: Path) -> tuple[dict, dict]:
     report = run / "07_report"
+    if not report.exists():  # a study of several tasks: each in its own folder
+        return tuple(outputs(run / task) for task in ("classification", "grounding"))
     return (without_wall_time(json.loads((report / "results.json").read_text())),
             json.loads((report / "buckets.json").read_text()))
 
@@ -78,3 +80,23 @@ def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path, kills):
     stages = Counter(line.split("\t")[0] for line in finished)
     assert {"prepare", "coldstart", "profile", "train", "grpo", "evaluate"} <= set(stages)
     assert not list(run.rglob("checkpoint-*")), "checkpoints are removed once their stage is done"
+
+
+# Both tasks, side by side in two worker processes (dcsft.workers).
+BOTH_TASKS = [kv for kv in SMALL if not kv.startswith("tasks=")] + ["jobs=2"]
+
+
+@pytest.mark.e2e
+def test_a_worker_killed_mid_stage_ends_the_study_and_the_rerun_finishes_as_if_never_killed(tmp_path):
+    reference = study(tmp_path / "reference", {}, BOTH_TASKS)
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+
+    run, units = tmp_path / "killed", tmp_path / "units.log"
+    killed = study(run, {"DCSFT_KILL_AT": "train:2", "DCSFT_UNIT_LOG": str(units)}, BOTH_TASKS)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    final = study(run, {"DCSFT_UNIT_LOG": str(units)}, BOTH_TASKS)
+    assert final.returncode == 0, final.stdout + final.stderr
+
+    assert outputs(run) == outputs(tmp_path / "reference")
+    repeated = [unit for unit, count in Counter(units.read_text().splitlines()).items() if count > 1]
+    assert repeated == [], f"{len(repeated)} finished units were done again, e.g. {repeated[:3]}"

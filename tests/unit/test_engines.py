@@ -184,7 +184,7 @@ def test_grpo_with_frozen_vision_trains_no_vision_parameter(records, tmp_path):
 def test_cold_start_fingerprint_changes_only_when_freezing(tmp_path):
     cfg = StudyConfig(run_dir=str(tmp_path))
     write_json(tmp_path / "01_prepare" / "DONE", {"fingerprint": "prepared"})
-    before_option = fingerprint("coldstart", "prepared", "base", cfg.model.model_dump(),
+    before_option = fingerprint("coldstart", "prepared", "base", cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
                                 cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed)
     assert coldstart.stage_fingerprint(cfg, "base") == before_option
     frozen = cfg.model_copy(update={"train": cfg.train.model_copy(update={"freeze_vision": True})})

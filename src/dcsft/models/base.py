@@ -11,6 +11,7 @@ and looked up in order: the weights shipped in the package (src/dcsft/assets/, b
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from importlib import resources
@@ -91,8 +92,14 @@ def locate_or_build(cfg: PretrainConfig) -> Path:
     if found:
         return found
     folder = cache_root() / "base" / key
-    console.console.print(f"[bold]pretraining the embedded base once for this machine[/] -> {folder}")
-    build_embedded(cfg, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Tasks of one study run side by side (dcsft.workers) and may need the same base at once:
+    # one builds it, the other waits for it and finds it built.
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if built_key(folder) != key:
+            console.console.print(f"[bold]pretraining the embedded base once for this machine[/] -> {folder}")
+            build_embedded(cfg, folder)
     return folder
 
 

@@ -110,7 +110,7 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
                     "task": cfg.task, "verifier": verifier_version(cfg.task),
                     **({"freeze_vision": True} if cfg.train.freeze_vision else {})}
     return fingerprint("train", upstream(rundir.curate, "curate"), upstream(rundir.coldstart, "coldstart"),
-                       settings, method, cfg.model.model_dump(), seed)
+                       settings, method, cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), seed)
 
 
 def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, list[dict]]) -> dict:
