@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
+from transformers import BatchFeature
+
+from dcsft.models.processed import cached
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,15 @@ def stop_token_ids(model) -> set[int]:
 
 def prompt_inputs(processor, records: list[dict], device: torch.device | str = "cpu") -> dict:
     """The processor's batch (left-padded) for the records' image + question prompts, on the
-    model's device."""
-    images = [Image.open(r["image"]).convert("RGB") for r in records]
-    return processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
-                     return_tensors="pt", padding=True).to(device)
+    model's device; processed once per process for the same records (dcsft.models.processed)."""
+
+    def process():
+        images = [Image.open(r["image"]).convert("RGB") for r in records]
+        return processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
+                         return_tensors="pt", padding=True)
+
+    inputs = cached(processor, records, process)
+    return BatchFeature({key: value.to(device, copy=True) for key, value in inputs.items()})  # the cache stays as made
 
 
 def supports_shared_prefill(model) -> bool:

@@ -28,6 +28,7 @@ from trl import SFTConfig, SFTTrainer
 
 from dcsft.config import LoraConfig
 from dcsft.data.records import to_trl
+from dcsft.train.batches import ProcessedOnce, example_key
 from dcsft.models.loading import VISION_LORA_EXCLUDE, freeze_vision
 from dcsft.console import warn
 from dcsft.rundir import disk_full_is_oserror, kill_point, save_model_atomic, unit_finished, write_jsonl, write_text
@@ -53,8 +54,23 @@ class SFTRun:
     save_to: Path | None = None  # save the trained model (and processor) here, from any number of processes
 
 
-def to_dataset(records: list[dict]) -> Dataset:
-    return Dataset.from_list([to_trl(r) for r in records]).cast_column("images", Sequence(Image()))
+def to_dataset(records: list[dict], decode_images: bool = True) -> Dataset:
+    """TRL's prompt/completion rows; images decoded on access, or left as their paths."""
+    rows = Dataset.from_list([to_trl(r) for r in records])
+    return rows.cast_column("images", Sequence(Image())) if decode_images else rows
+
+
+def process_once(trainer, records: list[dict]) -> bool:
+    """Have the trainer's collator process every record once, before training, instead of at
+    every step (dcsft.train.batches); the trainer then reads undecoded rows. False, and the
+    trainer left as it is, where the processed rows would not fit in memory."""
+    rows = to_dataset(records, decode_images=False)
+    keyed = [(example_key(row), example) for row, example in zip(rows, trainer.train_dataset)]
+    processed = ProcessedOnce.build(trainer.data_collator, keyed)
+    if processed is None:
+        return False
+    trainer.train_dataset, trainer.data_collator = rows, processed  # same length: the sampler draws the same batches
+    return True
 
 
 def trl_config(run: SFTRun) -> SFTConfig:
@@ -219,6 +235,7 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
         peft_config=peft_config(run.lora, run.freeze_vision) if run.lora else None, callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
+    processed_once = process_once(trainer, records)
     frozen = frozen_vision(trainer, run.freeze_vision)
     _, resumed = run_trainer(trainer, run.output_dir, run.stage)
     losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
@@ -232,4 +249,4 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
                            "samples_seen": samples_seen(len(records), run.batch_size * trainer.args.world_size,
                                                         trainer.state.global_step * run.grad_accum),
                            "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0,
-                           "resumed_from_checkpoint": resumed, **frozen}
+                           "resumed_from_checkpoint": resumed, "processed_once": processed_once, **frozen}
