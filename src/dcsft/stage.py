@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -64,12 +66,32 @@ def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tupl
         console.skipped(name, f"{stage.root} -> {source.root}")
         return read_json(stage.root / "stats.json")
     stage.begin(current)
+    reset_peak_memory()
     started = time.time()
     what, stats = body(stage.root)
-    stats["seconds"] = round(time.time() - started, 1)
+    stats.update(seconds=round(time.time() - started, 1), peak_rss_mb=peak_memory_mb())
     stage.finish(current, stats)
     console.summary(name, what, stats["seconds"], str(stage.root))
     return stats
+
+
+def reset_peak_memory() -> None:
+    """Start this process's peak resident memory afresh, so that a stage's stats.json holds its
+    own peak (Linux, /proc/self/clear_refs); elsewhere peak_rss_mb is the process's peak so far."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process, in MiB, since the last reset_peak_memory()."""
+    try:
+        peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+        return round(int(peak.split()[1]) / 1024, 1)  # "VmHWM:   1234 kB"
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]],
@@ -87,9 +109,10 @@ def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path]
     if main:
         stage.begin(current)
     distributed.barrier()  # the folder is ready before any rank writes to it
+    reset_peak_memory()
     started = time.time()
     what, stats = body(stage.root)
-    stats["seconds"] = round(time.time() - started, 1)
+    stats.update(seconds=round(time.time() - started, 1), peak_rss_mb=peak_memory_mb())
     if main:
         stage.finish(current, stats)
         console.summary(name, what, stats["seconds"], str(stage.root))
