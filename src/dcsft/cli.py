@@ -70,11 +70,11 @@ def guarded(action: Callable[[], None]) -> None:
 def stage_command(name: str, doc: str):
     def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
                 seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
-        from dcsft.study import STAGES
+        from dcsft.study import run_stage
 
         def action():
             for task_cfg in each_task(setup(config, set_, run_dir, seeds, [name]), task):
-                STAGES[name](task_cfg)
+                run_stage(name, task_cfg)
 
         guarded(action)
 
