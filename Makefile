@@ -27,11 +27,15 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(BIN)/dcsft study
 
+# Two test files at a time (pytest-xdist), one per core: the tests' processes use one torch thread each;
+# the end-to-end files go first (tests/conftest.py).
+TEST_JOBS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/profile_speed.py
+	$(BIN)/python benchmarks/study_speed.py
 
 clean:
 	rm -rf $(VENV) runs
