@@ -45,7 +45,7 @@ class ModelConfig(Section):
     attn_implementation: str = "sdpa"
     # torch threads per process on CPU. One: a small model's operations gain nothing from more, and
     # a second thread spinning beside another busy process slows a stage up to 30x (measured); a
-    # study uses the cores by running its tasks side by side instead (`jobs`).
+    # study uses the cores by running its units in worker processes instead (`jobs`).
     threads: int = Field(1, ge=1)
 
 
@@ -248,8 +248,9 @@ class StudyConfig(Section):
     # Several tasks in one study: name -> overrides of the sections above; each task runs in
     # run_dir/<name>/ (empty: the one `task`, in run_dir itself).
     tasks: dict[str, dict[str, Any]] = {}
-    # Tasks run side by side, each in its own process (dcsft.workers); None: one per task, up to
-    # the CPU cores this process may use divided by model.threads, and one at a time on a GPU.
+    # Worker processes of `dcsft study` (dcsft.workers): its units (a task's data stages, each
+    # training run, each model's evaluation, each report) run side by side. None: the CPU cores
+    # this process may use over model.threads; 1 (no workers) on a GPU or under a launcher.
     jobs: int | None = Field(None, ge=1)
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()

@@ -102,7 +102,9 @@ def draw_split(cfg: StudyConfig, spec: SplitSpec, folder: Path, advance) -> list
         image, meta, problem, solution = DRAW_ITEM[cfg.task](cfg, spec, index)
         if not path.exists():
             with atomic_path(path) as tmp:
-                image.save(tmp, format="PNG")
+                # PNG is lossless at every level: the fastest compression (3x faster to write than
+                # the default level 6, files about a third larger) gives the same pixels
+                image.save(tmp, format="PNG", compress_level=1)
             unit_finished("prepare", str(path))
         records.append({"id": f"{spec.name}-{index:05d}", "problem": problem, "solution": solution,
                         "image": str(path.resolve()), "meta": meta})

@@ -41,12 +41,13 @@ def run(cfg: StudyConfig) -> None:
 
 
 def run_tasks(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> dict[Path, str]:
-    """Each task's study (side by side in `jobs` processes, see dcsft.workers), then the overview
-    when the study has several tasks; returns {report path: markdown}."""
-    jobs = jobs_for(cfg, len(task_cfgs))
+    """Each task's study (with several jobs, its units spread over worker processes, see
+    dcsft.workers), then the overview when the study has several tasks; returns {report path:
+    markdown}."""
+    jobs = jobs_for(cfg)
     if jobs > 1:
-        items = [(c, dict(stage.REUSE)) for c in task_cfgs]
-        workers.side_by_side(run_in_worker, items, jobs, cfg.model.threads)
+        workers.run_units([u for c in task_cfgs for u in units(c)], jobs, cfg.model.threads,
+                          setup=(install_reuse, dict(stage.REUSE)))
     else:
         for c in task_cfgs:
             run(c)
@@ -60,23 +61,78 @@ def run_tasks(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> dict[Path, str]
     return reports
 
 
-def jobs_for(cfg: StudyConfig, tasks: int) -> int:
-    """How many tasks run at once: `jobs`, or by default one per task up to the usable cores over
-    model.threads; one at a time under a launcher or with a CUDA GPU (the tasks would share it)."""
+def jobs_for(cfg: StudyConfig) -> int:
+    """Worker processes for a study: `jobs`, or by default the usable cores over model.threads;
+    one (the study runs in this process) under a launcher or with a CUDA GPU, which the
+    workers would share."""
     import torch
 
     if distributed.world_size() > 1:
         return 1
     if cfg.jobs is not None:
-        return min(cfg.jobs, tasks)
+        return cfg.jobs
     if torch.cuda.is_available():
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(tasks, cores // cfg.model.threads))
+    return max(1, cores // cfg.model.threads)
 
 
-def run_in_worker(item: tuple[StudyConfig, dict[Path, list[Path]]]) -> None:
-    """One task's study in a worker process; a sweep's finished siblings come along (stage.REUSE)."""
-    task_cfg, reuse = item
+# ---------------------------------------------------------------- the study cut into units for workers
+
+# Rough shares of a unit's time, so that the longest ready unit starts first (GRPO generates).
+WEIGHTS = {"data": 2.0, "grpo": 4.0, "train": 1.0, "evaluate": 0.2, "report": 0.1}
+
+
+def units(cfg: StudyConfig) -> list[workers.Unit]:
+    """One task's study as units: its data stages (prepare to curate) in turn, then each
+    training run once the data is curated, each model's evaluation once it is trained, and the
+    report once every evaluation is done."""
+    task = cfg.task
+    data = workers.Unit(f"{task}: prepare to curate", data_stages, cfg, weight=WEIGHTS["data"])
+    untrained = workers.Unit(f"{task}: evaluate base and coldstart", evaluate_untrained, cfg, (data.key,),
+                             WEIGHTS["evaluate"])
+    runs, evaluations = [], [untrained]
+    for method in cfg.train.methods:
+        for seed in cfg.train_seeds:
+            trained = workers.Unit(f"{task}: train {method} seed {seed}", train_one, (cfg, method, seed),
+                                   (data.key,), WEIGHTS["grpo" if method == "grpo" else "train"])
+            runs.append(trained)
+            evaluations.append(workers.Unit(f"{task}: evaluate {method} seed {seed}", evaluate_trained,
+                                            (cfg, method, seed), (trained.key,), WEIGHTS["evaluate"]))
+    report = workers.Unit(f"{task}: report", report_task, cfg, tuple(u.key for u in evaluations),
+                          WEIGHTS["report"])
+    return [data, *runs, *evaluations, report]
+
+
+def install_reuse(reuse: dict[Path, list[Path]]) -> None:
+    """A sweep's finished sibling points, in a worker (stage.REUSE)."""
     stage.REUSE.update(reuse)
-    run(task_cfg)
+
+
+def data_stages(cfg: StudyConfig) -> None:
+    for name in ("prepare", "coldstart", "profile", "curate"):
+        run_stage(name, cfg)
+
+
+def train_one(job: tuple[StudyConfig, str, int]) -> None:
+    cfg, method, seed = job
+    train = importlib.import_module(STAGES["train"])
+    train.train_method(cfg, method, seed, train.bucket_records(RunDir(cfg.run_dir)))
+
+
+def evaluate_untrained(cfg: StudyConfig) -> None:
+    evaluate = importlib.import_module(STAGES["evaluate"])
+    for spec in evaluate.base_and_coldstart(cfg):
+        evaluate.evaluate_model(cfg, spec)
+
+
+def evaluate_trained(job: tuple[StudyConfig, str, int]) -> None:
+    cfg, method, seed = job
+    evaluate = importlib.import_module(STAGES["evaluate"])
+    spec = evaluate.trained_model(cfg, method, seed)
+    if spec is not None:  # None: its training set was empty
+        evaluate.evaluate_model(cfg, spec)
+
+
+def report_task(cfg: StudyConfig) -> None:
+    run_stage("report", cfg)

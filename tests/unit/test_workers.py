@@ -1,7 +1,7 @@
-"""Pieces of work side by side in processes (dcsft.workers): each runs once in its own process
-with its share of the threads; a known error is one line and exit code 2 after the others
-finish; a worker killed by a signal takes the command down with the same signal; a worker never
-outlives its command."""
+"""Units in worker processes (dcsft.workers): each runs once, in a worker with its threads, after
+the units it needs; a known error is one line, skips the units that need it and ends the command
+with exit code 2 once the others finish; a worker killed by a signal takes the command down with
+the same signal; a worker never outlives its command."""
 
 import json
 import os
@@ -16,45 +16,50 @@ import pytest
 
 from dcsft.config import ConfigError
 from dcsft.errors import AlreadyReported
-from dcsft.workers import side_by_side
+from dcsft.workers import Unit, run_units
 
 
-def record_worker(item: tuple[str, str]) -> None:
+def record(item: tuple[str, str, str | None]) -> None:
+    """Write this unit's process and threads; fail if the unit it needs has not written yet."""
     import torch
 
-    folder, name = item
+    folder, name, needs = item
+    if needs is not None and not Path(folder, needs).exists():
+        raise AssertionError(f"{name} ran before {needs}")
+    if name == "bad":
+        raise ConfigError("tasks.bad: this task cannot run")
     Path(folder, name).write_text(json.dumps({"pid": os.getpid(), "threads": torch.get_num_threads()}))
 
 
-def failing_worker(item: tuple[str, str]) -> None:
-    folder, name = item
-    if name == "bad":
-        raise ConfigError("tasks.bad: this task cannot run")
-    time.sleep(1)  # still running when its sibling fails: it must be allowed to finish
-    record_worker(item)
+def unit(folder: Path, name: str, needs: str | None = None, weight: float = 1.0) -> Unit:
+    return Unit(name, record, (str(folder), name, needs), (needs,) if needs else (), weight)
 
 
-def test_every_item_runs_once_in_its_own_process_with_its_threads(tmp_path):
-    names = ["a", "b", "c"]
-    side_by_side(record_worker, [(str(tmp_path), n) for n in names], jobs=2, threads=1)
-    runs = [json.loads((tmp_path / n).read_text()) for n in names]
+def test_every_unit_runs_once_in_a_worker_with_its_threads_after_what_it_needs(tmp_path):
+    units = [unit(tmp_path, "a"), unit(tmp_path, "b", needs="a", weight=9), unit(tmp_path, "c"),
+             unit(tmp_path, "d", needs="b")]
+    run_units(units, jobs=2, threads=1)
+    runs = [json.loads((tmp_path / u.key).read_text()) for u in units]
     assert {r["threads"] for r in runs} == {1}
-    assert os.getpid() not in {r["pid"] for r in runs} and len({r["pid"] for r in runs}) == 3
+    assert os.getpid() not in {r["pid"] for r in runs} and len({r["pid"] for r in runs}) == 2
 
 
-def test_a_known_error_is_one_line_after_the_others_finish(tmp_path, capfd):
+def test_a_known_error_is_one_line_and_skips_only_the_units_that_need_it(tmp_path, capfd):
+    units = [unit(tmp_path, "bad"), unit(tmp_path, "needs-bad", needs="bad"), unit(tmp_path, "good"),
+             unit(tmp_path, "after-good", needs="good")]
     with pytest.raises(AlreadyReported) as ended:
-        side_by_side(failing_worker, [(str(tmp_path), "bad"), (str(tmp_path), "good")], jobs=2, threads=1)
+        run_units(units, jobs=2, threads=1)
     assert ended.value.code == 2
-    assert (tmp_path / "good").exists()
+    assert (tmp_path / "good").exists() and (tmp_path / "after-good").exists()
+    assert not (tmp_path / "needs-bad").exists()
     err = capfd.readouterr().err
-    assert "error: tasks.bad: this task cannot run" in err and "Traceback" not in err
+    assert err.count("error: tasks.bad: this task cannot run") == 1 and "Traceback" not in err
 
 
 SCRIPT = """
 import os, signal, sys, time
 from pathlib import Path
-from dcsft.workers import side_by_side
+from dcsft.workers import Unit, run_units
 
 def worker(item):
     folder, name = item
@@ -67,12 +72,12 @@ def worker(item):
 if __name__ == "__main__":
     folder = sys.argv[1]
     Path(folder, "parent.pid").write_text(str(os.getpid()))
-    side_by_side(worker, [(folder, name) for name in sys.argv[2:]], jobs=2, threads=1)
+    run_units([Unit(name, worker, (folder, name)) for name in sys.argv[2:]], jobs=2, threads=1)
 """
 
 
 def start(tmp_path: Path, *names: str) -> subprocess.Popen:
-    script = tmp_path / "side_by_side.py"
+    script = tmp_path / "command_with_workers.py"
     script.write_text(textwrap.dedent(SCRIPT))
     return subprocess.Popen([sys.executable, str(script), str(tmp_path), *names], stderr=subprocess.PIPE, text=True)
 
