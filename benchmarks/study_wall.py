@@ -78,7 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="git ref of the version to compare against")
     parser.add_argument("--new", help="git ref of the new version (default: this checkout as it is)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for both")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="a config override for both versions")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,10 +92,11 @@ def main() -> None:
             found = compare(tmp / "runs" / "base", tmp / "runs" / "new")
         finally:
             for folder in {base, new} - {REPO}:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], check=False)
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)],
+                               check=False)
     speedup = round(seconds["base"] / seconds["new"], 2)
-    print(f"default study: {args.base} {seconds['base']} s, {args.new or 'this checkout'} {seconds['new']} s: "
-          f"{speedup}x")
+    new_name = args.new or "this checkout"
+    print(f"default study: {args.base} {seconds['base']} s, {new_name} {seconds['new']} s: {speedup}x")
     for name, diffs in found.items():
         print(f"  {name}: {'identical' if not diffs else f'{len(diffs)} differences'}")
         for line in diffs[:20]:

@@ -33,7 +33,8 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar; yields `advance(n)`. Quiet when output is not a terminal."""
     columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not (live_bars and console.is_terminal)) as bar:
+    live = live_bars and console.is_terminal
+    with Progress(*columns, console=console, transient=True, disable=not live) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
 

@@ -87,8 +87,9 @@ def reset_peak_memory() -> None:
 def peak_memory_mb() -> float:
     """Peak resident memory of this process, in MiB, since the last reset_peak_memory()."""
     try:
-        peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
-        return round(int(peak.split()[1]) / 1024, 1)  # "VmHWM:   1234 kB"
+        status = Path("/proc/self/status").read_text().splitlines()
+        peak = next(line for line in status if line.startswith("VmHWM:"))  # "VmHWM:   1234 kB"
+        return round(int(peak.split()[1]) / 1024, 1)
     except (OSError, StopIteration):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
         return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-SMALL = ["tasks={}", "jobs=1", "data.n_coldstart=20", "data.n_train=48", "data.n_test=16", "coldstart.save_steps=1",
-         "profile.batch_size=8", "train.methods=[sft,sft-m,grpo]", "train.steps=6", "train.save_steps=2", "grpo.steps=4",
-         "grpo.save_steps=1", "evaluate.batch_size=8"]
+SMALL = ["tasks={}", "jobs=1", "data.n_coldstart=20", "data.n_train=48", "data.n_test=16",
+         "coldstart.save_steps=1", "profile.batch_size=8", "train.methods=[sft,sft-m,grpo]", "train.steps=6",
+         "train.save_steps=2", "grpo.steps=4", "grpo.save_steps=1", "evaluate.batch_size=8"]
 # Kill points; n counts the units (images, batches, checkpoints) or the points between files
 # (curate, report) finished by the process being killed. One inside every stage by default;
 # three per stage with `pytest -m slow` (5 minutes more).
@@ -85,7 +85,8 @@ def test_killed_anywhere_the_study_finishes_as_if_never_killed(tmp_path, kills):
 # Both tasks' units in two worker processes (dcsft.workers), against one stage after the other in
 # one process (jobs=1, as in the test above); one method, as what is under test is the workers'
 # end and resumption (the stages' own kill points are tested above).
-BOTH_TASKS = [kv for kv in SMALL if not kv.startswith(("tasks=", "jobs=", "train.methods="))] + ["train.methods=[sft]"]
+BOTH_TASKS = [*(kv for kv in SMALL if not kv.startswith(("tasks=", "jobs=", "train.methods="))),
+              "train.methods=[sft]"]
 
 
 @pytest.mark.e2e

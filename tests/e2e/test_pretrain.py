@@ -31,9 +31,10 @@ def pretrain(overrides: list[str], out, tmp_path) -> dict:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow  # 3,000 optimizer steps of the whole model (2.5 minutes beside the other tests); fewer steps would
-# leave the accuracy too near chance to test. `make test` keeps the grounding phase below, which runs the same
+# Slow: 3,000 optimizer steps of the whole model (2.5 minutes beside the other tests); fewer would leave
+# the accuracy too near chance to test. `make test` keeps the grounding phase below, which runs the same
 # training loop and checks what it learnt; `pytest -m slow` runs this one.
+@pytest.mark.slow
 def test_reduced_pretraining_learns_the_classes(tmp_path):
     out = tmp_path / "base"
     info = pretrain(REDUCED, out, tmp_path)

@@ -64,7 +64,8 @@ def test_batches_equal_trls_collator_tensor_for_tensor(processor, records):
         assert set(got) == set(expected)
         for key, tensor in expected.items():
             assert got[key].dtype == tensor.dtype and torch.equal(got[key], tensor), key
-    assert (expected["labels"] == -100).any() and (expected["attention_mask"] == 0).any()  # padding was exercised
+    # the padding was exercised
+    assert (expected["labels"] == -100).any() and (expected["attention_mask"] == 0).any()
 
 
 def test_rows_past_the_memory_budget_keep_trls_collator(processor, records, monkeypatch):
@@ -88,7 +89,8 @@ def test_other_processor_settings_never_get_the_cached_tensors(processor, record
     batch = records[:4]
     default = prompt_inputs(processor, batch)
     # a lower max_pixels resizes the 84-px images to 56 px: fewer patches, fewer image tokens
-    lower = load_processor(PACKAGED_GROUNDING, MODEL_CFG.model_copy(update={"min_pixels": 784, "max_pixels": 3136}))
+    lower = load_processor(PACKAGED_GROUNDING,
+                           MODEL_CFG.model_copy(update={"min_pixels": 784, "max_pixels": 3136}))
     smaller = prompt_inputs(lower, batch)
     assert smaller["pixel_values"].shape[0] < default["pixel_values"].shape[0]
     assert smaller["input_ids"].shape[1] < default["input_ids"].shape[1]

@@ -79,7 +79,8 @@ if __name__ == "__main__":
 def start(tmp_path: Path, *names: str) -> subprocess.Popen:
     script = tmp_path / "command_with_workers.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path), *names], stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, str(script), str(tmp_path), *names]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
 
 
 def alive(pid: int) -> bool:

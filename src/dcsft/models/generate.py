@@ -75,7 +75,8 @@ def prompt_inputs(processor, records: list[dict], device: torch.device | str = "
                          return_tensors="pt", padding=True)
 
     inputs = cached(processor, records, process)
-    return BatchFeature({key: value.to(device, copy=True) for key, value in inputs.items()})  # the cache stays as made
+    # copies: what a caller does with its batch never reaches the cache
+    return BatchFeature({key: value.to(device, copy=True) for key, value in inputs.items()})
 
 
 def supports_shared_prefill(model) -> bool:

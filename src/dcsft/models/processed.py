@@ -34,7 +34,8 @@ def processor_key(processor) -> str:
     if processor not in _processor_keys:
         tokenizer = processor.tokenizer
         settings = [processor.image_processor.to_dict(), sorted(tokenizer.get_vocab().items()),
-                    tokenizer.padding_side, tokenizer.chat_template, getattr(processor, "chat_template", None)]
+                    tokenizer.padding_side, tokenizer.chat_template,
+                    getattr(processor, "chat_template", None)]
         text = json.dumps(settings, sort_keys=True, default=str)
         _processor_keys[processor] = hashlib.sha256(text.encode()).hexdigest()
     return _processor_keys[processor]

@@ -69,7 +69,8 @@ def process_once(trainer, records: list[dict]) -> bool:
     processed = ProcessedOnce.build(trainer.data_collator, keyed)
     if processed is None:
         return False
-    trainer.train_dataset, trainer.data_collator = rows, processed  # same length: the sampler draws the same batches
+    # the same length: the Trainer's sampler draws the same batches
+    trainer.train_dataset, trainer.data_collator = rows, processed
     return True
 
 
