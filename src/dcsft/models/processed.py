@@ -1,7 +1,7 @@
 """The processor's outputs for batches of image + question prompts, kept for the process.
 
 Evaluation runs every model of a study (base, cold start, each method and seed) over the same
-test batches, and the image processor and chat template were a quarter of its time
+test batches, and the image processor and chat template were a quarter to two fifths of its time
 (`benchmarks/study_speed.py`): a batch is processed once and later models reuse its tensors.
 
 A batch's key is everything its tensors depend on: the processor's settings (image processor
@@ -25,7 +25,7 @@ import torch
 
 BUDGET = 2**30  # bytes of processed batches kept per process
 
-_entries: OrderedDict[tuple, dict] = OrderedDict()
+_entries: OrderedDict[tuple, tuple[dict, int]] = OrderedDict()  # key -> (tensors, their bytes)
 _processor_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -46,8 +46,9 @@ def record_key(record: dict) -> tuple:
     return record["problem"], str(record["image"]), stat.st_size, stat.st_mtime_ns
 
 
-def tensor_bytes(inputs: dict) -> int:
-    return sum(v.numel() * v.element_size() for v in inputs.values() if isinstance(v, torch.Tensor))
+def tensor_bytes(tensors: dict) -> int:
+    """Bytes held by the tensors among a dict's values."""
+    return sum(v.numel() * v.element_size() for v in tensors.values() if isinstance(v, torch.Tensor))
 
 
 def cached(processor, records: list[dict], process: Callable[[], dict]) -> dict:
@@ -55,9 +56,9 @@ def cached(processor, records: list[dict], process: Callable[[], dict]) -> dict:
     key = (processor_key(processor), tuple(record_key(r) for r in records))
     if key in _entries:
         _entries.move_to_end(key)
-        return _entries[key]
+        return _entries[key][0]
     inputs = process()
-    _entries[key] = inputs
-    while len(_entries) > 1 and sum(tensor_bytes(v) for v in _entries.values()) > BUDGET:
+    _entries[key] = inputs, tensor_bytes(inputs)
+    while len(_entries) > 1 and sum(size for _, size in _entries.values()) > BUDGET:
         _entries.popitem(last=False)
     return inputs

@@ -5,7 +5,7 @@ template at every step: a fifth of an embedded SFT step (`benchmarks/study_speed
 outputs depend only on the record, so `ProcessedOnce` runs that same collator once over every
 distinct record, keeps each record's row (its tokens, loss labels, multimodal token types,
 pixel patches and grid), and builds a batch by right-padding rows as TRL's flush-left does:
-the batches are equal, tensor for tensor, to TRL's (tests/unit/test_train_batches.py).
+the batches are equal, tensor for tensor, to TRL's (tests/unit/test_processed_once.py).
 
 Kept in memory for the training run only, not on disk: at 84 px an image's patches are 169 KB
 (270 MB for the default training split), at real scale about 5 MB, so a record set whose rows
@@ -19,6 +19,8 @@ import copy
 import json
 
 import torch
+
+from dcsft.models.processed import tensor_bytes
 
 MEMORY_BUDGET = 2 * 2**30  # bytes of processed rows kept for one training run
 CHUNK = 64  # records per collator call while processing
@@ -64,12 +66,14 @@ class ProcessedOnce:
         row) once; None if their rows would pass MEMORY_BUDGET."""
         distinct = list(dict(keyed).items())
         rows: dict[str, dict] = {}
+        held = 0  # bytes of the rows made so far
         for start in range(0, len(distinct), CHUNK):
             chunk = distinct[start:start + CHUNK]
             copies = [copy.deepcopy(e) for _, e in chunk]  # the collator edits the examples it is given
             made = split_rows(collator(copies), [e for _, e in chunk])
             rows.update((key, row) for (key, _), row in zip(chunk, made))
-            if row_bytes(rows) / len(rows) * len(distinct) > MEMORY_BUDGET:
+            held += sum(tensor_bytes(row) for row in made)
+            if held / len(rows) * len(distinct) > MEMORY_BUDGET:
                 return None
         return cls(rows)
 
@@ -82,6 +86,3 @@ class ProcessedOnce:
             batch["image_grid_thw"] = torch.cat([r["image_grid_thw"] for r in rows])
         return batch
 
-
-def row_bytes(rows: dict[str, dict]) -> int:
-    return sum(t.numel() * t.element_size() for row in rows.values() for t in row.values())
