@@ -65,7 +65,8 @@ from dcsft.models.generate import Sampling, generated_lengths, prompt_text, resp
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler
 from dcsft.rundir import RunDir, write_json
-from dcsft.stage import StageError, read_split, upstream
+from dcsft.stage import read_split, upstream
+from dcsft.errors import StageError
 from dcsft.tasks import get_task
 from dcsft.train import grpo, sft
 from dcsft.train.run import bucket_records, records_for

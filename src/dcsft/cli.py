@@ -9,11 +9,12 @@ from typing import Callable, Optional
 import typer
 from rich.markup import escape
 
-from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
+from dcsft.config import StudyConfig, dump_config, load_config
+from dcsft.errors import ConfigError
 from dcsft.console import console, quiet_libraries
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 from dcsft.rundir import RunDir, hold_lock, write_text
-from dcsft.stage import StageError
+from dcsft.errors import StageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Difficulty-curated post-training (DC-SFT) of vision-language models.")
@@ -358,5 +359,42 @@ def plan_command(
         cfg = read_config(config, set_, run_dir, seeds)
         if plan_study(cfg, each_task(cfg, task), gpus=gpus, sample=sample, gpu_memory=gpu_memory):
             raise typer.Exit(1)
+
+    guarded(action)
+
+
+@app.command("check-launch")
+def check_launch(config_files: list[Path] = typer.Argument(..., metavar="FILES", help="accelerate config files.")):
+    """Dry-run accelerate configs: what `accelerate launch --config_file FILE -m dcsft train` would start.
+
+    Example: dcsft check-launch configs/accelerate/*.yaml
+    """
+    from dcsft.launch import dry_run
+
+    def action():
+        for config_file in config_files:
+            try:
+                summary = dry_run(config_file)
+            except ValueError as err:  # accelerate's own refusals; ConfigError is a ValueError too
+                raise ConfigError(f"{config_file}: {err}".splitlines()[0]) from None
+            extra = {k: summary[k] for k in ("zero_stage", "fsdp_version", "state_dict_type") if k in summary}
+            print(f"{config_file}: {summary['distributed_type']}, {summary['num_processes']} processes, "
+                  f"mixed precision {summary['mixed_precision']}" + "".join(f", {k} {v}" for k, v in extra.items()))
+
+    guarded(action)
+
+
+@app.command("build-manifest")
+def build_manifest_command(
+        source: Path = typer.Argument(..., metavar="SRC_DIR", help="The authors' released lists (byyx666/DC-SFT data/)."),
+        out_dir: Optional[Path] = typer.Argument(None, metavar="OUT_DIR", help="Default: dcsft's shipped assets.")):
+    """Rebuild the paper source's manifest and name map from the authors' released lists."""
+    from dcsft.data.paper import MANIFEST, NAMES, PAPER_ASSETS, build_manifest, build_name_map
+
+    def action():
+        folder = out_dir or PAPER_ASSETS
+        rows = build_manifest(source, folder / MANIFEST.name)
+        classes = build_name_map(folder / MANIFEST.name, folder / NAMES.name)
+        print(f"{folder / MANIFEST.name}: {rows} rows; {folder / NAMES.name}: {classes} classes")
 
     guarded(action)

@@ -22,7 +22,7 @@ from dcsft.curate import BUCKETS, bucket_of
 from dcsft.data.records import read_json
 from dcsft.data.imagenet import record_id
 from dcsft.data.paper import AUTHORS_BUCKETS, MANIFEST, SIZES, authors_buckets, bucket_file_name, relative_file
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 
 ALIASES = {"middle": "medium"}  # the authors' word for the medium bucket
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from dcsft.errors import ConfigError
 
 METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
 # The paper's hard-fraction ablation: medium plus hard samples making up x% of the mix, e.g. sft-m+h5.
@@ -291,10 +292,6 @@ class StudyConfig(Section):
         values = {name: getattr(self, name) for name in names}
         payload = {name: v.model_dump() if isinstance(v, BaseModel) else v for name, v in values.items()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message is one line for the user."""
 
 
 def default_config_path() -> Path:

@@ -74,7 +74,7 @@ def init() -> None:
     try:
         dist.init_process_group(backend)
     except (ValueError, RuntimeError) as err:
-        from dcsft.stage import StageError
+        from dcsft.errors import StageError
 
         raise StageError(f"WORLD_SIZE={world_size()} but this process cannot join its process group ({err}); "
                          f"start dcsft with torchrun or accelerate launch, or unset WORLD_SIZE") from None

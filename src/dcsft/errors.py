@@ -1,8 +1,10 @@
-"""How a command ends: a known problem is one line on stderr and exit code 2, never a traceback.
+"""Every error type dcsft raises, and how a command ends: a known problem is one line on stderr
+and exit code 2, never a traceback.
 
 Known problems are a bad config (ConfigError), a stage that cannot run (StageError), an unusable
 data file (DataError), a run directory held by another dcsft (RunDirBusy), and the operating
 system's refusals (a full disk, a read-only folder). Finished work stays on disk in every case.
+This module imports nothing of dcsft but the console, so every module can raise its errors.
 """
 
 from __future__ import annotations
@@ -11,14 +13,31 @@ from typing import Callable
 
 from rich.markup import escape
 
-from dcsft.config import ConfigError
 from dcsft.console import console, errors
-from dcsft.data.records import DataError
-from dcsft.rundir import RunDirBusy
-from dcsft.stage import StageError
 
 USAGE = 2  # exit code of a known problem
 INTERRUPTED = 130
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message is one line for the user."""
+
+
+class DataError(ValueError):
+    """A data file that cannot be used at all; the message is one line naming the file."""
+
+
+class StageError(RuntimeError):
+    """A stage cannot run; the message is one line telling the user what to do."""
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process is writing to the run directory."""
+
+
+class ExactUnsupported(ValueError):
+    """The model's generation config changes sampling in a way `profile.method=exact` does not model
+    (caught by profiling, which turns it into a StageError)."""
 
 
 class AlreadyReported(Exception):

@@ -7,7 +7,7 @@
 - `dry_run(config_file)`: what `accelerate launch --config_file FILE -m dcsft ...` would set up
   (distributed type, processes, precision, the environment the processes get), validated by
   accelerate's own parser and plugins and, for DeepSpeed, the JSON's keys; nothing is launched,
-  no GPU is needed. From a shell: `python -m dcsft.launch configs/accelerate/*.yaml`.
+  no GPU is needed. From a shell: `dcsft check-launch configs/accelerate/*.yaml`.
 
 Several processes: `coldstart` and `train` run under `accelerate launch` with these configs (TRL's
 trainers shard the batches); profile and evaluate run data-parallel under any launcher (see
@@ -16,16 +16,15 @@ dcsft.distributed); which stages refuse a launcher is dcsft.stage.run_stage's de
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from dcsft.config import ConfigError, StudyConfig
+from dcsft.config import StudyConfig
+from dcsft.errors import ConfigError
 
 ALL_STAGES = ("prepare", "coldstart", "profile", "curate", "train", "evaluate", "report")
 MODEL_STAGES = {"coldstart", "profile", "train", "evaluate"}
@@ -47,7 +46,8 @@ def deepspeed_requested(cfg: StudyConfig, stages: set[str]) -> str | None:
 
 def check_task(cfg: StudyConfig, stages: set[str], cuda: bool | None) -> list[str]:
     from dcsft.models.loading import check_model
-    from dcsft.models.vllm_engine import require_vllm, world_size
+    from dcsft.distributed import world_size
+    from dcsft.models.vllm_engine import require_vllm
 
     notes = []
     if stages & MODEL_STAGES:
@@ -202,23 +202,3 @@ def dry_run(config_file: str | Path, command: tuple[str, ...] = ("-m", "dcsft", 
             plugin = FullyShardedDataParallelPlugin()
             summary.update(fsdp_version=plugin.fsdp_version, state_dict_type=plugin.state_dict_type.name)
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dcsft.launch",
-                                     description="Dry-run accelerate configs: what each would launch.")
-    parser.add_argument("config_files", nargs="+", type=Path)
-    for config_file in parser.parse_args(argv).config_files:
-        try:
-            summary = dry_run(config_file)
-        except (ConfigError, ValueError) as err:
-            print(f"error: {config_file}: {err}".splitlines()[0], file=sys.stderr)
-            return 2
-        extra = {k: summary[k] for k in ("zero_stage", "fsdp_version", "state_dict_type") if k in summary}
-        print(f"{config_file}: {summary['distributed_type']}, {summary['num_processes']} processes, "
-              f"mixed precision {summary['mixed_precision']}" + "".join(f", {k} {v}" for k, v in extra.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,9 +22,11 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcsft.config import ConfigError, StudyConfig, hard_mix_percent
+from dcsft.config import StudyConfig, hard_mix_percent
+from dcsft.errors import ConfigError
 from dcsft.data import splits as S
-from dcsft.data.records import DataError, image_problem
+from dcsft.data.records import image_problem
+from dcsft.errors import DataError
 
 SHOWN = 3  # missing / unreadable images named per split
 GB = 1e9

@@ -41,7 +41,8 @@ from dcsft.config import StudyConfig
 from dcsft.console import progress
 from dcsft.data import imagenet, paper, refcoco, scenes, world
 from dcsft.data.formats import import_records
-from dcsft.data.records import DataError, LoadedRecords, Skip, image_problem
+from dcsft.data.records import LoadedRecords, Skip, image_problem
+from dcsft.errors import DataError
 from dcsft.data.resize import fit_image, fitted_size
 from dcsft.data.splits import (PAPER_FOLDER, PAPER_SPLIT, SplitSpec, check_data, check_image_folder, check_per_class,
                                data_path, id_split, image_folder, is_real, manifest_file, names_file, ood_classes,

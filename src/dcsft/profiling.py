@@ -43,7 +43,7 @@ from pathlib import Path
 
 from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.console import console
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 from dcsft.data.rollouts import RolloutProfile, import_rollouts
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
@@ -51,7 +51,8 @@ from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, re
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
 from dcsft.rundir import MARKER, STARTED, RunDir, fingerprint, read_json, read_jsonl_complete, write_jsonl
-from dcsft.stage import StageError, batched_jsonl, read_split, run_stage, upstream
+from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
+from dcsft.errors import StageError
 from dcsft.tasks import get_task, profile_methods, verifier_version
 
 

@@ -36,15 +36,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+from dcsft.errors import RunDirBusy
 
 MARKER = "DONE"
 STARTED = "STARTED"
 LOCK = ".lock"
 _held_locks: list = []  # open lock files of this process; the kernel releases them when it exits
-
-
-class RunDirBusy(RuntimeError):
-    """Another live process is writing to the run directory."""
 
 
 def hold_lock(root: Path) -> None:

@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 from dcsft import console, distributed
-from dcsft.data.records import DataError, load_records
+from dcsft.data.records import load_records
+from dcsft.errors import DataError, StageError
 from dcsft.console import progress
 from dcsft.rundir import RunDir, Stage, read_json, read_jsonl_complete, resume_jsonl, unit_finished
 from dcsft.tasks import get_task
 
 SHOWN_SKIPS = 5
-
-
-class StageError(RuntimeError):
-    """A stage cannot run; the message is one line telling the user what to do."""
 
 
 # Run directories whose finished stages a run may take over (run root -> sibling roots), set by

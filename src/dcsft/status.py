@@ -24,7 +24,8 @@ from dcsft.distributed import part_files
 from dcsft.models.base import base_identity
 from dcsft.report import run as report
 from dcsft.rundir import STARTED, RunDir, Stage, read_json
-from dcsft.stage import StageError, upstream
+from dcsft.stage import upstream
+from dcsft.errors import StageError
 from dcsft.train import run as train
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from dcsft import stage, study
-from dcsft.config import ConfigError, StudyConfig, dump_config, load_config
+from dcsft.config import StudyConfig, dump_config, load_config
+from dcsft.errors import ConfigError
 from dcsft.console import console
 from dcsft.report import figures, overview
 from dcsft.report.run import to_html

@@ -12,7 +12,8 @@ import typer
 
 from dcsft import rundir
 from dcsft.cli import guarded
-from dcsft.rundir import RunDirBusy, hold_lock, resume_jsonl, write_json, write_text
+from dcsft.rundir import hold_lock, resume_jsonl, write_json, write_text
+from dcsft.errors import RunDirBusy
 
 HOLD = "import sys, time; from dcsft.rundir import hold_lock; hold_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
 

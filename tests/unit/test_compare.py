@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dcsft.compare import cohens_kappa, compare_buckets, format_comparison, load_buckets
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 from dcsft.rundir import write_jsonl
 
 SHARED_PAPER_DATA = Path(__file__).resolve().parents[3] / "shared" / "paper-data"

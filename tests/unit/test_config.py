@@ -5,9 +5,9 @@ import re
 import pytest
 import yaml
 
+from dcsft.errors import ConfigError
 from dcsft.config import (
     METHODS,
-    ConfigError,
     StudyConfig,
     default_config_path,
     dump_config,

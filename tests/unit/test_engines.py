@@ -15,7 +15,8 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 from dcsft import coldstart, launch
-from dcsft.config import NOT_IN_FINGERPRINT, ConfigError, GrpoConfig, LoraConfig, StudyConfig, load_config
+from dcsft.config import NOT_IN_FINGERPRINT, GrpoConfig, LoraConfig, StudyConfig, load_config
+from dcsft.errors import ConfigError
 from dcsft.data import world
 from dcsft.models import loading, vllm_engine
 from dcsft.models.base import PACKAGED

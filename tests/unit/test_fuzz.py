@@ -6,8 +6,10 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcsft.config import ConfigError, parse_override
-from dcsft.data.records import DataError, load_records
+from dcsft.config import parse_override
+from dcsft.errors import ConfigError
+from dcsft.data.records import load_records
+from dcsft.errors import DataError
 from dcsft.tasks import classification
 from dcsft.train.grpo import CountedReward
 

@@ -11,7 +11,8 @@ from PIL import Image
 from dcsft.data.formats import export_records, import_records
 from dcsft.data.records import read_json
 from dcsft.data.imagenet import NAMES_FILE, load_split, read_name_map, read_val_labels
-from dcsft.data.records import DataError, Skip, to_sft
+from dcsft.data.records import Skip, to_sft
+from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
 
 NAMES = {"n01000001": "goose", "n01000002": "sundial", "n01000003": "warthog"}

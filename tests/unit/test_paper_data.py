@@ -13,7 +13,8 @@ from dcsft.data import paper
 from dcsft.data.imagenet import read_name_map
 from dcsft.data.paper import (MANIFEST, authors_buckets, build_manifest, build_name_map, import_paper_splits,
                               paper_classes, read_manifest, relative_file)
-from dcsft.data.records import DataError, Skip
+from dcsft.data.records import Skip
+from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
 
 AUTHORS = "/data/dataset"

@@ -12,7 +12,7 @@ from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import Sampling, prefill, prompt_inputs, respond, respond_prefilled
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, check_method
-from dcsft.stage import StageError
+from dcsft.errors import StageError
 from dcsft.tasks import classification
 
 MODEL_CFG = StudyConfig().model.model_copy(update={"max_pixels": 7056, "min_pixels": 3136})

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dcsft.data.records import DataError, Skip, from_sft, load_records, read_json_list, to_sft
+from dcsft.data.records import Skip, from_sft, load_records, read_json_list, to_sft
+from dcsft.errors import DataError
 
 CLASSES = ["star", "circle", "moon"]
 

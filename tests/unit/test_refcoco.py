@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dcsft.data import refcoco
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 from dcsft.data.refcoco import load_refcoco_classic, load_refcoco_parquet
 from dcsft.tasks import grounding
 

@@ -8,7 +8,7 @@ import pytest
 
 from dcsft.compare import load_buckets
 from dcsft.curate import bucket_of
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 from dcsft.data.rollouts import import_rollouts
 from dcsft.rundir import write_jsonl
 from dcsft.tasks.classification import PROMPT

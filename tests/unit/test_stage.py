@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from dcsft.rundir import RunDir, write_json
-from dcsft.stage import StageError, read_split, run_stage, upstream
+from dcsft.stage import read_split, run_stage, upstream
+from dcsft.errors import StageError
 
 
 def prepared_run(tmp_path, records):

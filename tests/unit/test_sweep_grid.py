@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsft.config import ConfigError
+from dcsft.errors import ConfigError
 from dcsft.sweep import grid, point_configs, point_name
 
 

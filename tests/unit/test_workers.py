@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsft.config import ConfigError
+from dcsft.errors import ConfigError
 from dcsft.errors import AlreadyReported
 from dcsft.workers import Unit, run_units
 

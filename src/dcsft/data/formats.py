@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from dcsft.data.records import (REQUIRED_FIELDS, DataError, LoadedRecords, Skip, from_sft, read_json, resolve_image,
+from dcsft.errors import DataError
+from dcsft.data.records import (REQUIRED_FIELDS, LoadedRecords, Skip, from_sft, read_json, resolve_image,
                                 to_sft, to_trl)
 from dcsft.rundir import atomic_path
 

@@ -35,7 +35,8 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from dcsft.data.records import DataError, LoadedRecords, Skip, image_problem
+from dcsft.data.records import LoadedRecords, Skip, image_problem
+from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
 
 PAPER_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "paper"

@@ -4,7 +4,7 @@ Reads: the authors' released lists (byyx666/DC-SFT `data/`, kept in this project
 `shared/paper-data/*.json.gz`; plain `.json` works too) to build the manifest once, and the
 manifest plus a user's dataset root to import the splits.
 Writes: `dcsft/assets/paper/imagenet_manifest.csv.gz` and `imagenet_names.txt`
-(`python -m dcsft.data.paper SRC_DIR [OUT_DIR]` rebuilds both).
+(`dcsft build-manifest SRC_DIR [OUT_DIR]` rebuilds both).
 
 Manifest: one CSV row per image, `split,file,wnid,name,bucket_3b,bucket_7b`, in the
 authors' order. Splits: coldstart (400), train (9,600), val (the ID test, 5,000), imagenet-r
@@ -41,7 +41,8 @@ from pathlib import Path, PurePosixPath
 
 from dcsft.data.records import read_json
 from dcsft.data.imagenet import PAPER_ASSETS, record_id
-from dcsft.data.records import DataError, LoadedRecords, Skip
+from dcsft.data.records import LoadedRecords, Skip
+from dcsft.errors import DataError
 from dcsft.rundir import atomic_path
 from dcsft.tasks.classification import PROMPT
 
@@ -255,16 +256,3 @@ def paper_record(row: dict, image: Path) -> dict:
     if row["split"] == "train":
         meta.update({f"authors_bucket_{size}": row[f"bucket_{size}"] for size in SIZES})
     return {"id": row_id(row), "problem": PROMPT, "solution": row["name"], "image": str(image), "meta": meta}
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) not in (1, 2):
-        raise SystemExit("usage: python -m dcsft.data.paper SRC_DIR [OUT_DIR]")
-    out_dir = Path(argv[1]) if len(argv) == 2 else PAPER_ASSETS
-    rows = build_manifest(Path(argv[0]), out_dir / MANIFEST.name)
-    classes = build_name_map(out_dir / MANIFEST.name, out_dir / NAMES.name)
-    print(f"{out_dir / MANIFEST.name}: {rows} rows; {out_dir / NAMES.name}: {classes} classes")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
+from dcsft.errors import DataError
 
 REQUIRED_FIELDS = ("problem", "solution", "image")
-
-
-class DataError(ValueError):
-    """A data file that cannot be used at all; the message is one line naming the file."""
 
 
 @dataclass

@@ -68,7 +68,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dcsft.data.records import DataError, LoadedRecords, Skip, image_problem, read_json
+from dcsft.data.records import LoadedRecords, Skip, image_problem, read_json
+from dcsft.errors import DataError
 from dcsft.tasks import grounding
 
 CLIP_TOLERANCE_PX = 1.0

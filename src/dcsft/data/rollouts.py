@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dcsft.data.records import read_json
-from dcsft.data.records import DataError
+from dcsft.errors import DataError
 
 RESULT_FIELDS = ("image", "question", "correct")
 SHOWN = 3

@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcsft.config import ConfigError, StudyConfig
+from dcsft.config import StudyConfig
+from dcsft.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def labels_file(cfg: StudyConfig, role: str) -> Path | None:
 def check_image_folder(cfg: StudyConfig, role: str, name: str) -> tuple[Path, Path | None]:
     """imagenet: a role's image folder and labels file, or a DataError naming the config key to set."""
     from dcsft.data.imagenet import is_image
-    from dcsft.data.records import DataError
+    from dcsft.errors import DataError
 
     folder, labels = image_folder(cfg, role), labels_file(cfg, role)
     if not folder.is_dir():
@@ -246,7 +247,7 @@ def training_classes(cfg: StudyConfig, by_class: dict, names: dict[str, str], na
     import random
 
     from dcsft.data.paper import paper_classes
-    from dcsft.data.records import DataError
+    from dcsft.errors import DataError
 
     classes, available = cfg.data.classes, sorted(by_class)
     if classes is None:
@@ -264,7 +265,7 @@ def training_classes(cfg: StudyConfig, by_class: dict, names: dict[str, str], na
 
 def check_per_class(cfg: StudyConfig, by_class: dict, chosen: list[str], folder: Path) -> None:
     """imagenet: every study class has its cold-start and training images in the training folder."""
-    from dcsft.data.records import DataError
+    from dcsft.errors import DataError
 
     cold, train = cfg.data.per_class["coldstart"], cfg.data.per_class.get("train")
     short = {w: len(by_class[w]) for w in chosen if w in by_class and len(by_class[w]) < cold + (train or 1)}
@@ -278,7 +279,7 @@ def check_per_class(cfg: StudyConfig, by_class: dict, chosen: list[str], folder:
 def ood_classes(cfg: StudyConfig, by_class: dict, names: dict[str, str], chosen: list[str], names_path: Path,
                 folder: Path) -> list[str] | None:
     """imagenet: the classes of an OOD folder the study evaluates (None: all, by data.ood_classes)."""
-    from dcsft.data.records import DataError
+    from dcsft.errors import DataError
 
     if cfg.data.ood_classes == "all":
         return None

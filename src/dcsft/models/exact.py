@@ -25,15 +25,12 @@ from transformers import (
 )
 
 from dcsft.models.generate import Sampling, branch, prefill, prompt_inputs, stop_token_ids
+from dcsft.errors import ExactUnsupported
 
 # Generation-config settings that change the sampling distribution and are not modelled here.
 UNMODELLED = ("no_repeat_ngram_size", "min_length", "min_new_tokens", "bad_words_ids", "suppress_tokens",
               "begin_suppress_tokens", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
               "encoder_repetition_penalty", "sequence_bias", "renormalize_logits", "top_h")
-
-
-class ExactUnsupported(ValueError):
-    """The model's generation config changes sampling in a way `exact` does not model."""
 
 
 def logits_processors(model, sampling: Sampling, padding_lengths: torch.Tensor) -> LogitsProcessorList:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from dcsft.config import ConfigError, ModelConfig
+from dcsft.config import ModelConfig
+from dcsft.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # transformers' attention implementations; a hub kernel ("kernels-community/...") also passes.

@@ -38,7 +38,9 @@ from typing import Any
 
 from PIL import Image
 
-from dcsft.config import ConfigError, ModelConfig
+from dcsft.config import ModelConfig
+from dcsft.errors import ConfigError
+from dcsft.distributed import world_size
 from dcsft.models.generate import Generated, Sampling, prompt_text
 
 VLLM_MISSING = "vllm is not installed; pip install vllm on a CUDA machine"
@@ -50,11 +52,6 @@ def vllm_available() -> bool:
         return importlib.util.find_spec("vllm") is not None
     except ValueError:  # a module put in sys.modules without a spec (a test's stand-in)
         return sys.modules.get("vllm") is not None
-
-
-def world_size() -> int:
-    """Processes of the launch this one belongs to (torchrun / accelerate launch set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE") or 1)
 
 
 def require_vllm(setting: str) -> None:
