@@ -1,10 +1,15 @@
 """An embedded grounding world: seeded scenes of several objects and referring expressions that
 pick one of them, the stand-in for RefCOCO (ID) and for Ref-L4 / LISA-Grounding (OOD).
 
-Scenes are drawn with the shape world's objects and renderers (dcsft.data.world) on a square
-canvas of `size` px: 2 to 4 objects of the ten classes in the twelve colours. The answer box
-is the object's full (amodal) polygon box in canvas pixels; `prepare` resizes the image to
-the model's frame and rescales the box with it.
+Scenes are drawn on a square canvas of `size` px: 2 to 4 objects of the shape world's ten
+classes (dcsft.data.world.CLASSES) in the twelve colours. The answer box is the object's full
+(amodal) polygon box in canvas pixels; `prepare` resizes the image to the model's frame and
+rescales the box with it.
+
+Which module to change: this one holds the scenes' layout, their two styles' recipes, the
+hardness and noise dials and the referring-expression grammars.  Objects, colours,
+backgrounds, shading and occluders come from dcsft.data.drawing, shared with the shape world
+(dcsft.data.world): change them there only when both worlds should change.
 
 Grammars (what the expression looks like):
 * ``short`` (RefCOCO, ID): the fewest words that single the target out, tried in the order
@@ -22,9 +27,9 @@ Styles: ``photo`` (textured background, shaded objects; ID) and ``drawing`` (car
 outline renderings on plain backgrounds, the new scene style of the OOD `indirect` split).
 
 Hardness, drawn per scene with the shares of `hardness` (the study's `data.small`, `data.occluded`
-and `data.twin`; HARDNESS for the pretraining pool): a ``tiny`` target (radius 0.07-0.09 of the side instead of
-0.13-0.22), an ``occluded`` target (25-45% hidden behind a pole, wall or blob) or a ``twin``
-(a near-duplicate distractor: same class and colour, told apart by size or position only).
+and `data.twin`; HARDNESS for the pretraining pool): a ``tiny`` target (radius 0.07-0.09 of the
+side instead of 0.13-0.22), an ``occluded`` target (25-45% hidden behind a pole, wall or blob) or
+a ``twin`` (a near-duplicate distractor: same class and colour, told apart by size or position only).
 
 Noise in training splits (RefCOCO has both): with probability `label_noise` the box is
 another object's (``noise="mislabeled"``); with probability `ambiguous` the expression is
@@ -36,7 +41,22 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from dcsft.data import world
+from dcsft.data.drawing import (
+    COLOURS,
+    SATURATED_COLOURS,
+    apply_occluder,
+    background_pair,
+    blend,
+    fill_mask,
+    flat_image,
+    light_colour,
+    outline_mask,
+    paint_shaded_objects,
+    pick_colour,
+    place_objects,
+    textured_background,
+)
+from dcsft.data.world import CLASSES, sample_rng
 
 STYLES: dict[str, tuple[str, ...]] = {"photo": ("blotches", "stripes"), "drawing": ("cartoon", "outline")}
 GRAMMARS = ("short", "relational", "indirect")
@@ -49,6 +69,8 @@ def hardness_mix(tiny: float, occluded: float, twin: float) -> dict[str | None, 
     if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
         raise ValueError(f"hardness shares must each be in [0, 1] and sum to at most 1, got {shares}")
     return {None: max(0.0, 1 - sum(shares.values())), **shares}
+
+
 RELATIONS = {"left of": (-1, 0), "right of": (1, 0), "above": (0, -1), "below": (0, 1)}
 POSITIONS = {"on the left": (0, -1), "on the right": (0, 1), "at the top": (1, -1), "at the bottom": (1, 1)}
 _CLEAR = 0.08  # a spatial relation holds when the centres differ by this fraction of the side
@@ -62,7 +84,7 @@ def _box(obj) -> list[float]:
 def _objects(rng, size: int, hardness: str | None) -> tuple[list[str], list[float]]:
     """Classes and radii (px); the first object is the target."""
     n = int(rng.choice([2, 3, 4], p=[0.4, 0.4, 0.2]))
-    classes = [world.CLASSES[i] for i in rng.integers(len(world.CLASSES), size=n)]
+    classes = [CLASSES[i] for i in rng.integers(len(CLASSES), size=n)]
     radii = list(rng.uniform(0.13, 0.22, n) * size)
     if hardness == "tiny":
         radii[0] = rng.uniform(0.07, 0.09) * size
@@ -75,7 +97,7 @@ def _objects(rng, size: int, hardness: str | None) -> tuple[list[str], list[floa
 
 
 def _colours(rng, classes: list[str], hardness: str | None) -> list[str]:
-    names = [world._pick_colour(rng, world._SATURATED) for _ in classes]
+    names = [pick_colour(rng, SATURATED_COLOURS) for _ in classes]
     if hardness == "twin":
         names[1] = names[0]
     return names
@@ -83,16 +105,16 @@ def _colours(rng, classes: list[str], hardness: str | None) -> list[str]:
 
 def _render(rng, style: str, substyle: str, size: int, objs, names: list[str]) -> np.ndarray:
     if style == "photo":
-        c0, c1 = world._bg_pair(rng, [world.COLOURS[n] for n in names], 110.0)
-        img = world._textured_bg(rng, size, c0, c1, substyle, rng.uniform(12, 28))
-        return world._photo_objects(rng, size, img, objs, names, rng.uniform(0.15, 0.3))
-    img = world._flat(size, world._light_colour(rng))
+        c0, c1 = background_pair(rng, [COLOURS[n] for n in names], 110.0)
+        img = textured_background(rng, size, c0, c1, substyle, rng.uniform(12, 28))
+        return paint_shaded_objects(rng, size, img, objs, names, rng.uniform(0.15, 0.3))
+    img = flat_image(size, light_colour(rng))
     for obj, name in zip(objs, names):
-        mask = world._fill_mask([obj], size) if substyle == "cartoon" else world._outline_mask(
+        mask = fill_mask([obj], size) if substyle == "cartoon" else outline_mask(
             [obj], size, [obj.radius * rng.uniform(0.14, 0.2)])
-        img = world._blend(img, mask, world.COLOURS[name])
+        img = blend(img, mask, COLOURS[name])
     if substyle == "cartoon":
-        img = world._blend(img, world._outline_mask(objs, size, [o.radius * 0.12 for o in objs]), world.COLOURS["black"])
+        img = blend(img, outline_mask(objs, size, [o.radius * 0.12 for o in objs]), COLOURS["black"])
     return img
 
 
@@ -148,7 +170,8 @@ def _relation(a, b, size: int) -> str | None:
     axis = int(abs(d[1]) > abs(d[0]))
     if abs(d[axis]) < _CLEAR * size or abs(d[1 - axis]) > 0.8 * abs(d[axis]):
         return None
-    return {(0, -1): "left of", (0, 1): "right of", (1, -1): "above", (1, 1): "below"}[(axis, int(np.sign(d[axis])))]
+    side = int(np.sign(d[axis]))
+    return {(0, -1): "left of", (0, 1): "right of", (1, -1): "above", (1, 1): "below"}[(axis, side)]
 
 
 def relational_expression(rng, objs, names, size: int) -> str | None:
@@ -174,23 +197,27 @@ def indirect_expression(rng, objs, names, size: int) -> str | None:
     for word, sign in (("smallest", -1), ("largest", 1)):
         if _extreme(objs, all_idx, lambda o: o.radius, sign, 0.25 * objs[0].radius):
             options.append(f"the {word} object")
-    for word, (axis, sign) in (("leftmost", (0, -1)), ("rightmost", (0, 1)), ("topmost", (1, -1)), ("lowest", (1, 1))):
+    for word, (axis, sign) in (("leftmost", (0, -1)), ("rightmost", (0, 1)), ("topmost", (1, -1)),
+                               ("lowest", (1, 1))):
         if _extreme(objs, all_idx, lambda o: o.centre[axis], sign, _CLEAR * size):
             options.append(f"the {word} object")
     same = [i for i in all_idx[1:] if names[i] == names[0]]
-    if len(same) == 1 and len(_matches(objs, names, None, names[0])) == 2 and len(_matches(objs, names, objs[same[0]].cls, None)) == 1:
+    if (len(same) == 1 and len(_matches(objs, names, None, names[0])) == 2
+            and len(_matches(objs, names, objs[same[0]].cls, None)) == 1):
         options.append(f"the object with the same colour as the {objs[same[0]].cls}")
     return options[rng.integers(len(options))] if options else None
 
 
-EXPRESSIONS = {"short": short_expression, "relational": relational_expression, "indirect": indirect_expression}
+EXPRESSIONS = {"short": short_expression, "relational": relational_expression,
+               "indirect": indirect_expression}
 
 
 # ---------------------------------------------------------------- scenes
 
 
-def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 126, label_noise: float = 0.0,
-               ambiguous: float = 0.0, hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
+def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 126,
+               label_noise: float = 0.0, ambiguous: float = 0.0,
+               hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
     """One scene and its referring expression. Redraws (from the same stream) until the grammar
     can describe the target, so every returned expression is satisfiable.
 
@@ -209,7 +236,7 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
     hardness = "twin" if noise == "ambiguous" else kinds[rng.choice(len(kinds), p=list(hardness.values()))]
     while True:
         classes, radii = _objects(rng, size, hardness)
-        objs = world._place(rng, classes, [r / size for r in radii], size)
+        objs = place_objects(rng, classes, [r / size for r in radii], size)
         names = _colours(rng, classes, hardness)
         if noise == "ambiguous":
             expression = short_expression(rng, objs, names, size, vague=True)
@@ -217,14 +244,14 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
             expression = EXPRESSIONS[grammar](rng, objs, names, size)
         if expression is not None:
             break
-    meta = {"expression": expression, "style": style, "substyle": substyle, "grammar": grammar, "hardness": hardness,
-            "noise": noise, "kinds": [kind for kind in (hardness, noise) if kind], "size": [size, size],
+    meta = {"expression": expression, "style": style, "substyle": substyle, "grammar": grammar,
+            "hardness": hardness, "noise": noise, "kinds": [kind for kind in (hardness, noise) if kind],
+            "size": [size, size],
             "objects": [{"class": o.cls, "colour": n, "box": _box(o)} for o, n in zip(objs, names)]}
     img = _render(rng, style, substyle, size, objs, names)
     if hardness == "occluded":
-        meta["colour"] = names[0]
-        img = world._apply_occluder(rng, size, img, objs[0], meta, rng.uniform(0.25, 0.45), style == "photo")
-        del meta["colour"]
+        img, meta["occlusion"] = apply_occluder(rng, size, img, objs[0], names[0], rng.uniform(0.25, 0.45),
+                                                style == "photo")
     if style == "photo":
         img = img + rng.standard_normal((size, size), dtype=np.float32) * np.float32(rng.uniform(3, 7))
     meta["box"] = meta["objects"][int(rng.integers(1, len(objs))) if noise == "mislabeled" else 0]["box"]
@@ -236,4 +263,4 @@ def draw_scene_item(seed: int, pool: str, index: int, style: str, grammar: str, 
                     label_noise: float = 0.0, ambiguous: float = 0.0,
                     hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
     """The index-th scene of a pool, regenerable alone (its own random stream)."""
-    return draw_scene(world.sample_rng(seed, pool, index), style, grammar, size, label_noise, ambiguous, hardness)
+    return draw_scene(sample_rng(seed, pool, index), style, grammar, size, label_noise, ambiguous, hardness)
