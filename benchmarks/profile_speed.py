@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2_contingency
 
-from dcsft import coldstart, prepare
+from dcsft import coldstart, prepare, pretrain
 from dcsft.config import load_config
 from dcsft.curate import bucket_of
 from dcsft.models.generate import respond
@@ -90,6 +90,7 @@ def prepared_run(run_dir: str | None, task: str, overrides: list[str]) -> tuple[
     """The task's run (study run dir / task), prepared and cold-started if it is not yet."""
     root = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="dcsft-bench-")) / "run"
     cfg = load_config(None, [*overrides, f"run_dir={root}"]).for_task(task)
+    pretrain.run(cfg)
     prepare.run(cfg)
     coldstart.run(cfg)
     return cfg, Path(cfg.run_dir)

@@ -57,7 +57,6 @@ from transformers.trainer_callback import CallbackHandler
 from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from dcsft import coldstart, curate, prepare, profiling
 from dcsft.config import ProfileConfig, StudyConfig, load_config
 from dcsft.data.splits import id_split
 from dcsft.models.exact import answer_tokens
@@ -66,6 +65,7 @@ from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler
 from dcsft.rundir import RunDir, write_json
 from dcsft.stage import read_split, upstream
+from dcsft.study import DATA_STAGES, run_stage
 from dcsft.errors import StageError
 from dcsft.tasks import get_task
 from dcsft.train import grpo, sft
@@ -178,15 +178,15 @@ def prepared_run(run_dir: str | None, task: str) -> tuple[StudyConfig, float]:
     if run_dir:
         cfg = load_config(None).for_task(task).model_copy(update={"run_dir": run_dir})
         try:
-            upstream(RunDir(run_dir).curate, "curate")
+            upstream(RunDir(run_dir).curate)
         except StageError as err:  # one line naming the stage to run first
             raise SystemExit(f"error: {err}") from None
         return cfg, 0.0
     root = Path(tempfile.mkdtemp(prefix="dcsft-bench-")) / "run"
     cfg = load_config(None, [f"run_dir={root}"]).for_task(task)
     started = time.perf_counter()
-    for stage in (prepare, coldstart, profiling, curate):
-        stage.run(cfg)
+    for name in DATA_STAGES:
+        run_stage(name, cfg)
     return cfg, time.perf_counter() - started
 
 

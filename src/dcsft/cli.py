@@ -1,4 +1,6 @@
-"""The `dcsft` command: one verb per stage, `study` for all of them, `pretrain` for the embedded base."""
+"""The `dcsft` command: one verb per stage (dcsft.stages), `study` for all of them, and the data and
+setup verbs (plan, status, sweep, export, compare-buckets, import-rollouts, check-launch, build-base,
+build-manifest)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dcsft.errors import ConfigError
 from dcsft.console import console, quiet_libraries
 from dcsft.errors import DataError
 from dcsft.rundir import RunDir, hold_lock, write_text
+from dcsft.stages import STAGES
 from dcsft.errors import StageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -83,16 +86,8 @@ def stage_command(name: str, doc: str):
     app.command(name)(command)
 
 
-for _name, _doc in [
-    ("prepare", "Draw or load every split and write its records."),
-    ("coldstart", "Full fine-tune of the base on the cold-start set."),
-    ("profile", "Sample k responses per training sample and score them."),
-    ("curate", "Split the training set into easy / medium / hard buckets."),
-    ("train", "Train every method from the cold start (SFT on buckets, hard mixes, curriculum, GRPO), per seed."),
-    ("evaluate", "Greedy accuracy on the ID and OOD splits for every model and seed."),
-    ("report", "Tables (accuracy, buckets, compute), figures, report.md/.html and results.json."),
-]:
-    stage_command(_name, _doc)
+for _spec in STAGES:
+    stage_command(_spec.name, _spec.doc)
 
 
 @app.command()
@@ -178,11 +173,14 @@ def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir
     guarded(action)
 
 
-@app.command()
-def pretrain(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
-             out: Optional[Path] = typer.Option(None, help="Folder to write the base to; default: the machine cache.")):
-    """Pretrain the embedded base model (the stand-in for a released Qwen2.5-VL)."""
-    from dcsft.models.base import build_embedded, cache_root, embedded_key
+@app.command("build-base")
+def build_base(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
+               out: Path = typer.Option(..., help="Folder to write the base to, e.g. src/dcsft/assets/<name>.")):
+    """Pretrain the embedded base model into a folder (how the weights shipped in the package are made).
+
+    A study finds or builds its base itself (`dcsft pretrain`); this writes one where you say.
+    """
+    from dcsft.models.base import build_embedded
 
     def action():
         quiet_libraries()
@@ -190,13 +188,11 @@ def pretrain(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
         import torch
 
         torch.set_num_threads(cfg.model.threads)
-        folder = out or cache_root() / "base" / embedded_key(cfg.pretrain)
-        info = build_embedded(cfg.pretrain, folder)
-        console.print(f"base written to {folder}: held-out object-name accuracy {info['heldout_name_accuracy']} "
+        info = build_embedded(cfg.pretrain, out)
+        console.print(f"base written to {out}: held-out object-name accuracy {info['heldout_name_accuracy']} "
                       f"after {info['seconds']} s")
 
     guarded(action)
-
 
 
 # --- data commands: export a curated subset, compare bucketings, import the authors' rollouts ---
@@ -220,8 +216,8 @@ def export_run_dir(source: Path, set_: list[str], run_dir: Optional[Path], task:
     if source.is_dir():
         if run_dir is not None or set_ or task:
             raise ConfigError(f"{source} is a run directory: --run-dir, --set and --task go with a config file")
-        tasks = sorted(p.name for p in source.iterdir() if (p / "04_curate").is_dir())
-        if tasks and not (source / "04_curate").exists():
+        tasks = sorted(p.name for p in source.iterdir() if RunDir(p).curate.root.is_dir())
+        if tasks and not RunDir(source).curate.root.exists():
             raise ConfigError(f"{source} holds the run directories of several tasks ({', '.join(tasks)}): "
                               f"export from one of them, e.g. {source / tasks[0]}")
         return RunDir(source)
@@ -233,8 +229,8 @@ def bucket_records(rundir: RunDir, bucket: str) -> list[dict]:
     from dcsft.data.records import read_json
     from dcsft.stage import read_split, upstream
 
-    upstream(rundir.curate, "curate")
-    path = rundir.curate.root / "assignments.jsonl"
+    upstream(rundir.curate)
+    path = rundir.assignments_file
     assignments = read_json(path)
     if not all(isinstance(a, dict) and "id" in a for a in assignments):
         raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")

@@ -1,6 +1,6 @@
 """coldstart: full fine-tune of the base on the cold-start set, so it answers in the task's format.
 
-Reads: 01_prepare/records/coldstart.json and the base model (`model.base`).
+Reads: 00_pretrain/base.json (the base model) and 01_prepare/records/coldstart.json.
 Writes: 02_coldstart/model/ (save_pretrained folder), loss.jsonl, stats.json, DONE.
 Paper: 400 samples, 1 epoch, lr 1e-5, warmup 0.1, vision tower not frozen
 (`train.freeze_vision: true` freezes it here too; the aligner stays trainable).
@@ -15,28 +15,25 @@ from pathlib import Path
 
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
 from dcsft.console import progress
-from dcsft.launch import preflight
-from dcsft.models.base import resolve_base
+from dcsft.pretrain import resolved_base
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint
 from dcsft.stage import read_split, run_stage, upstream
 from dcsft.train import sft
 
 
-def stage_fingerprint(cfg: StudyConfig, base_identity: str) -> str:
+def stage_fingerprint(cfg: StudyConfig) -> str:
     rundir = RunDir(cfg.run_dir)
     # freeze_vision enters only when set, so cold starts made before the option existed stay valid.
     frozen = [{"freeze_vision": True}] if cfg.train.freeze_vision else []
-    return fingerprint("coldstart", upstream(rundir.prepare, "prepare"), base_identity,
+    return fingerprint("coldstart", upstream(rundir.prepare), resolved_base(cfg)[1],
                        cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
                        cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed, *frozen)
 
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
-    upstream(rundir.prepare, "prepare")  # before resolve_base, which may pretrain the embedded base
-    preflight(cfg, ["coldstart"])  # e.g. bfloat16 on a CPU: one line, before a finished cold start is cleared
-    base, identity = resolve_base(cfg)
+    base = resolved_base(cfg)[0]
 
     def body(folder: Path):
         records, skipped = read_split(rundir, "coldstart")
@@ -54,4 +51,4 @@ def run(cfg: StudyConfig) -> dict:
 
     # Under accelerate launch every process runs the body: the Trainer shares the batches, the main
     # process writes loss.jsonl and the model (sft.save_trained), run_stage the marker.
-    return run_stage("coldstart", rundir.coldstart, stage_fingerprint(cfg, identity), body, data_parallel=True)
+    return run_stage(rundir.coldstart, stage_fingerprint(cfg), body)

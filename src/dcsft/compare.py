@@ -22,6 +22,7 @@ from dcsft.curate import BUCKETS, bucket_of
 from dcsft.data.records import read_json
 from dcsft.data.imagenet import record_id
 from dcsft.data.paper import AUTHORS_BUCKETS, MANIFEST, SIZES, authors_buckets, bucket_file_name, relative_file
+from dcsft.rundir import RunDir
 from dcsft.errors import DataError
 
 ALIASES = {"middle": "medium"}  # the authors' word for the medium bucket
@@ -138,14 +139,15 @@ def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
         raise ValueError(f"size must be one of {SIZES}, not {size!r}")
     path = Path(path)
     if path.is_dir():
-        for candidate, reader in ((path / "04_curate" / "assignments.jsonl", buckets_of_assignments),
-                                  (path / "03_profile" / "profile.jsonl", buckets_of_profile)):
+        rundir = RunDir(path)
+        candidates = ((rundir.assignments_file, buckets_of_assignments), (rundir.profile_file, buckets_of_profile))
+        for candidate, reader in candidates:
             if candidate.exists():
                 return reader(candidate)
         if has_authors_lists(path, size):
             return buckets_of_authors(path, size)
-        raise DataError(f"{path}: no 04_curate/assignments.jsonl, 03_profile/profile.jsonl or authors' "
-                        f"{bucket_file_name('easy', size)} in it")
+        looked = ", ".join(str(candidate.relative_to(path)) for candidate, _ in candidates)
+        raise DataError(f"{path}: no {looked} or authors' {bucket_file_name('easy', size)} in it")
     if not path.exists():
         raise DataError(f"{path}: does not exist")
     if path.name.endswith(".csv.gz"):

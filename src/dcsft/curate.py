@@ -37,7 +37,7 @@ def proportions(assignments: list[dict]) -> dict:
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
-    return fingerprint("curate", upstream(RunDir(cfg.run_dir).profile, "profile"))
+    return fingerprint("curate", upstream(RunDir(cfg.run_dir).profile))
 
 
 def kinds_by_bucket(assignments: list[dict]) -> dict[str, dict[str, int]]:
@@ -75,4 +75,4 @@ def run(cfg: StudyConfig) -> dict:
         what = " / ".join(f"{b} {table[b]['count']} ({table[b]['percent']}%)" for b in BUCKETS)
         return what, {"buckets": table, "kinds_by_bucket": kinds_by_bucket(assignments)}
 
-    return run_stage("curate", rundir.curate, stage_fingerprint(cfg), body)
+    return run_stage(rundir.curate, stage_fingerprint(cfg), body)

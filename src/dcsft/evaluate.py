@@ -1,6 +1,6 @@
 """evaluate: greedy answers on the ID split and every OOD split, for every model of the study.
 
-Reads: 01_prepare/records/<split>.json; the base model, 02_coldstart/model/ and each
+Reads: 01_prepare/records/<split>.json; the base model (00_pretrain/base.json), 02_coldstart/model/ and each
 05_train/<method>/seed<s>/adapter/ (merged into the cold-started model).
 Writes: 06_evaluate/<model>/[seed<s>/]<split>.jsonl (id, solution, response, correct),
 scores.json ({split: {accuracy, correct, n, skipped}}), stats.json, DONE.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcsft import distributed
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
-from dcsft.models.base import base_identity, resolve_base
+from dcsft.pretrain import resolved_base
 from dcsft.models.generate import Sampling, respond
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
@@ -47,8 +47,9 @@ class ModelToEvaluate:
 
 def base_and_coldstart(cfg: StudyConfig) -> list[ModelToEvaluate]:
     rundir = RunDir(cfg.run_dir)
-    coldstart = upstream(rundir.coldstart, "coldstart")
-    return [ModelToEvaluate("base", None, cfg.model.base, None, base_identity(cfg)),  # resolved when loaded
+    coldstart = upstream(rundir.coldstart)
+    base, identity = resolved_base(cfg)
+    return [ModelToEvaluate("base", None, base, None, identity),
             ModelToEvaluate("coldstart", None, str(rundir.coldstart_model), None, coldstart)]
 
 
@@ -56,10 +57,17 @@ def trained_model(cfg: StudyConfig, method: str, seed: int) -> ModelToEvaluate |
     """The evaluation of one training run; None if its training set was empty (n/a)."""
     rundir = RunDir(cfg.run_dir)
     stage = rundir.train(method, seed)
-    trained = upstream(stage, "train")
+    trained = upstream(stage)
     if read_json(stage.root / "stats.json").get("n_a"):
         return None
     return ModelToEvaluate(method, seed, str(rundir.coldstart_model), str(rundir.adapter(method, seed)), trained)
+
+
+def model_of(cfg: StudyConfig, name: str, seed: int | None) -> ModelToEvaluate | None:
+    """The evaluation of model `name`: base, coldstart, or a method with its training seed."""
+    if seed is None:
+        return next(spec for spec in base_and_coldstart(cfg) if spec.name == name)
+    return trained_model(cfg, name, seed)
 
 
 def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
@@ -68,7 +76,7 @@ def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
 
 
 def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
-    return fingerprint("evaluate", spec.identity, upstream(RunDir(cfg.run_dir).prepare, "prepare"),
+    return fingerprint("evaluate", spec.identity, upstream(RunDir(cfg.run_dir).prepare),
                        cfg.evaluate.model_dump(), cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.task,
                        verifier_version(cfg.task))
 
@@ -85,10 +93,9 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
 
         def scorer():
             if not loaded:
-                source = resolve_base(cfg)[0] if spec.name == "base" else spec.source  # may build the base once
-                model = load_generator(cfg.evaluate.engine, source, cfg.model, spec.adapter, seed=cfg.seed,
+                model = load_generator(cfg.evaluate.engine, spec.source, cfg.model, spec.adapter, seed=cfg.seed,
                                        engine_args=cfg.evaluate.engine_args, setting="evaluate.engine")
-                loaded.append((model, load_processor(source, cfg.model)))
+                loaded.append((model, load_processor(spec.source, cfg.model)))
             model, processor = loaded[0]
 
             def score_batch(batch: list[dict], index: int) -> list[dict]:
@@ -111,7 +118,7 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
         what = f"{spec.title}: " + ", ".join(f"{s} {v['accuracy']}% (n={v['n']})" for s, v in scores.items())
         return what, {"scores": scores}
 
-    return run_stage("evaluate", rundir.evaluate(spec.name, spec.seed), current, body, data_parallel=True)
+    return run_stage(rundir.evaluate(spec.name, spec.seed), current, body)
 
 
 def task_stats(task, rows: list[dict]) -> dict:

@@ -11,7 +11,7 @@
 
 Several processes: `coldstart` and `train` run under `accelerate launch` with these configs (TRL's
 trainers shard the batches); profile and evaluate run data-parallel under any launcher (see
-dcsft.distributed); which stages refuse a launcher is dcsft.stage.run_stage's decision.
+dcsft.distributed); which stages run data-parallel is in dcsft.stages.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from dcsft.config import StudyConfig
+from dcsft.stages import NAMES, STAGES
 from dcsft.errors import ConfigError
 
-ALL_STAGES = ("prepare", "coldstart", "profile", "curate", "train", "evaluate", "report")
-MODEL_STAGES = {"coldstart", "profile", "train", "evaluate"}
-TRAINING_STAGES = {"coldstart", "train"}
+MODEL_STAGES = {spec.name for spec in STAGES if spec.loads_model}
+TRAINING_STAGES = {spec.name for spec in STAGES if spec.trains}
 DEEPSPEED_MISSING = "deepspeed is not installed; pip install deepspeed on the GPU machine"
 
 
@@ -84,7 +84,7 @@ def check_task(cfg: StudyConfig, stages: set[str], cuda: bool | None) -> list[st
 def preflight(cfg: StudyConfig, stages: Iterable[str] | None = None, cuda: bool | None = None) -> list[str]:
     """Raise a ConfigError (one line) for what `stages` (default: all) of every task of the study
     could not do on this machine or launch; returns notes worth printing."""
-    wanted = set(stages or ALL_STAGES)
+    wanted = set(stages or NAMES)
     notes = []
     for name in cfg.task_names:
         notes += check_task(cfg.for_task(name), wanted, cuda)

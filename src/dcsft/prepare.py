@@ -375,7 +375,7 @@ def run(cfg: StudyConfig) -> dict:
     check_data(cfg)
     rundir = RunDir(cfg.run_dir)
     if is_real(cfg):
-        return run_stage("prepare", rundir.prepare, stage_fingerprint(cfg),
+        return run_stage(rundir.prepare, stage_fingerprint(cfg),
                          lambda folder: run_real(cfg, rundir, folder))
     specs = split_specs(cfg)
 
@@ -393,4 +393,4 @@ def run(cfg: StudyConfig) -> dict:
         classes = {"classes": list(world.study_classes(cfg.data.novel_classes))} if cfg.task == "classification" else {}
         return what, {"task": cfg.task, "records": counts, "noise": noise, **classes}
 
-    return run_stage("prepare", rundir.prepare, stage_fingerprint(cfg), body)
+    return run_stage(rundir.prepare, stage_fingerprint(cfg), body)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.config import ProfileConfig, StudyConfig
-from dcsft.console import console
+from dcsft import console
 from dcsft.errors import DataError
 from dcsft.data.rollouts import RolloutProfile, import_rollouts
 from dcsft.models.exact import pass_probabilities
@@ -50,16 +50,33 @@ from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, re
                                    supports_shared_prefill)
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
-from dcsft.rundir import MARKER, STARTED, RunDir, fingerprint, read_json, read_jsonl_complete, write_jsonl
+from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
 from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
 from dcsft.errors import StageError
 from dcsft.tasks import get_task, profile_methods, verifier_version
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
+    """A sampled profile's: its cold start and settings; an imported one's: its training records
+    and its rows, so that a study keeps it and another import rebuilds the stages after it."""
     rundir = RunDir(cfg.run_dir)
-    return fingerprint("profile", upstream(rundir.coldstart, "coldstart"), cfg.profile.model_dump(), cfg.task,
+    if is_imported(rundir):
+        return imported_fingerprint(rundir, read_jsonl(rundir.profile_file))
+    return fingerprint("profile", upstream(rundir.coldstart), cfg.profile.model_dump(), cfg.task,
                        verifier_version(cfg.task), cfg.seed)
+
+
+def is_imported(rundir: RunDir) -> bool:
+    """Whether the profile folder holds rollouts imported by `dcsft import-rollouts`."""
+    try:
+        return read_json(rundir.profile.root / "stats.json").get("method") == "imported"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def imported_fingerprint(rundir: RunDir, rows: list[dict]) -> str:
+    content = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    return fingerprint("profile", "imported", upstream(rundir.prepare), content)
 
 
 @dataclass
@@ -175,7 +192,8 @@ def run(cfg: StudyConfig) -> dict:
         rows, start = batched_jsonl(rundir.profile_file, records, p.batch_size, "profile",
                                     f"profiling ({p.method}, k={p.k})", scorer)
         counts = [r["pass_count"] / r["k"] for r in rows]
-        stats = {"samples": len(rows), "method": p.method, "k": p.k, "skipped": skipped, "resumed_from": start,
+        stats = {"samples": len(rows), "method": p.method, "k": p.k, "temperature": p.temperature,
+                 "skipped": skipped, "resumed_from": start,
                  "pass_count_histogram": {str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows)
                                           for c in range(p.k + 1)},
                  "mean_pass_rate": round(sum(counts) / len(counts), 4),
@@ -183,44 +201,17 @@ def run(cfg: StudyConfig) -> dict:
         return (f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
                 f"mean pass rate {stats['mean_pass_rate']}", stats)
 
-    return run_stage("profile", rundir.profile, stage_fingerprint(cfg), body, data_parallel=True)
-
-
-def invalidate_after_profile(rundir: RunDir) -> int:
-    """Forget every stage that depends on the profile (curate, training, their evaluations, the
-    report): their markers go, so the next run rebuilds them from scratch. Returns how many."""
-    stages = [rundir.curate.root, *rundir.root.glob("05_train/*/seed*"), rundir.report.root,
-              *rundir.root.glob("06_evaluate/*/seed*")]
-    forgotten = 0
-    for folder in stages:
-        forgotten += (folder / MARKER).exists()
-        (folder / MARKER).unlink(missing_ok=True)
-        (folder / STARTED).unlink(missing_ok=True)
-    return forgotten
-
-
-def imported_fingerprint(cfg: StudyConfig, rows: list[dict]) -> str:
-    """The profile stage's fingerprint, or, before a finished cold start (which it depends on),
-    one of the imported rows themselves."""
-    rundir = RunDir(cfg.run_dir)
-    try:
-        return stage_fingerprint(cfg)
-    except StageError:
-        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
-        console.print(f"[yellow]warning:[/] {rundir.coldstart.root} is not complete, so the imported profile is "
-                      f"marked with its own fingerprint: `dcsft curate` proceeds, but `dcsft status` shows profile "
-                      f"stale and `dcsft study` would sample a new profile after the cold start")
-        return fingerprint("profile", "imported", upstream(rundir.prepare, "prepare"), digest)
+    return run_stage(rundir.profile, stage_fingerprint(cfg), body)
 
 
 def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = False) -> RolloutProfile:
     """`dcsft import-rollouts`: the authors' per-draw rollout files become this run's profile
-    (same rows as a sampled one); a profile dcsft sampled itself is replaced only with `force`,
-    and a changed profile forgets the stages built on the old one."""
+    (same rows as a sampled one); a profile dcsft sampled itself is replaced only with `force`.
+    The profile's fingerprint is its content's, so stages built on another profile rebuild."""
     started = time.time()
     rundir = RunDir(cfg.run_dir)
     stage = rundir.profile
-    upstream(rundir.prepare, "prepare")
+    upstream(rundir.prepare)
     records, skipped = read_split(rundir, "train")
     profile = import_rollouts(files, records)
     if not profile.rows:
@@ -231,15 +222,9 @@ def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = Fals
         if stats.get("method") != "imported":
             what = f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
             raise StageError(f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts")
-    try:
-        changed = read_jsonl_complete(rundir.profile_file) != profile.rows
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        changed = True
-    current = imported_fingerprint(cfg, profile.rows)
-    forgotten = invalidate_after_profile(rundir) if changed else 0
-    if forgotten:
-        console.print(f"[yellow]warning:[/] the profile changed: {forgotten} finished stage(s) after it "
-                      f"(curate, train, evaluate, report) will be rebuilt")
+    current = imported_fingerprint(rundir, profile.rows)
+    if stage.done_fingerprint() not in (None, current):
+        console.warn("the profile changed: the stages after it (curate, train, evaluate, report) will be rebuilt")
     (stage.root / STARTED).unlink(missing_ok=True)  # always a fresh folder: no file of an older profile stays
     stage.begin(current)
     write_jsonl(rundir.profile_file, profile.rows)

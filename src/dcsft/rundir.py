@@ -1,9 +1,10 @@
 """The run directory: where every stage reads its inputs and writes its outputs.
 
-Layout (numbered so `ls` shows the order of the study)::
+Layout (folder names from dcsft.stages, numbered so `ls` shows the order of the study)::
 
     RUN_DIR/
       config.yaml                 resolved config of the last run
+      00_pretrain/base.json       the base model: what from_pretrained loads, and its identity
       01_prepare/                 records/<split>.json, images/<split>/*.png, skipped.jsonl
       02_coldstart/model/         full fine-tune of the base (save_pretrained folder)
       03_profile/profile.jsonl    k responses and pass count per training sample
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from dcsft.errors import RunDirBusy
+from dcsft.stages import BY_NAME
 
 MARKER = "DONE"
 STARTED = "STARTED"
@@ -167,6 +169,7 @@ class Stage:
     """One stage's folder in a run directory and its completion marker."""
 
     root: Path
+    name: str  # the stage's verb (dcsft.stages), named in "run `dcsft <name>` first"
 
     @property
     def marker(self) -> Path:
@@ -218,24 +221,29 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def stage(self, *parts: str) -> Stage:
-        return Stage(self.root.joinpath(*parts))
+    def stage(self, name: str, *parts: str) -> Stage:
+        return Stage(self.root.joinpath(BY_NAME[name].folder, *parts), name)
 
-    prepare = property(lambda self: self.stage("01_prepare"))
-    coldstart = property(lambda self: self.stage("02_coldstart"))
-    profile = property(lambda self: self.stage("03_profile"))
-    curate = property(lambda self: self.stage("04_curate"))
-    report = property(lambda self: self.stage("07_report"))
+    pretrain = property(lambda self: self.stage("pretrain"))
+    prepare = property(lambda self: self.stage("prepare"))
+    coldstart = property(lambda self: self.stage("coldstart"))
+    profile = property(lambda self: self.stage("profile"))
+    curate = property(lambda self: self.stage("curate"))
+    report = property(lambda self: self.stage("report"))
 
     def train(self, method: str, seed: int) -> Stage:
-        return self.stage("05_train", method, f"seed{seed}")
+        return self.stage("train", method, f"seed{seed}")
 
     def evaluate(self, model_name: str, seed: int | None = None) -> Stage:
         """base and coldstart have one evaluation; trained methods one per training seed."""
-        return self.stage("06_evaluate", model_name, *([f"seed{seed}"] if seed is not None else []))
+        return self.stage("evaluate", model_name, *([f"seed{seed}"] if seed is not None else []))
 
     def records(self, split: str) -> Path:
         return self.prepare.root / "records" / f"{split}.json"
+
+    @property
+    def base_file(self) -> Path:
+        return self.pretrain.root / "base.json"
 
     @property
     def coldstart_model(self) -> Path:
@@ -244,6 +252,10 @@ class RunDir:
     @property
     def profile_file(self) -> Path:
         return self.profile.root / "profile.jsonl"
+
+    @property
+    def assignments_file(self) -> Path:
+        return self.curate.root / "assignments.jsonl"
 
     def bucket_file(self, bucket: str) -> Path:
         return self.curate.root / f"{bucket}.jsonl"

@@ -14,6 +14,7 @@ from dcsft import console, distributed
 from dcsft.data.records import load_records
 from dcsft.errors import DataError, StageError
 from dcsft.console import progress
+from dcsft.stages import BY_NAME
 from dcsft.rundir import RunDir, Stage, read_json, read_jsonl_complete, resume_jsonl, unit_finished
 from dcsft.tasks import get_task
 
@@ -31,30 +32,30 @@ def reused(stage: Stage, current: str) -> Stage | None:
         if not stage.root.is_relative_to(root):
             continue
         for sibling in siblings:
-            candidate = Stage(sibling / stage.root.relative_to(root))
+            candidate = Stage(sibling / stage.root.relative_to(root), stage.name)
             if candidate.is_done(current) and not candidate.root.is_symlink():
                 stage.link_to(candidate)
                 return candidate
     return None
 
 
-def upstream(stage: Stage, verb: str) -> str:
+def upstream(stage: Stage) -> str:
     """Fingerprint of a finished upstream stage, or a clear error if it has not finished."""
     current = stage.done_fingerprint()
     if current is None:
-        raise StageError(f"{stage.root} is not complete: run `dcsft {verb}` (or `dcsft study`) first")
+        raise StageError(f"{stage.root} is not complete: run `dcsft {stage.name}` (or `dcsft study`) first")
     return current
 
 
-def run_stage(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]],
-              data_parallel: bool = False) -> dict:
+def run_stage(stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]]) -> dict:
     """Run `body(folder)` unless the stage is complete for fingerprint `current`.
 
     `body` returns a one-line description of what it did and its stats. Under a launcher
-    (WORLD_SIZE > 1, see dcsft.distributed) a `data_parallel` body runs on every rank and
-    shares the work itself (batched_jsonl); other stages refuse to run there."""
+    (WORLD_SIZE > 1, see dcsft.distributed) the body of a data-parallel stage (dcsft.stages)
+    runs on every rank and shares the work itself (batched_jsonl); other stages refuse to run there."""
+    name = stage.name
     if distributed.world_size() > 1:
-        return run_stage_ranks(name, stage, current, body, data_parallel)
+        return run_stage_ranks(name, stage, current, body, BY_NAME[name].data_parallel)
     if stage.is_done(current):
         console.skipped(name, str(stage.root))
         return read_json(stage.root / "stats.json")

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dcsft import coldstart, curate, evaluate, prepare, profiling
+from dcsft import coldstart, curate, evaluate, prepare, pretrain, profiling
 from dcsft.config import StudyConfig
-from dcsft.data.splits import id_split, split_specs
+from dcsft.data.splits import eval_splits, split_specs
 from dcsft.distributed import part_files
-from dcsft.models.base import base_identity
 from dcsft.report import run as report
 from dcsft.rundir import STARTED, RunDir, Stage, read_json
 from dcsft.stage import upstream
+from dcsft.stages import STAGES
 from dcsft.errors import StageError
 from dcsft.train import run as train
 
@@ -35,6 +35,8 @@ class StageStatus:
     folder: Path
     state: str
     detail: str
+    stage: str = ""  # its stage in dcsft.stages
+    model: tuple[str, int | None] | None = None  # the model this row makes (pretrain, coldstart, train)
 
 
 def state_of(stage: Stage, current: Callable[[], str], upstream_done: bool) -> str:
@@ -75,60 +77,86 @@ def done_detail(stage: Stage) -> str:
 
 
 def entry(name: str, stage: Stage, current: Callable[[], str], progress: Callable[[], str],
-          after: list[StageStatus] = ()) -> StageStatus:
+          after: list[StageStatus], model: tuple[str, int | None] | None = None) -> StageStatus:
     state = state_of(stage, current, all(s.state == "done" for s in after))
     detail = done_detail(stage) if state == "done" else progress() if state == "partial" else ""
-    return StageStatus(name, stage.root, state, detail)
+    return StageStatus(name, stage.root, state, detail, stage.name, model)
 
 
 def statuses(cfg: StudyConfig) -> list[StageStatus]:
+    """Every stage's rows in the study's order; a row is done only if the rows of its upstream
+    stages (dcsft.stages) are."""
     rundir = RunDir(cfg.run_dir)
+    rows: dict[str, list[StageStatus]] = {}
+    for spec in STAGES:
+        after = [row for name in spec.upstream for row in rows[name]]
+        rows[spec.name] = ROWS[spec.name](cfg, rundir, after)
+    return [row for stage_rows in rows.values() for row in stage_rows]
+
+
+def pretrain_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    return [entry("pretrain", rundir.pretrain, lambda: pretrain.stage_fingerprint(cfg), lambda: "building", after,
+                  ("base", None))]
+
+
+def prepare_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
     n_images = sum(spec.size for spec in split_specs(cfg))
-    prep = entry("prepare", rundir.prepare, lambda: prepare.stage_fingerprint(cfg),
-                 lambda: f"{len(list(rundir.prepare.root.glob('images/*/*.png')))}/{n_images} images")
-    cold = entry("coldstart", rundir.coldstart, lambda: coldstart.stage_fingerprint(cfg, base_identity(cfg)),
-                 lambda: checkpoint_detail(rundir.coldstart), [prep])
-    prof = entry("profile", rundir.profile, lambda: profiling.stage_fingerprint(cfg),
-                 lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.n_train} samples", [cold])
-    cur = entry("curate", rundir.curate, lambda: curate.stage_fingerprint(cfg), lambda: "", [prof])
-    trained = {}
-    for method in cfg.train.methods:
-        for seed in cfg.train_seeds:
-            stage = rundir.train(method, seed)
-            trained[method, seed] = entry(f"train {method} seed {seed}", stage,
-                                          lambda m=method, s=seed: train.stage_fingerprint(cfg, m, s),
-                                          lambda st=stage: checkpoint_detail(st), [cur, cold])
-    evaluations = evaluation_statuses(cfg, prep, cold, trained)
-    done = [prep, cold, prof, cur, *trained.values(), *evaluations]
-    rep = entry("report", rundir.report, lambda: report.stage_fingerprint(cfg, report_inputs(cfg)), lambda: "", done)
-    return [*done, rep]
+    return [entry("prepare", rundir.prepare, lambda: prepare.stage_fingerprint(cfg),
+                  lambda: f"{len(list(rundir.prepare.root.glob('images/*/*.png')))}/{n_images} images", after)]
 
 
-def evaluation_statuses(cfg: StudyConfig, prep: StageStatus, cold: StageStatus,
-                        trained: dict[tuple[str, int], StageStatus]) -> list[StageStatus]:
-    rundir = RunDir(cfg.run_dir)
-    n_predictions = cfg.data.n_test * (1 + len(cfg.data.ood_splits))
-    splits = [id_split(cfg.task), *cfg.data.ood_splits]
+def coldstart_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    return [entry("coldstart", rundir.coldstart, lambda: coldstart.stage_fingerprint(cfg),
+                  lambda: checkpoint_detail(rundir.coldstart), after, ("coldstart", None))]
 
-    def evaluation(name: str, seed: int | None, spec: Callable[[], evaluate.ModelToEvaluate | None],
-                   after: list[StageStatus]) -> StageStatus:
+
+def profile_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    if profiling.is_imported(rundir):  # the authors' rollouts: made without this run's cold start
+        after = [row for row in after if row.stage != "coldstart"]
+    return [entry("profile", rundir.profile, lambda: profiling.stage_fingerprint(cfg),
+                  lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.n_train} samples",
+                  after)]
+
+
+def curate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    return [entry("curate", rundir.curate, lambda: curate.stage_fingerprint(cfg), lambda: "", after)]
+
+
+def train_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    return [entry(f"train {method} seed {seed}", rundir.train(method, seed),
+                  lambda m=method, s=seed: train.stage_fingerprint(cfg, m, s),
+                  lambda st=rundir.train(method, seed): checkpoint_detail(st), after, (method, seed))
+            for method in cfg.train.methods for seed in cfg.train_seeds]
+
+
+def evaluate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    """One row per model; an evaluation waits on the prepared splits and on the row that made its
+    model, not on the other models'."""
+    splits = eval_splits(cfg)
+    n_predictions = sum(spec.size for spec in split_specs(cfg) if spec.name in splits)
+
+    def evaluation(name: str, seed: int | None, spec: Callable[[], evaluate.ModelToEvaluate | None]) -> StageStatus:
         stage = rundir.evaluate(name, seed)
         title = name if seed is None else f"{name} seed {seed}"
+        needs = [row for row in after if row.model is None or row.model == (name, seed)]
         return entry(f"evaluate {title}", stage, lambda: evaluate.stage_fingerprint(cfg, spec()),
                      lambda: f"{sum(lines_in(stage.root / f'{s}.jsonl') for s in splits)}/{n_predictions} predictions",
-                     after)
+                     needs)
 
-    rows = [evaluation("base", None, lambda: evaluate.base_and_coldstart(cfg)[0], [prep]),
-            evaluation("coldstart", None, lambda: evaluate.base_and_coldstart(cfg)[1], [prep, cold])]
-    for (method, seed), train_status in trained.items():
-        if train_status.detail == "n/a (0 samples)":
-            continue  # nothing to evaluate
-        rows.append(evaluation(method, seed, lambda m=method, s=seed: evaluate.trained_model(cfg, m, s),
-                               [prep, train_status]))
-    return rows
+    made = [row.model for row in after if row.model is not None and row.detail != "n/a (0 samples)"]
+    return [evaluation(name, seed, lambda n=name, s=seed: evaluate.model_of(cfg, n, s)) for name, seed in made]
+
+
+def report_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
+    return [entry("report", rundir.report, lambda: report.stage_fingerprint(cfg, report_inputs(cfg)), lambda: "",
+                  after)]
+
+
+ROWS = {"pretrain": pretrain_rows, "prepare": prepare_rows, "coldstart": coldstart_rows, "profile": profile_rows,
+        "curate": curate_rows, "train": train_rows, "evaluate": evaluate_rows, "report": report_rows}
 
 
 def report_inputs(cfg: StudyConfig) -> list[str]:
-    inputs = [upstream(RunDir(cfg.run_dir).curate, "curate")]
+    inputs = [upstream(RunDir(cfg.run_dir).curate)]
     report.collect_models(cfg, inputs)
     return inputs

@@ -15,28 +15,26 @@ from pathlib import Path
 from dcsft import distributed, stage, workers
 from dcsft.config import StudyConfig
 from dcsft.rundir import RunDir
+from dcsft.stages import BY_NAME, NAMES
 
-# Each stage's module, whose run(cfg) does it; imported when the stage runs, so that a command
-# imports only the libraries its stages need (a study that hands its tasks to worker processes
-# starts them about 4 s sooner, as it imports no model library itself).
-STAGES = {
-    "prepare": "dcsft.prepare",
-    "coldstart": "dcsft.coldstart",
-    "profile": "dcsft.profiling",
-    "curate": "dcsft.curate",
-    "train": "dcsft.train.run",
-    "evaluate": "dcsft.evaluate",
-    "report": "dcsft.report.run",
-}
+# The stages before training: one unit of work, as each needs the one before it.
+DATA_STAGES = NAMES[: NAMES.index("train")]
+
+
+def stage_module(name: str):
+    """A stage's module, imported when the stage runs, so that a command imports only the libraries
+    its stages need (a study that hands its tasks to worker processes starts them about 4 s sooner,
+    as it imports no model library itself)."""
+    return importlib.import_module(BY_NAME[name].module)
 
 
 def run_stage(name: str, cfg: StudyConfig) -> None:
-    importlib.import_module(STAGES[name]).run(cfg)
+    stage_module(name).run(cfg)
 
 
 def run(cfg: StudyConfig) -> None:
     """Run the study of one task."""
-    for name in STAGES:
+    for name in NAMES:
         run_stage(name, cfg)
 
 
@@ -84,11 +82,11 @@ WEIGHTS = {"data": 2.0, "grpo": 4.0, "train": 1.0, "evaluate": 0.2, "report": 0.
 
 
 def units(cfg: StudyConfig) -> list[workers.Unit]:
-    """One task's study as units: its data stages (prepare to curate) in turn, then each
+    """One task's study as units: its stages before training (DATA_STAGES) in turn, then each
     training run once the data is curated, each model's evaluation once it is trained, and the
     report once every evaluation is done."""
     task = cfg.task
-    data = workers.Unit(f"{task}: prepare to curate", data_stages, cfg, weight=WEIGHTS["data"])
+    data = workers.Unit(f"{task}: {DATA_STAGES[0]} to {DATA_STAGES[-1]}", data_stages, cfg, weight=WEIGHTS["data"])
     untrained = workers.Unit(f"{task}: evaluate base and coldstart", evaluate_untrained, cfg, (data.key,),
                              WEIGHTS["evaluate"])
     runs, evaluations = [], [untrained]
@@ -110,26 +108,26 @@ def install_reuse(reuse: dict[Path, list[Path]]) -> None:
 
 
 def data_stages(cfg: StudyConfig) -> None:
-    for name in ("prepare", "coldstart", "profile", "curate"):
+    for name in DATA_STAGES:
         run_stage(name, cfg)
 
 
 def train_one(job: tuple[StudyConfig, str, int]) -> None:
     cfg, method, seed = job
-    train = importlib.import_module(STAGES["train"])
+    train = stage_module("train")
     train.train_method(cfg, method, seed, train.bucket_records(RunDir(cfg.run_dir)))
 
 
 def evaluate_untrained(cfg: StudyConfig) -> None:
-    evaluate = importlib.import_module(STAGES["evaluate"])
+    evaluate = stage_module("evaluate")
     for spec in evaluate.base_and_coldstart(cfg):
         evaluate.evaluate_model(cfg, spec)
 
 
 def evaluate_trained(job: tuple[StudyConfig, str, int]) -> None:
     cfg, method, seed = job
-    evaluate = importlib.import_module(STAGES["evaluate"])
-    spec = evaluate.trained_model(cfg, method, seed)
+    evaluate = stage_module("evaluate")
+    spec = evaluate.model_of(cfg, method, seed)
     if spec is not None:  # None: its training set was empty
         evaluate.evaluate_model(cfg, spec)
 

@@ -35,7 +35,7 @@ def torchrun(verb: str, run: Path, env: dict) -> subprocess.CompletedProcess:
 def runs(tmp_path_factory):
     """A prepared and cold-started run, copied; the first copy profiled in this one process
     (the code path of a plain `dcsft profile`)."""
-    from dcsft import coldstart, prepare, profiling
+    from dcsft import coldstart, prepare, pretrain, profiling
     from dcsft.config import load_config
 
     root = tmp_path_factory.mktemp("data_parallel")
@@ -43,6 +43,7 @@ def runs(tmp_path_factory):
     os.environ["DCSFT_CACHE"] = str(root / "cache")
     try:
         cfg = load_config(None, [*SMALLEST, f"run_dir={root / 'one'}"])
+        pretrain.run(cfg)
         prepare.run(cfg)
         coldstart.run(cfg)
         shutil.copytree(root / "one", root / "two")
@@ -75,7 +76,7 @@ def test_two_processes_profile_like_one_even_when_killed_and_resumed(runs):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (folder / "profile.jsonl").read_bytes() == (one / "03_profile" / "profile.jsonl").read_bytes()
     assert listing(folder) == ["DONE", "STARTED", "profile.jsonl", "stats.json"]
-    assert listing(two) == [".lock", "01_prepare", "02_coldstart", "03_profile", "config.yaml"]
+    assert listing(two) == [".lock", "00_pretrain", "01_prepare", "02_coldstart", "03_profile", "config.yaml"]
     rows = [json.loads(line) for line in (folder / "profile.jsonl").read_text().splitlines()]
     assert len(rows) == 32 and all(len(r["responses"]) == r["k"] == 8 for r in rows)
 

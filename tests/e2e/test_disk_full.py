@@ -28,8 +28,9 @@ def small_disk(tmp_path):
 @pytest.mark.e2e
 def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_continues(small_disk):
     args = ["--run-dir", str(small_disk / "run"), *(arg for kv in SMALL for arg in ("--set", kv))]
-    prepared = dcsft("prepare", *args, cwd=small_disk.parent)
-    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    for stage in ("pretrain", "prepare"):
+        done = dcsft(stage, *args, cwd=small_disk.parent)
+        assert done.returncode == 0, done.stdout + done.stderr
     full = dcsft("coldstart", *args, cwd=small_disk.parent)
     assert full.returncode == 2, full.stdout + full.stderr
     error = full.stderr.strip().splitlines()

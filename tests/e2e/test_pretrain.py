@@ -1,4 +1,4 @@
-"""`dcsft pretrain` still trains a base that knows the classes, at a reduced size.
+"""`dcsft build-base` still trains a base that knows the classes, at a reduced size.
 
 The shipped base (src/dcsft/assets/embedded-base) took the full default schedule (31 min,
 85.5% / 83.5% / 42.1% held out); this checks that the command behind it still learns, in
@@ -23,7 +23,7 @@ GROUNDING = ["pretrain.grounding.steps=300", "pretrain.grounding.pool_size=400"]
 
 def pretrain(overrides: list[str], out, tmp_path) -> dict:
     args = [arg for kv in overrides for arg in ("--set", kv)]
-    done = subprocess.run([sys.executable, "-m", "dcsft", "pretrain", *args, "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "dcsft", "build-base", *args, "--out", str(out)],
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(tmp_path / "cache")},
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr

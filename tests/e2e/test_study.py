@@ -169,7 +169,8 @@ def test_second_run_skips_every_stage(study):
     assert second.returncode == 0, second.stdout + second.stderr
     stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
     evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(list((run / "06_evaluate").glob("*/*/scores.json")))
-    assert len(stage_lines) == 4 + len(METHODS) * len(SEEDS) + evaluations + 1
+    data_stages = 5  # pretrain, prepare, coldstart, profile, curate
+    assert len(stage_lines) == data_stages + len(METHODS) * len(SEEDS) + evaluations + 1
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
     assert after == before
 
@@ -207,7 +208,7 @@ def test_status_tells_done_from_stale(study):
     assert "evaluate sft-m seed 1" in states and "train grpo seed 0" in states
     changed = {row.name: row.state
                for row in statuses(load_config(None, [*smallest, "profile.k=4"]).for_task("classification"))}
-    unchanged = {"prepare", "coldstart", "evaluate base", "evaluate coldstart"}
+    unchanged = {"pretrain", "prepare", "coldstart", "evaluate base", "evaluate coldstart"}
     assert {name for name, state in changed.items() if state == "done"} == unchanged
     assert {state for name, state in changed.items() if name not in unchanged} == {"stale"}
     status = dcsft("status", "--run-dir", str(run.parent), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent)

@@ -9,12 +9,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dcsft import coldstart, prepare, rundir as rundir_module
+from dcsft import coldstart, prepare, pretrain, rundir as rundir_module
 from dcsft.cli import app
 from dcsft.config import load_config
 from dcsft.data.formats import import_records
 from dcsft.data.records import to_sft
-from dcsft.models.base import base_identity
 from dcsft.rundir import RunDir, read_json, read_jsonl, write_json, write_jsonl
 from dcsft.status import statuses
 from dcsft.tasks.classification import PROMPT
@@ -259,7 +258,8 @@ def to_import(tmp_path):
     root = tmp_path / "run"
     cfg, folder = classification(root)
     records = prepared(folder, cfg)
-    mark_done(RunDir(folder).coldstart, coldstart.stage_fingerprint(cfg, base_identity(cfg)))
+    pretrain.run(cfg)  # finds the base shipped in the package
+    mark_done(RunDir(folder).coldstart, coldstart.stage_fingerprint(cfg))
     return root, cfg, records, write_rollouts(tmp_path, records)
 
 
@@ -317,8 +317,8 @@ def test_reimporting_other_rollouts_rebuilds_curate_and_a_sampled_profile_needs_
     flipped = write_rollouts(tmp_path / "new", records, {**DRAWS, 2: [1, 1, 1]})
     result = invoke("import-rollouts", *flipped, "-r", root, *CLS)
     assert result.exit_code == 0, result.output
-    assert "the profile changed: 1 finished stage(s) after it" in result.output
-    assert not rundir.curate.marker.exists()
+    assert "the profile changed: the stages after it" in result.output
+    assert next(s.state for s in statuses(cfg) if s.name == "curate") == "stale"  # its profile's content changed
     assert invoke("curate", "-r", root, *CLS).exit_code == 0
     assert read_jsonl(rundir.curate.root / "assignments.jsonl")[2]["bucket"] == "easy"
 
@@ -333,16 +333,15 @@ def test_reimporting_other_rollouts_rebuilds_curate_and_a_sampled_profile_needs_
     assert [r["pass_count"] for r in read_jsonl(rundir.profile_file)] == [3, 2, 0, 1, 2]
 
 
-def test_import_without_a_cold_start_warns_and_curate_still_proceeds(tmp_path):
+def test_import_without_a_cold_start_is_done_and_curate_proceeds(tmp_path):
     root = tmp_path / "run"
     cfg, folder = classification(root)
     records = prepared(folder, cfg)
     files = write_rollouts(tmp_path, records)
     result = invoke("import-rollouts", *files, "--run-dir", root, *CLS)
     assert result.exit_code == 0, result.output
-    assert "02_coldstart is not complete" in result.output
     assert RunDir(folder).profile.done_fingerprint() is not None
-    assert profile_stage_state(cfg) == "stale"  # as the warning says: `study` would profile again
+    assert profile_stage_state(cfg) == "done"  # its fingerprint is its content's: `study` keeps it
     assert invoke("curate", "--run-dir", root, *CLS).exit_code == 0
     assert len(read_jsonl(RunDir(folder).curate.root / "assignments.jsonl")) == 5
 

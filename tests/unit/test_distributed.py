@@ -156,7 +156,7 @@ def staged(rank: int, root: Path, log: Path) -> None:
         rows, _ = batched_jsonl(folder / "out.jsonl", RECORDS, SIZE, "profile", "scoring", scorer(log))
         return "scored", {"samples": len(rows)}
 
-    assert run_stage("profile", RunDir(root).profile, "fp", body, data_parallel=True)["samples"] == 11
+    assert run_stage(RunDir(root).profile, "fp", body)["samples"] == 11
 
 
 def test_only_rank_0_prepares_and_marks_the_stage_and_every_rank_skips_it_when_done(tmp_path):
@@ -178,10 +178,9 @@ def staged_again(rank: int, root: Path, log: Path) -> None:
     stage = RunDir(root).profile
     if rank == 1:
         Stage.is_done = lambda self, current: False
-    assert run_stage("profile", stage, "fp", lambda folder: (_ for _ in ()).throw(AssertionError("ran")),
-                     data_parallel=True)["samples"] == 11
+    assert run_stage(stage, "fp", lambda folder: (_ for _ in ()).throw(AssertionError("ran")))["samples"] == 11
     with pytest.raises(StageError, match="`dcsft curate` does not run across processes"):
-        run_stage("curate", RunDir(root).curate, "fp", lambda folder: ("", {}))
+        run_stage(RunDir(root).curate, "fp", lambda folder: ("", {}))
 
 
 def test_setup_of_a_rank_other_than_0_takes_no_lock_and_writes_no_config(tmp_path, monkeypatch):

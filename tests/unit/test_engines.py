@@ -187,9 +187,11 @@ def test_cold_start_fingerprint_changes_only_when_freezing(tmp_path):
     write_json(tmp_path / "01_prepare" / "DONE", {"fingerprint": "prepared"})
     before_option = fingerprint("coldstart", "prepared", "base", cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
                                 cfg.coldstart.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.seed)
-    assert coldstart.stage_fingerprint(cfg, "base") == before_option
+    write_json(tmp_path / "00_pretrain" / "DONE", {"fingerprint": "pretrained"})
+    write_json(tmp_path / "00_pretrain" / "base.json", {"path": "unused", "identity": "base"})
+    assert coldstart.stage_fingerprint(cfg) == before_option
     frozen = cfg.model_copy(update={"train": cfg.train.model_copy(update={"freeze_vision": True})})
-    assert coldstart.stage_fingerprint(frozen, "base") != before_option
+    assert coldstart.stage_fingerprint(frozen) != before_option
 
 
 # --- vLLM: absent here, one line; present (a stand-in), the request/response mapping --------------

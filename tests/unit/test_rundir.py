@@ -141,7 +141,7 @@ def test_fingerprint():
 
 
 def test_stage_finish_and_is_done(tmp_path):
-    stage = Stage(tmp_path / "03_profile")
+    stage = Stage(tmp_path / "03_profile", "profile")
     assert not stage.is_done("fp1")
     assert stage.done_fingerprint() is None
     stage.begin("fp1")
@@ -154,7 +154,7 @@ def test_stage_finish_and_is_done(tmp_path):
 
 
 def test_stage_begin_same_fingerprint_keeps_partial_work(tmp_path):
-    stage = Stage(tmp_path / "03_profile")
+    stage = Stage(tmp_path / "03_profile", "profile")
     stage.begin("fp1")
     partial = stage.root / "profile.jsonl"
     partial.write_text('{"id": "a"}\n')
@@ -164,7 +164,7 @@ def test_stage_begin_same_fingerprint_keeps_partial_work(tmp_path):
 
 
 def test_stage_begin_other_fingerprint_removes_partial_work(tmp_path):
-    stage = Stage(tmp_path / "03_profile")
+    stage = Stage(tmp_path / "03_profile", "profile")
     stage.begin("fp1")
     (stage.root / "profile.jsonl").write_text('{"id": "a"}\n')
     (stage.root / "nested").mkdir()
@@ -175,7 +175,7 @@ def test_stage_begin_other_fingerprint_removes_partial_work(tmp_path):
 
 
 def test_stage_begin_removes_a_folder_without_started(tmp_path):
-    stage = Stage(tmp_path / "04_curate")
+    stage = Stage(tmp_path / "04_curate", "curate")
     stage.root.mkdir()
     (stage.root / "easy.jsonl").write_text("stale\n")
     stage.begin("fp1")
@@ -183,7 +183,7 @@ def test_stage_begin_removes_a_folder_without_started(tmp_path):
 
 
 def test_stage_begin_clears_the_done_marker(tmp_path):
-    stage = Stage(tmp_path / "s")
+    stage = Stage(tmp_path / "s", "profile")
     stage.begin("fp1")
     stage.finish("fp1", {})
     stage.begin("fp1")  # a rerun of the same fingerprint: not done until it finishes again
@@ -194,7 +194,7 @@ def test_stage_begin_clears_the_done_marker(tmp_path):
 
 
 def test_stage_corrupt_marker_is_not_done(tmp_path):
-    stage = Stage(tmp_path / "s")
+    stage = Stage(tmp_path / "s", "profile")
     stage.root.mkdir()
     write_text(stage.marker, '{"fingerprint": "fp1"')  # torn
     assert stage.done_fingerprint() is None

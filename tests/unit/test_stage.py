@@ -44,7 +44,7 @@ def test_a_split_with_no_usable_record_is_an_error(tmp_path):
 
 def test_unfinished_upstream_names_the_command_to_run(tmp_path):
     with pytest.raises(StageError, match="run `dcsft coldstart`"):
-        upstream(RunDir(tmp_path).coldstart, "coldstart")
+        upstream(RunDir(tmp_path).coldstart)
 
 
 def test_finished_stage_skips_and_changed_fingerprint_reruns(tmp_path):
@@ -56,8 +56,8 @@ def test_finished_stage_skips_and_changed_fingerprint_reruns(tmp_path):
         (folder / "out.txt").write_text("x")
         return "did it", {"n": len(calls)}
 
-    assert run_stage("profile", stage, "fp1", body)["n"] == 1
-    assert run_stage("profile", stage, "fp1", body)["n"] == 1 and len(calls) == 1
+    assert run_stage(stage, "fp1", body)["n"] == 1
+    assert run_stage(stage, "fp1", body)["n"] == 1 and len(calls) == 1
     assert json.loads((stage.root / "DONE").read_text()) == {"fingerprint": "fp1"}
-    assert run_stage("profile", stage, "fp2", body)["n"] == 2
-    assert upstream(stage, "profile") == "fp2"
+    assert run_stage(stage, "fp2", body)["n"] == 2
+    assert upstream(stage) == "fp2"

@@ -91,7 +91,7 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
-def pids(tmp_path: Path, *names: str, timeout: float = 30) -> list[int]:
+def pids(tmp_path: Path, *names: str, timeout: float = 90) -> list[int]:
     deadline = time.time() + timeout
     while not all((tmp_path / f"{n}.pid").exists() for n in names):
         assert time.time() < deadline, "workers did not start"

@@ -107,9 +107,3 @@ def base_identity(cfg: StudyConfig) -> str:
     """What stages downstream of the base depend on, known without loading or building it."""
     return cfg.model.base if cfg.model.base != "embedded" else f"embedded:{embedded_key(cfg.pretrain)}"
 
-
-def resolve_base(cfg: StudyConfig) -> tuple[str, str]:
-    """(what `from_pretrained` loads, an identity for fingerprints); may build the embedded base."""
-    if cfg.model.base != "embedded":
-        return cfg.model.base, base_identity(cfg)
-    return str(locate_or_build(cfg.pretrain)), base_identity(cfg)

@@ -54,20 +54,20 @@ def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
     rundir = RunDir(cfg.run_dir)
     models = {}
     for name in ("base", "coldstart"):
-        inputs.append(upstream(rundir.evaluate(name), "evaluate"))
+        inputs.append(upstream(rundir.evaluate(name)))
         scores = read_json(rundir.evaluate(name).root / "scores.json")
         models[name] = {"n_a": False, "runs": 1, "accuracy": accuracy_of([scores], cfg.data.ood_splits)}
     for method in cfg.train.methods:
         trained = []
         for seed in cfg.train_seeds:
-            inputs.append(upstream(rundir.train(method, seed), "train"))
+            inputs.append(upstream(rundir.train(method, seed)))
             trained.append(read_json(rundir.train(method, seed).root / "stats.json"))
         if any(t.get("n_a") for t in trained):
             models[method] = {"n_a": True, "samples": 0}
             continue
         scores = []
         for seed in cfg.train_seeds:
-            inputs.append(upstream(rundir.evaluate(method, seed), "evaluate"))
+            inputs.append(upstream(rundir.evaluate(method, seed)))
             scores.append(read_json(rundir.evaluate(method, seed).root / "scores.json"))
         models[method] = {"n_a": False, "runs": len(scores), "accuracy": accuracy_of(scores, cfg.data.ood_splits),
                           "samples": trained[0]["samples"], "steps": trained[0]["steps"]}
@@ -286,6 +286,16 @@ def findings(results: dict) -> str:
     return "\n".join(lines)
 
 
+def how_profiled(stats: dict) -> str:
+    """The profile as it was made (03_profile/stats.json), which an import or `adaptive` makes differ
+    from the config's profile section."""
+    if stats["method"] == "imported":
+        return f"Imported from {len(stats['files'])} rollout file(s): k = {stats['k']} draws per training example."
+    draws = {"adaptive": "at most ", "exact": "expected outcomes of "}.get(stats["method"], "")
+    at = f" at temperature {stats['temperature']}" if "temperature" in stats else ""
+    return f"k = {draws}{stats['k']} samples per training example{at} (profile.method {stats['method']})."
+
+
 def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:
     dataset = dataset_label(cfg)
     zero = results["zero_advantage"]
@@ -308,7 +318,7 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
         *figure("accuracy"),
         "## Difficulty buckets of the training set (profiled on the cold-started model)",
         tables.proportions_table("cold start", dataset, buckets),
-        f"k = {cfg.profile.k} samples per training example at temperature {cfg.profile.temperature}.",
+        how_profiled(read_json(RunDir(cfg.run_dir).profile.root / "stats.json")),
         *figure("gallery"), *figure("loss_per_bucket"),
     ]
     if cfg.data.source == "embedded":  # only the embedded worlds inject (and so know) their noise
@@ -359,7 +369,7 @@ def stage_fingerprint(cfg: StudyConfig, inputs: list[str]) -> str:
 
 def run(cfg: StudyConfig) -> dict:
     rundir = RunDir(cfg.run_dir)
-    inputs = [upstream(rundir.curate, "curate")]
+    inputs = [upstream(rundir.curate)]
     models = collect_models(cfg, inputs)
     add_comparisons(cfg, models)
     add_accuracy_by_kind(cfg, models)
@@ -385,4 +395,4 @@ def run(cfg: StudyConfig) -> dict:
         return (f"tables and {len(drawn)} figures for {len(models)} models",
                 {"models": list(models), "figures": sorted(drawn)})
 
-    return run_stage("report", rundir.report, stage_fingerprint(cfg, inputs), body)
+    return run_stage(rundir.report, stage_fingerprint(cfg, inputs), body)

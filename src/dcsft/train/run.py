@@ -109,7 +109,7 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
         settings = {"grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT), "lora": cfg.train.lora.model_dump(),
                     "task": cfg.task, "verifier": verifier_version(cfg.task),
                     **({"freeze_vision": True} if cfg.train.freeze_vision else {})}
-    return fingerprint("train", upstream(rundir.curate, "curate"), upstream(rundir.coldstart, "coldstart"),
+    return fingerprint("train", upstream(rundir.curate), upstream(rundir.coldstart),
                        settings, method, cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), seed)
 
 
@@ -144,13 +144,13 @@ def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, li
         return (f"{name}: {stats['steps']} steps on {samples} samples, loss {stats['train_loss']}",
                 {**stats, **about, "samples": samples, "n_a": False})
 
-    return run_stage("train", rundir.train(method, seed), stage_fingerprint(cfg, method, seed), body,
-                     data_parallel=True)  # under accelerate launch every rank trains; rank 0 writes the markers
+    # under accelerate launch every rank trains; rank 0 writes the markers
+    return run_stage(rundir.train(method, seed), stage_fingerprint(cfg, method, seed), body)
 
 
 def run(cfg: StudyConfig) -> dict[str, dict[int, dict]]:
     rundir = RunDir(cfg.run_dir)
-    upstream(rundir.curate, "curate")
+    upstream(rundir.curate)
     buckets = bucket_records(rundir)
     return {method: {seed: train_method(cfg, method, seed, buckets) for seed in cfg.train_seeds}
             for method in cfg.train.methods}
