@@ -36,7 +36,7 @@ from dcsft.models.generate import respond
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, compute, row
 from dcsft.rundir import RunDir, write_json
-from dcsft.stage import read_split
+from dcsft.prepared import read_split
 from dcsft.tasks import get_task
 
 AUTHORS_BATCH = 4

@@ -64,7 +64,8 @@ from dcsft.models.generate import Sampling, generated_lengths, prompt_text, resp
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler
 from dcsft.rundir import RunDir, write_json
-from dcsft.stage import read_split, upstream
+from dcsft.stage import upstream
+from dcsft.prepared import read_split
 from dcsft.study import DATA_STAGES, run_stage
 from dcsft.errors import StageError
 from dcsft.tasks import get_task

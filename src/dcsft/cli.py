@@ -227,7 +227,8 @@ def export_run_dir(source: Path, set_: list[str], run_dir: Optional[Path], task:
 def bucket_records(rundir: RunDir, bucket: str) -> list[dict]:
     """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
     from dcsft.data.records import read_json
-    from dcsft.stage import read_split, upstream
+    from dcsft.stage import upstream
+    from dcsft.prepared import read_split
 
     upstream(rundir.curate)
     path = rundir.assignments_file

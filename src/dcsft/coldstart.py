@@ -18,7 +18,8 @@ from dcsft.console import progress
 from dcsft.pretrain import resolved_base
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint
-from dcsft.stage import read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
 from dcsft.train import sft
 
 

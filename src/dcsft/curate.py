@@ -17,7 +17,8 @@ from pathlib import Path
 from dcsft.config import StudyConfig
 from dcsft.data.records import record_kinds, to_sft
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_jsonl_complete, write_json, write_jsonl
-from dcsft.stage import read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
 from dcsft.errors import StageError
 
 BUCKETS = ("easy", "medium", "hard")

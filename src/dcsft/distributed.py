@@ -198,7 +198,7 @@ def write_lines(file: Path, lines: list[str]) -> None:
 
 def sharded_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
                   scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
-    """dcsft.stage.batched_jsonl across the ranks of a launcher (or, in one process, reusing the
+    """dcsft.resumable.batched_jsonl across the ranks of a launcher (or, in one process, reusing the
     partial files a launched run left): this rank scores batches rank, rank + world, ... into
     its own partial file; rank 0 merges every batch into `path`. Every rank returns all rows and
     the number of records that were already on disk when it started."""

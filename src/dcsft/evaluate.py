@@ -24,7 +24,9 @@ from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
 from dcsft.data.splits import eval_splits
 from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json
-from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
+from dcsft.resumable import batched_jsonl
 from dcsft.tasks import get_task, verifier_version
 
 

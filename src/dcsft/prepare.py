@@ -48,7 +48,8 @@ from dcsft.data.splits import (PAPER_FOLDER, PAPER_SPLIT, SplitSpec, check_data,
                                data_path, id_split, image_folder, is_real, manifest_file, names_file, ood_classes,
                                records_file, refcoco_inputs, roles, split_specs, training_classes)
 from dcsft.rundir import RunDir, atomic_path, fingerprint, unit_finished, write_json, write_jsonl
-from dcsft.stage import run_stage, warn_skipped
+from dcsft.prepared import warn_skipped
+from dcsft.stage import run_stage
 from dcsft.tasks import classification, grounding
 
 # The data keys the embedded worlds read (the fingerprint of an embedded run is what it was

@@ -51,7 +51,9 @@ from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, re
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
 from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
-from dcsft.stage import batched_jsonl, read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
+from dcsft.resumable import batched_jsonl
 from dcsft.errors import StageError
 from dcsft.tasks import get_task, profile_methods, verifier_version
 

@@ -1,9 +1,11 @@
-"""Running one stage: skip it when complete, else run it and record its stats and marker."""
+"""Running one stage: skip it when complete (or link a sweep sibling's copy), else run it and record
+its stats, peak memory and marker; under a launcher, on every rank of a data-parallel stage.
+
+What stages read and write in between lives elsewhere: the prepared splits in dcsft.prepared,
+batch-at-a-time resumable outputs in dcsft.resumable, the files themselves in dcsft.rundir."""
 
 from __future__ import annotations
 
-import json
-import os
 import resource
 import sys
 import time
@@ -11,15 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from dcsft import console, distributed
-from dcsft.data.records import load_records
-from dcsft.errors import DataError, StageError
-from dcsft.console import progress
+from dcsft.errors import StageError
+from dcsft.rundir import Stage, read_json
 from dcsft.stages import BY_NAME
-from dcsft.rundir import RunDir, Stage, read_json, read_jsonl_complete, resume_jsonl, unit_finished
-from dcsft.tasks import get_task
-
-SHOWN_SKIPS = 5
-
 
 # Run directories whose finished stages a run may take over (run root -> sibling roots), set by
 # `dcsft sweep`: a stage whose fingerprint a sibling already finished is linked, not redone.
@@ -117,57 +113,3 @@ def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path]
         console.summary(name, what, stats["seconds"], str(stage.root))
     distributed.barrier()  # the stage is DONE on every rank before any moves on
     return stats
-
-
-def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
-                  scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
-    """One output row per record, appended to `path` a batch at a time and flushed to disk, so
-    a killed run continues after its last whole batch (batch-indexed seeds make the result the
-    same as an uninterrupted run). `scorer()` (e.g. loading a model) is called only if some
-    batch is missing. Returns the rows and the index the run resumed from.
-
-    Under a launcher, batch i is scored by rank i % WORLD_SIZE into its own partial file and
-    rank 0 merges them into `path` (dcsft.distributed.sharded_jsonl): the same rows as here."""
-    if distributed.world_size() > 1 or distributed.part_files(path):
-        return distributed.sharded_jsonl(path, records, batch_size, stage, description, scorer)
-    start = len(resume_jsonl(path, batch_size, len(records)))
-    if start < len(records):
-        score_batch = scorer()
-        with progress(description, len(records)) as advance, path.open("a") as sink:
-            advance(start)
-            for first in range(start, len(records), batch_size):
-                batch = records[first:first + batch_size]
-                sink.write("".join(json.dumps(row) + "\n" for row in score_batch(batch, first // batch_size)))
-                sink.flush()
-                os.fsync(sink.fileno())
-                unit_finished(stage, f"{path}:{first}")
-                advance(len(batch))
-    return read_jsonl_complete(path), start
-
-
-def warn_skipped(lines: list[str], rest: str) -> None:
-    """Name the first SHOWN_SKIPS skipped records, one line each, and count the rest; on rank 0
-    only, so a launcher's ranks do not repeat them."""
-    if not distributed.is_main():
-        return
-    for line in lines[:SHOWN_SKIPS]:
-        console.warn(f"skipped {line}")
-    if len(lines) > SHOWN_SKIPS:
-        console.warn(f"... and {len(lines) - SHOWN_SKIPS} more skipped records {rest}")
-
-
-def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
-    """Usable records of a prepared split, and how many were skipped (each named on one line)."""
-    stats = read_json(rundir.prepare.root / "stats.json")
-    task = get_task(stats.get("task", "classification"))
-    try:
-        # prepare decoded every image; later stages only check that each still opens (a full
-        # decode per read costs minutes per evaluation at ImageNet scale)
-        loaded = load_records(rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None),
-                              decode=False)
-    except DataError as err:
-        raise StageError(str(err)) from None
-    warn_skipped([skip.line() for skip in loaded.skipped], f"in {split}")
-    if not loaded.records:
-        raise StageError(f"{rundir.records(split)}: no usable records ({len(loaded.skipped)} skipped)")
-    return loaded.records, len(loaded.skipped)

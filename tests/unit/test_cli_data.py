@@ -62,7 +62,7 @@ def prepared(root: Path, cfg=None) -> list[dict]:
                         "meta": {"noise": None, "index": index}})
     write_json(rundir.records("train"), records)
     mark_done(rundir.prepare, prepare.stage_fingerprint(cfg) if cfg else "prepare-fp",
-              {"classes": CLASSES, "records": {"train": len(records)}})
+              {"task": "classification", "classes": CLASSES, "records": {"train": len(records)}})
     return records
 
 

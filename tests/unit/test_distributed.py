@@ -16,7 +16,8 @@ from torch import distributed as torch_distributed  # imported once here, not in
 
 from dcsft import distributed
 from dcsft.rundir import RunDir, Stage
-from dcsft.stage import batched_jsonl, run_stage
+from dcsft.stage import run_stage
+from dcsft.resumable import batched_jsonl
 from dcsft.errors import StageError
 
 RECORDS = [{"id": f"r{i}", "problem": "q", "solution": "star"} for i in range(11)]

@@ -6,13 +6,14 @@ import pytest
 from PIL import Image
 
 from dcsft.rundir import RunDir, write_json
-from dcsft.stage import read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
 from dcsft.errors import StageError
 
 
 def prepared_run(tmp_path, records):
     rundir = RunDir(tmp_path / "run")
-    write_json(rundir.prepare.root / "stats.json", {"classes": ["star", "moon"]})
+    write_json(rundir.prepare.root / "stats.json", {"classes": ["star", "moon"], "task": "classification"})
     write_json(rundir.records("train"), records)
     return rundir
 

@@ -27,7 +27,8 @@ from dcsft.data.records import record_kinds
 from dcsft.data.splits import id_split
 from dcsft.report import figures, stats, tables
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
-from dcsft.stage import read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
 
 EMBEDDED_WORLDS = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
 SOURCES = {"imagenet": "ImageNet", "paper": "the paper's ImageNet splits", "refcoco": "RefCOCO",

@@ -33,7 +33,8 @@ from dcsft.console import progress
 from dcsft.data.records import from_sft
 from dcsft.models.loading import load_model, load_processor
 from dcsft.rundir import RunDir, fingerprint, read_jsonl
-from dcsft.stage import read_split, run_stage, upstream
+from dcsft.stage import run_stage, upstream
+from dcsft.prepared import read_split
 from dcsft.tasks import get_task, verifier_version
 from dcsft.train import grpo, sft
 
