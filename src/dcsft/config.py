@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dcsft.data.sources import CONFIGS, DEFAULT_SOURCE, DataConfig, keys_of
 from dcsft.errors import ConfigError
 
 METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
@@ -48,55 +50,6 @@ class ModelConfig(Section):
     # a second thread spinning beside another busy process slows a stage up to 30x (measured); a
     # study uses the cores by running its units in worker processes instead (`jobs`).
     threads: int = Field(1, ge=1)
-
-
-class DataConfig(Section):
-    """Where the splits come from (dcsft.data.splits says which key each source reads). Splits
-    by role: coldstart, train, test (the ID split; in the run directory it keeps the task's
-    name, photo / refs) and each of ood_splits. Paths are relative to `root` unless absolute."""
-
-    # embedded: the drawn worlds; imagenet: ImageNet-style folders; paper: the paper's exact ImageNet
-    # splits (shipped manifest); refcoco: RefCOCO (+ OOD files); records: one record file per split
-    source: Literal["embedded", "imagenet", "paper", "refcoco", "records"] = "embedded"
-    seed: int = 0  # draws of every source (embedded images, classes, per-class samples, subsets)
-    image_size: int = 84  # embedded
-    n_coldstart: int = 100  # embedded; refcoco: drawn from refcoco_splits.coldstart
-    n_train: int = 600  # embedded; refcoco: drawn from refcoco_splits.train (images disjoint)
-    n_test: int = 300  # embedded: per evaluation split (real sources: whole splits, see max_test)
-    # embedded: the hard-sample kinds real data has, each a share (README, "Hard samples of the
-    # kinds real data has", gives each default's source). Training split only: label_noise (wrong
-    # label or box), ambiguous (classification: several objects or heavy occlusion; grounding: an
-    # expression that fits two objects).
-    label_noise: float = Field(0.06, ge=0, le=1)
-    ambiguous: float = Field(0.05, ge=0, le=1)
-    # Every split of the ID distribution (cold start, train, ID test). small: classification a small
-    # or low-contrast object, grounding a tiny target; context (classification): the background is
-    # the class's habitat, and in `adversarial` another class's; occluded, twin (grounding): a
-    # partly hidden target, a near-duplicate distractor. small + occluded + twin at most 1.
-    small: float = Field(0.1, ge=0, le=1)
-    context: float = Field(0.5, ge=0, le=1)
-    occluded: float = Field(0.15, ge=0, le=1)
-    twin: float = Field(0.15, ge=0, le=1)
-    novel_classes: int = Field(1, ge=0, le=4)  # classification: classes the base never saw (world.NOVEL_CLASSES)
-    ood_splits: list[str] = ["rendition", "adversarial"]
-    root: str | None = None  # dataset root of every real source
-    folders: dict[str, str] = {}  # imagenet / paper: image folder per role (train, test, OOD name); default ROOT/train, ROOT/val, ROOT/<name>
-    labels: dict[str, str] = {}  # imagenet: labels file of a flat folder per role (test: `<file> <wnid>` lines or LOC_val_solution.csv)
-    files: dict[str, str] = {}  # records: the file of each role; refcoco: the file of each OOD split (problem/solution/image or ms-swift)
-    names: str | None = None  # imagenet: wnid -> one-word name map (default: the paper's, shipped with dcsft)
-    classes: int | list[str] | Literal["paper"] | None = None  # imagenet: all folders, n named ones drawn with seed, wnids, or the paper's 100
-    per_class: dict[str, int] = {}  # imagenet: images per class per role (coldstart, train, test) drawn with seed; absent: all
-    ood_classes: Literal["named", "train", "all"] = "named"  # imagenet OOD classes: those the name map names, the training ones, or all
-    manifest: str | None = None  # paper: the manifest of the exact splits (default: shipped with dcsft)
-    refcoco_layout: Literal["classic", "parquet"] = "classic"
-    refcoco_refs: str = "refcoco/refs(unc).p"  # classic: the refer toolkit's data/ layout under root
-    refcoco_instances: str = "refcoco/instances.json"
-    refcoco_images: str = "images/mscoco/images/train2014"  # classic: COCO train2014; parquet: folder of image paths
-    refcoco_parquet: list[str] = []  # parquet: files or glob patterns
-    refcoco_splits: dict[str, str] = {"coldstart": "train", "train": "train", "test": "val"}  # role -> RefCOCO split
-    one_sentence_per_ref: bool = False  # refcoco: only each ref's first expression
-    max_test: int | None = Field(None, ge=1)  # real sources: at most this many per evaluation split (seeded draw)
-    bad_images: Literal["skip", "error"] = "skip"  # an undecodable image or bad box: counted skip, or a one-line error
 
 
 class GroundingPretrainConfig(Section):
@@ -254,13 +207,18 @@ class StudyConfig(Section):
     # this process may use over model.threads; 1 (no workers) on a GPU or under a launcher.
     jobs: int | None = Field(None, ge=1)
     model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    data: DataConfig = CONFIGS[DEFAULT_SOURCE]()  # one source's keys (dcsft.data.sources), by data.source
     pretrain: PretrainConfig = PretrainConfig()
     coldstart: ColdStartConfig = ColdStartConfig()
     profile: ProfileConfig = ProfileConfig()
     train: TrainConfig = TrainConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _source_defaults_to_embedded(cls, data: Any) -> Any:
+        return {"source": DEFAULT_SOURCE, **data} if isinstance(data, dict) else data
 
     @property
     def task_names(self) -> list[str]:
@@ -274,14 +232,14 @@ class StudyConfig(Section):
             return self
         if name not in self.tasks:
             raise ConfigError(f"task {name!r} is not in this study; tasks: {', '.join(self.tasks)}")
-        data = merge(self.model_dump(exclude={"tasks"}), self.tasks[name])
+        # the data keys set, not their defaults: a task that names another source gets that source's defaults
+        study = {**self.model_dump(exclude={"tasks"}), "data": self.data.model_dump(exclude_unset=True)}
+        data = layered(study, self.tasks[name])
         data.update(task=name, run_dir=str(Path(self.run_dir) / name))
         try:
             return StudyConfig.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"tasks.{name}.{where}: {first['msg']}") from None
+            raise ConfigError(f"tasks.{name}.{problem(err.errors()[0])}") from None
 
     @property
     def train_seeds(self) -> list[int]:
@@ -322,6 +280,41 @@ def merge(base: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def stated_source(layer: dict) -> Any:
+    """The data.source a config layer (a file, a task's overrides) states, else None."""
+    data = layer.get("data")
+    return data.get("source") if isinstance(data, dict) else None
+
+
+def switch_source(config: dict, source: Any) -> dict:
+    """`config` made ready for a layer that sets data.source to another source: the data keys
+    the new source does not read are dropped, from the study's data section and each task's
+    (written for the old source); the keys both read carry over. So `--set data.source=imagenet`
+    on the embedded default leaves the world's keys behind, and a key the new source does not
+    read is an error only where it is set along with the new source or after it."""
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    if source not in CONFIGS or source == data.get("source", DEFAULT_SOURCE):
+        return config
+    keys = set(keys_of(source))
+    out = {**config, "data": {k: v for k, v in data.items() if k in keys}}
+    if isinstance(config.get("tasks"), dict):
+        out["tasks"] = {name: task_for_source(task, keys) for name, task in config["tasks"].items()}
+    return out
+
+
+def task_for_source(task: Any, keys: set[str]) -> Any:
+    """A task's overrides with the data keys outside `keys` dropped (unless it names its own source)."""
+    data = task.get("data") if isinstance(task, dict) else None
+    if not isinstance(data, dict) or "source" in data:
+        return task
+    return {**task, "data": {k: v for k, v in data.items() if k in keys}}
+
+
+def layered(base: dict, layer: dict) -> dict:
+    """`layer` merged over `base`, a change of data.source first applied to `base` (switch_source)."""
+    return merge(switch_source(base, stated_source(layer)), layer)
 
 
 def has_path(data: dict, path: list[str]) -> bool:
@@ -378,32 +371,66 @@ def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     parent_path = preset_path(parent) if preset_path(parent).exists() else path.parent / parent
     if parent_path.resolve() in chain:
         raise ConfigError(f"{path}: extends {parent!r} makes a cycle")
-    return merge(read_yaml(parent_path, (*chain, path.resolve())), data)
+    return layered(read_yaml(parent_path, (*chain, path.resolve())), data)
 
 
 BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
+def key_of(loc: tuple) -> tuple[list, str | None]:
+    """A pydantic error's location as config keys, and the data source it is in: pydantic puts
+    the source's name (the union's tag) after `data`."""
+    keys = list(loc)
+    if keys[:1] == ["data"] and len(keys) > 1 and keys[1] in CONFIGS:
+        return [keys[0], *keys[2:]], keys[1]
+    return keys, None
+
+
+def problem(first: dict) -> str:
+    """`key: what is wrong` of a pydantic error; a validator's message that names its keys stands alone."""
+    keys, source = key_of(first["loc"])
+    where = ".".join(str(k) for k in keys)
+    if first["type"] == "extra_forbidden" and source:
+        message = f"source {source} does not read this key; its keys: {', '.join(keys_of(source))}"
+    elif first["type"] == "value_error":
+        message = str(first["ctx"]["error"])
+    else:
+        message = first["msg"]
+    bounds = valid_range(first["loc"]) if first["type"] in BOUND_ERRORS else None
+    message += f"; valid range {bounds}" if bounds else ""
+    return message if message.startswith(f"{where}.") else f"{where}: {message}"
+
+
 def valid_range(loc: tuple) -> str | None:
     """The interval a numeric key's Field bounds allow, e.g. "[0, 1]" or "(0, inf)"; None if unknown."""
+    keys, source = key_of(loc)
     model, info = StudyConfig, None
-    for part in loc:
+    for part in keys:
         fields = getattr(model, "model_fields", {})
         if part not in fields:
             return None
         info = fields[part]
-        model = info.annotation
+        model = CONFIGS[source] if part == "data" and source else info.annotation
     bounds = {kind: getattr(m, kind) for m in info.metadata for kind in ("ge", "gt", "le", "lt") if hasattr(m, kind)}
     low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else "(-inf"
     high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else "inf)"
     return f"{low}, {high}"
 
 
+def overrides_layer(parsed: list[tuple[list[str], Any]]) -> dict:
+    """The command line's overrides as one config layer (the last of a key wins)."""
+    layer: dict = {}
+    for keys, value in parsed:
+        apply_override(layer, keys, value)
+    return layer
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> StudyConfig:
     path = config_path(path)
     data = read_yaml(path)
-    for override in overrides:
-        keys, value = parse_override(override)
+    parsed = [parse_override(override) for override in overrides]
+    data = switch_source(data, stated_source(overrides_layer(parsed)))
+    for keys, value in parsed:
         apply_override(data, keys, value)
         # A command-line override beats the file, a task's own sections included; to change
         # one task only, override tasks.<name>.<key>.
@@ -414,13 +441,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
         config = StudyConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(k) for k in key_of(first["loc"])[0])
         keys = [o.partition("=")[0].strip() for o in overrides]  # an override names the key, or a section of it
         overridden = [o for o, k in zip(overrides, keys) if where.startswith(k) or k.startswith(f"{where}.")]
         source = f"--set {overridden[-1]}" if overridden else str(path)
-        bounds = valid_range(first["loc"]) if first["type"] in BOUND_ERRORS else None
-        valid = f"; valid range {bounds}" if bounds else ""
-        raise ConfigError(f"{source}: {where}: {first['msg']}{valid} ({len(err.errors())} problem(s) in all)") from None
+        raise ConfigError(f"{source}: {problem(first)} ({len(err.errors())} problem(s) in all)") from None
     for name in config.tasks:
         try:
             config.for_task(name)

@@ -114,7 +114,7 @@ def profile_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> 
     if profiling.is_imported(rundir):  # the authors' rollouts: made without this run's cold start
         after = [row for row in after if row.stage != "coldstart"]
     return [entry("profile", rundir.profile, lambda: profiling.stage_fingerprint(cfg),
-                  lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.n_train} samples",
+                  lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.known_size('train') or '?'} samples",
                   after)]
 
 

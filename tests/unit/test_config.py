@@ -375,3 +375,48 @@ def test_grounding_hardness_shares_above_one_are_refused_before_anything_is_draw
     with pytest.raises(ConfigError, match=r"data.small \+ data.occluded \+ data.twin: 0.15 \+ 0.6 \+ 0.5 is above 1"):
         check_data(study.for_task("grounding"))
     check_data(study.for_task("classification"))  # the classification world has no such mix
+
+
+def test_a_key_the_source_does_not_read_is_one_line_naming_its_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/paper/imagenet_3b.yaml", ["data.n_train=5"])
+    message = _one_line(err)
+    assert message.startswith("--set data.n_train=5: data.n_train: source paper does not read this key; "
+                              "its keys: ")
+    assert "root, bad_images, max_test, folders, manifest" in message and "n_train," not in message
+    with pytest.raises(ConfigError, match=r"data.image_size: source imagenet does not read this key; its "
+                                          r"keys: seed, ood_splits, root, .*per_class"):
+        load_config(None, ["tasks={}", "data={source: imagenet, image_size: 84, per_class: {coldstart: 1}}"])
+
+
+def test_switching_the_source_on_the_default_leaves_the_worlds_keys_behind(tmp_path):
+    cfg = load_config(None, ["data.source=imagenet", "data.root=/data/imagenet",
+                             "data.per_class={coldstart: 4}"])
+    assert cfg.data.source == "imagenet" and cfg.data.root == "/data/imagenet"
+    assert cfg.data.ood_splits == ["imagenet-r", "imagenet-a"]  # imagenet's own default, not the world's
+    assert not hasattr(cfg.data, "image_size") and cfg.for_task("classification").data.source == "imagenet"
+    assert not hasattr(cfg.for_task("grounding").data, "image_size")  # the grounding task's world keys too
+    # a file that extends the default, and a task of its own, switch the same way
+    (tmp_path / "records.yaml").write_text("extends: embedded\ndata: {source: records, ood_splits: [d], "
+                                           "files: {coldstart: a, train: b, test: c, d: d}}\n")
+    records = load_config(tmp_path / "records.yaml", ["tasks={}"])
+    assert records.data.source == "records" and records.data.seed == 0 and records.data.files["train"] == "b"
+    study = load_config(None, ["tasks.grounding.data={source: refcoco, "
+                               "files: {ref-l4: r.json, lisa-grounding: l.json}}"])
+    grounding = study.for_task("grounding")
+    assert grounding.data.source == "refcoco" and grounding.data.ood_splits == ["ref-l4", "lisa-grounding"]
+    assert study.for_task("classification").data.source == "embedded"
+
+
+def test_the_embedded_defaults_keep_their_prepare_fingerprints():
+    """The embedded source holds exactly the keys prepare's fingerprint always read."""
+    from dcsft.data.sources.embedded import EmbeddedSource
+
+    assert set(EmbeddedSource.model_fields) == {
+        "source", "seed", "image_size", "n_coldstart", "n_train", "n_test", "label_noise", "ambiguous", "small",
+        "context", "novel_classes", "occluded", "twin", "ood_splits"}
+
+
+def test_sweeping_a_world_key_still_overrides_every_task():
+    cfg = load_config(None, ["data.label_noise=0.1"])
+    assert {cfg.for_task(name).data.label_noise for name in cfg.task_names} == {0.1}

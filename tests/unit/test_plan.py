@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from dcsft import prepare
 from dcsft.cli import app
 from dcsft.config import load_config
-from dcsft.data import splits
+from dcsft.data import sources, splits
 from dcsft.data.paper import read_manifest
+from dcsft.errors import DataError
 from dcsft.models.base import PACKAGED
 from dcsft.plan import HUB_MODELS, count, lora_params
 
@@ -77,8 +80,10 @@ def split_row(output: str, name: str) -> list[str]:
     return next(line.split() for line in output.splitlines() if line.split()[:1] == [name])
 
 
-def one_error(result) -> str:
-    assert result.exit_code == 1, result.output
+def one_error(result, exit_code: int = 1) -> str:
+    """The one `error:` line of a plan that found a blocking problem (exit code 1) or of a config
+    that does not load (2)."""
+    assert result.exit_code == exit_code, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
     assert "Traceback" not in result.output
@@ -203,24 +208,33 @@ def test_refcoco_config_on_a_classic_tree(tmp_path):
     assert "train 10 records of 5 images" in result.output
     assert "warning:" in result.output and "ref_id 8" in result.output  # the bad box, counted, skipped by prepare
     line = one_error(plan(*args[:-1], "data.n_train=20"))
-    assert "20 training records requested" in line and "only 10 usable" in line
+    assert "20 training records requested" in line and "only 8 usable" in line  # 10 less the cold start's 2
     (root / "images" / "mscoco" / "images" / "train2014" / "COCO_train2014_000000000006.jpg").unlink()
     missing = plan(*args)
     assert split_row(missing.output, "refs")[1:3] == ["2", "1"]  # ref 6's two expressions go with its image
     assert "refs: 1 image file(s) missing, 2 record(s) left out (first: " in missing.output
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("task=classification", "data.source refcoco holds grounding data, the task is classification"),
-    ("data.files={ref-l4: ood/ref-l4.json}", "data.files: no file for split 'lisa-grounding'"),
-    ("data.ood_splits=[refs]", "data.ood_splits: 'refs' is the name of another split"),
-    ("data.refcoco_splits={train: train, test: val}", "data.refcoco_splits: no RefCOCO split named for role 'coldstart'"),
-    ("data.per_class={trian: 3}", "data.per_class: unknown key 'trian'"),
+@pytest.mark.parametrize("overrides, expected, exit_code", [
+    (["task=classification"], "data.source refcoco holds grounding data, the task is classification", 1),
+    (["data.ood_splits=[refs]", "data.files={refs: ood/ref-l4.json}"],
+     "data.ood_splits: 'refs' is the name of another split", 1),
+    # the data section's own rules stop the config from loading
+    (["data.files={ref-l4: ood/ref-l4.json}"], "data.files: no file for split 'lisa-grounding'", 2),
+    (["data.refcoco_splits={train: train, test: val}"],
+     "data.refcoco_splits: no RefCOCO split named for role 'coldstart'", 2),
+    (["data.per_class={train: 3}"], "data.per_class: source refcoco does not read this key; its keys: "
+                                    "seed, ood_splits, root, bad_images, max_test, n_coldstart, n_train,", 2),
 ])
-def test_config_mistakes_are_one_line(tmp_path, override, expected):
+def test_config_mistakes_are_one_line(tmp_path, overrides, expected, exit_code):
     root = refcoco_tree(tmp_path / "refer")
-    line = one_error(plan(PAPER / "refcoco_3b.yaml", "--set", f"data.root={root}", "--set", override))
-    assert expected in line
+    sets = [a for kv in [f"data.root={root}", *overrides] for a in ("--set", kv)]
+    assert expected in one_error(plan(PAPER / "refcoco_3b.yaml", *sets), exit_code)
+
+
+def test_a_per_split_key_that_is_no_split_is_one_line(tree):
+    line = one_error(plan(*imagenet_args(tree, "data.per_class={coldstart: 2, trian: 3}")), 2)
+    assert "data.per_class: unknown key 'trian'" in line
 
 
 def test_local_model_folder_is_counted_from_its_weights(tree):
@@ -260,9 +274,91 @@ def test_plan_loads_no_model_library(tree, tmp_path):
 
 
 def test_plan_states_the_hard_sample_dials_of_each_world():
-    from dcsft.plan import hard_sample_dials
+    from dcsft.data.sources.embedded import hard_sample_dials
 
     study = load_config(None, ["data.context=0.25", "data.novel_classes=3"])
     classification = hard_sample_dials(study.for_task("classification"))
     assert "context 0.25" in classification and "(bolt, drop, tree)" in classification
     assert "tiny 0.15, occluded 0.15, twin 0.15" in hard_sample_dials(study.for_task("grounding"))
+
+
+# ---------------------------------------------------------------- plan and prepare: one source module each
+
+
+def surveyed_and_prepared(cfg) -> tuple[dict[str, int], dict[str, int]]:
+    """Records per split as `dcsft plan` counts them (the source's survey) and as prepare
+    writes them (the source's load)."""
+    found = sources.survey(cfg, sample=0)
+    assert not found.problems, found.problems
+    stats = prepare.run(cfg)
+    written = json.loads((Path(cfg.run_dir) / "01_prepare" / "stats.json").read_text())["records"]
+    assert stats is not None and list(written) == list(found.splits)
+    return {name: check.count for name, check in found.splits.items()}, written
+
+
+def test_plan_and_prepare_agree_on_an_imagenet_tree(tree, tmp_path):
+    args = imagenet_args(tree)
+    cfg = load_config(args[0], [*args[2::2], f"run_dir={tmp_path / 'run'}"])
+    surveyed, written = surveyed_and_prepared(cfg)
+    assert surveyed == written == {"coldstart": 6, "train": 15, "photo": 9, "imagenet-r": 4}
+
+
+def test_plan_and_prepare_agree_on_a_refcoco_tree(tmp_path):
+    root = refcoco_tree(tmp_path / "refer")
+    cfg = load_config(PAPER / "refcoco_3b.yaml", [f"data.root={root}", "data.n_coldstart=2", "data.n_train=6",
+                                                  f"run_dir={tmp_path / 'run'}"])
+    surveyed, written = surveyed_and_prepared(cfg)
+    assert surveyed == written == {"coldstart": 2, "train": 6, "refs": 4, "ref-l4": 3, "lisa-grounding": 3}
+
+
+def test_plan_and_prepare_agree_on_the_papers_manifest(tmp_path):
+    """A manifest of 2 rows per split (data.manifest) over a tree holding their images."""
+    import csv
+    import gzip
+
+    from dcsft.data.paper import COLUMNS
+
+    rows = [row for split in ("coldstart", "train", "val", "imagenet-r", "imagenet-a")
+            for row in [r for r in read_manifest() if r["split"] == split][:2]]
+    root = tmp_path / "imagenet"
+    for row in rows:
+        write(root / row["file"], jpeg())
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    (root / "manifest.csv.gz").write_bytes(gzip.compress(buffer.getvalue().encode()))
+    cfg = load_config(PAPER / "imagenet_3b.yaml", [f"data.root={root}", "data.manifest=manifest.csv.gz",
+                                                   f"run_dir={tmp_path / 'run'}"])
+    surveyed, written = surveyed_and_prepared(cfg)
+    assert surveyed == written == {"coldstart": 2, "train": 2, "photo": 2, "imagenet-r": 2, "imagenet-a": 2}
+
+
+def test_plan_and_prepare_agree_on_record_files_and_refuse_shared_images(tmp_path):
+    root = tmp_path / "records"
+    files = {}
+    for k, split in enumerate(("coldstart", "train", "test", "sketch")):
+        rows = []
+        for i in range(k + 2):
+            write(root / split / f"{i}.jpg", jpeg(colour=(40 * k, 10 * i, 90)))
+            rows.append({"problem": "What is it?", "solution": "goose", "image": f"{split}/{i}.jpg"})
+        (root / f"{split}.json").write_text(json.dumps(rows))
+        files[split] = f"{split}.json"
+    overrides = ["tasks={}", "data.source=records", f"data.root={root}", "data.ood_splits=[sketch]",
+                 f"data.files={json.dumps(files)}", f"run_dir={tmp_path / 'run'}"]
+    surveyed, written = surveyed_and_prepared(load_config(None, overrides))
+    assert surveyed == written == {"coldstart": 2, "train": 3, "photo": 4, "sketch": 5}
+    (root / "test.json").write_text((root / "train.json").read_text())  # one rule for plan and prepare
+    shared = load_config(None, [*overrides[:-1], f"run_dir={tmp_path / 'again'}"])
+    message = "3 image(s) are in both train and photo"
+    assert message in sources.survey(shared, sample=0).problems[0]
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare.run(shared)
+
+
+def test_plan_and_prepare_agree_on_the_embedded_world(tmp_path):
+    cfg = load_config(None, ["tasks={}", "data.n_coldstart=3", "data.n_train=5", "data.n_test=2",
+                             f"run_dir={tmp_path / 'run'}"])
+    surveyed, written = surveyed_and_prepared(cfg)
+    assert surveyed == written == {"coldstart": 3, "train": 5, "photo": 2, "rendition": 2, "adversarial": 2}
+

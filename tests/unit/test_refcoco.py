@@ -204,7 +204,7 @@ def test_python2_refs_pickle_with_utf8_text(tmp_path):
     # protocol 0 as Python 2 wrote it: str values are bytes (here UTF-8 "café")
     path = tmp_path / "refs.p"
     path.write_bytes(b"(lp0\n(dp1\nS'ref_id'\np2\nI7\nsS'sent'\np3\nS'caf\\xc3\\xa9'\np4\nsa.")
-    assert refcoco._read_refs(path) == [{"ref_id": 7, "sent": "café"}]
+    assert refcoco.read_refs(path) == [{"ref_id": 7, "sent": "café"}]
 
 
 @pytest.mark.parametrize("content, message", [

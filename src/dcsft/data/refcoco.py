@@ -63,7 +63,7 @@ import os
 import pickle
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -83,7 +83,7 @@ _COCO_NAME = re.compile(r"^(.*_\d{12})_\d+(\.\w+)$")  # COCO_train2014_<image id
 _COCO_IMAGE_ID = re.compile(r"_(\d{12})(?:_\d+)?\.\w+$")
 
 
-class _Bad(Exception):
+class BadRef(Exception):
     """A record that cannot be used; the message is the Skip's reason."""
 
 
@@ -103,28 +103,28 @@ class _Ref:
 
 # ---------------------------------------------------------------- shared: boxes, sentences, records
 
-def _coco_box(xywh: object, size: tuple[int, int]) -> list[float]:
-    """The checked xyxy box of a COCO [x, y, w, h] box in an image of `size`, or _Bad."""
+def coco_box(xywh: object, size: tuple[int, int]) -> list[float]:
+    """The checked xyxy box of a COCO [x, y, w, h] box in an image of `size`, or BadRef."""
     if hasattr(xywh, "tolist"):
         xywh = xywh.tolist()
     if not isinstance(xywh, (list, tuple)) or len(xywh) != 4:
-        raise _Bad(f"bbox must be 4 numbers [x, y, w, h], got {xywh!r}")
+        raise BadRef(f"bbox must be 4 numbers [x, y, w, h], got {xywh!r}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in xywh):
-        raise _Bad(f"bbox has a value that is not a finite number: {list(xywh)}")
+        raise BadRef(f"bbox has a value that is not a finite number: {list(xywh)}")
     x, y, w, h = (float(v) for v in xywh)
     if w <= 0 or h <= 0:
-        raise _Bad(f"bbox {list(xywh)} has zero or negative width or height")
+        raise BadRef(f"bbox {list(xywh)} has zero or negative width or height")
     box = [round(v, BOX_DECIMALS) for v in (x, y, x + w, y + h)]
     width, height = size
     if box[0] < -CLIP_TOLERANCE_PX or box[1] < -CLIP_TOLERANCE_PX or \
             box[2] > width + CLIP_TOLERANCE_PX or box[3] > height + CLIP_TOLERANCE_PX:
-        raise _Bad(f"box {box} lies more than {CLIP_TOLERANCE_PX:g} px outside the {width}x{height} image")
+        raise BadRef(f"box {box} lies more than {CLIP_TOLERANCE_PX:g} px outside the {width}x{height} image")
     box = [float(v) for v in grounding.clip_box(tuple(box), size)]
     problem = grounding.box_problem(box, size)
     if problem:
-        raise _Bad(problem)
+        raise BadRef(problem)
     if grounding.parse_box(grounding.format_box(box)) is None:
-        raise _Bad(f"box {box} has zero width or height in whole pixels ({grounding.format_box(box)})")
+        raise BadRef(f"box {box} has zero width or height in whole pixels ({grounding.format_box(box)})")
     return box
 
 
@@ -135,11 +135,11 @@ def _expression(entry: object) -> str:
     else:
         text = entry
     if not isinstance(text, str) or not text.strip():
-        raise _Bad(f"empty or missing expression: {entry!r}")
+        raise BadRef(f"empty or missing expression: {entry!r}")
     return " ".join(text.split())
 
 
-def _sentence_list(value: object) -> list:
+def sentence_list(value: object) -> list:
     """The sentences of a ref as a list (a JSON-encoded list, as in old jxu124 exports, or a
     single string are accepted too)."""
     if isinstance(value, str):
@@ -150,19 +150,19 @@ def _sentence_list(value: object) -> list:
         return decoded if isinstance(decoded, list) else [value]
     if isinstance(value, (list, tuple)):
         return list(value)
-    raise _Bad(f"sentences must be a list, got {type(value).__name__}")
+    raise BadRef(f"sentences must be a list, got {type(value).__name__}")
 
 
 def _ref_records(ref: _Ref, one_sentence: bool, file: str, index: int) -> tuple[list[dict], list[Skip]]:
     records, skips = [], []
-    sentences = _sentence_list(ref.sentences)
+    sentences = sentence_list(ref.sentences)
     if not sentences:
-        raise _Bad("ref has no sentences")
+        raise BadRef("ref has no sentences")
     for sent_index, entry in enumerate(sentences):
         rid = f"refcoco-{ref.split}-{ref.ref_id}-{sent_index}"
         try:
             expression = _expression(entry)
-        except _Bad as bad:
+        except BadRef as bad:
             skips.append(Skip(file, index, rid, str(bad)))
             continue
         records.append({
@@ -207,7 +207,7 @@ class _ImageChecker:
                 self._seen[path] = f"image refused: {path} ({err})"
         result = self._seen[path]
         if isinstance(result, str):
-            raise _Bad(result)
+            raise BadRef(result)
         return result
 
 
@@ -218,7 +218,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it refers to {module}.{name}; only plain data is accepted")
 
 
-def _read_refs(path: Path) -> list:
+def read_refs(path: Path) -> list:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -239,7 +239,7 @@ def _read_refs(path: Path) -> list:
     return refs
 
 
-def _read_instances(path: Path) -> tuple[dict, dict]:
+def read_instances(path: Path) -> tuple[dict, dict]:
     """Annotations and images of a COCO instances.json, each by id."""
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
@@ -265,30 +265,36 @@ def _image_file_name(image: dict | None, ref: dict) -> str:
     match = _COCO_NAME.match(name) if isinstance(name, str) else None
     if match:
         return match.group(1) + match.group(2)
-    raise _Bad(f"image_id {ref.get('image_id')!r} is not in instances.json and the ref has no usable file_name")
+    raise BadRef(f"image_id {ref.get('image_id')!r} is not in instances.json and the ref has no usable file_name")
+
+
+def classic_target(ref: object, anns: dict, images: dict, image_root: Path) -> tuple[dict, object, dict | None, Path]:
+    """(annotation, image id, instances.json image entry, image file) of a classic ref, or
+    BadRef; the image is not opened (`dcsft plan` only checks that it exists)."""
+    if not isinstance(ref, dict):
+        raise BadRef(f"expected a ref dict, found {type(ref).__name__}")
+    missing = [k for k in ("ref_id", "ann_id", "sentences") if k not in ref]
+    if missing:
+        raise BadRef(f"ref lacks {', '.join(missing)}")
+    ann = anns.get(ref["ann_id"]) if _is_id(ref["ann_id"]) else None
+    if ann is None:
+        raise BadRef(f"ann_id {ref['ann_id']!r} is not in instances.json")
+    image_id = ref.get("image_id", ann.get("image_id"))
+    if ann.get("image_id", image_id) != image_id:
+        raise BadRef(f"ann_id {ref['ann_id']} belongs to image {ann.get('image_id')}, the ref says {image_id}")
+    image = images.get(image_id) if _is_id(image_id) else None
+    return ann, image_id, image, (image_root / _image_file_name(image, ref)).absolute()
 
 
 def _classic_ref(ref: object, anns: dict, images: dict, image_root: Path, checker: _ImageChecker) -> _Ref:
-    if not isinstance(ref, dict):
-        raise _Bad(f"expected a ref dict, found {type(ref).__name__}")
-    missing = [k for k in ("ref_id", "ann_id", "sentences") if k not in ref]
-    if missing:
-        raise _Bad(f"ref lacks {', '.join(missing)}")
-    ann = anns.get(ref["ann_id"]) if _is_id(ref["ann_id"]) else None
-    if ann is None:
-        raise _Bad(f"ann_id {ref['ann_id']!r} is not in instances.json")
-    image_id = ref.get("image_id", ann.get("image_id"))
-    if ann.get("image_id", image_id) != image_id:
-        raise _Bad(f"ann_id {ref['ann_id']} belongs to image {ann.get('image_id')}, the ref says {image_id}")
-    image = images.get(image_id) if _is_id(image_id) else None
-    path = (image_root / _image_file_name(image, ref)).absolute()
+    ann, image_id, image, path = classic_target(ref, anns, images, image_root)
     size = checker.size(path)
     if image and "width" in image and "height" in image and (image["width"], image["height"]) != size:
-        raise _Bad(f"instances.json says image {image_id} is {image['width']}x{image['height']}, "
-                   f"the file is {size[0]}x{size[1]}: {path}")
+        raise BadRef(f"instances.json says image {image_id} is {image['width']}x{image['height']}, "
+                     f"the file is {size[0]}x{size[1]}: {path}")
     return _Ref(split=str(ref.get("split") or "unknown"), ref_id=ref["ref_id"], ann_id=ref["ann_id"], image_id=image_id,
                 category_id=ref.get("category_id", ann.get("category_id")), sentences=ref["sentences"],
-                image=str(path), size=size, box=_coco_box(ann.get("bbox"), size))
+                image=str(path), size=size, box=coco_box(ann.get("bbox"), size))
 
 
 def load_refcoco_classic(refs_path: Path, instances_path: Path, image_root: Path, split: str | None,
@@ -296,8 +302,8 @@ def load_refcoco_classic(refs_path: Path, instances_path: Path, image_root: Path
     """Records of one split (None: all) of a refer-toolkit `refs(*).p` + `instances.json` +
     COCO image folder; with `one_sentence_per_ref`, only each ref's first usable sentence."""
     refs_path, instances_path, image_root = Path(refs_path), Path(instances_path), Path(image_root)
-    refs = _read_refs(refs_path)
-    anns, images = _read_instances(instances_path)
+    refs = read_refs(refs_path)
+    anns, images = read_instances(instances_path)
     checker, loaded, seen = _ImageChecker(), LoadedRecords([]), set()
     for index, ref in enumerate(refs):
         if split is not None and isinstance(ref, dict) and ref.get("split") != split:
@@ -306,7 +312,7 @@ def load_refcoco_classic(refs_path: Path, instances_path: Path, image_root: Path
         try:
             records, skips = _ref_records(_classic_ref(ref, anns, images, image_root, checker),
                                           one_sentence_per_ref, str(refs_path), index)
-        except _Bad as bad:
+        except BadRef as bad:
             loaded.skipped.append(Skip(str(refs_path), index, ref_label, str(bad)))
             continue
         _collect(loaded, seen, records, skips, str(refs_path), index)
@@ -323,7 +329,7 @@ def _cached_image(data: bytes, cache: Path, known: dict) -> tuple[str, tuple[int
         known[digest] = _store_image(data, digest, cache)
     result = known[digest]
     if isinstance(result, str):
-        raise _Bad(result)
+        raise BadRef(result)
     return result
 
 
@@ -365,12 +371,12 @@ def _row_image(value: object, row: dict, image_root: Path, cache: Path, checker:
     if data:
         return _cached_image(data, cache, known)
     if not isinstance(path, str) or not path:
-        raise _Bad("row has no image bytes and no image path")
+        raise BadRef("row has no image bytes and no image path")
     file = Path(path) if Path(path).is_absolute() else (image_root / path).absolute()
     return str(file), checker.size(file)
 
 
-def _file_split(path: Path) -> str | None:
+def file_split(path: Path) -> str | None:
     """The split a Hugging Face shard name says (`val-00000-of-00004.parquet` -> "val")."""
     match = _SHARD_NAME.match(path.name)
     return _SPLIT_ALIASES.get(match.group(1), match.group(1)) if match else None
@@ -381,7 +387,7 @@ def _image_id_from_name(name: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _parquet_columns(path: Path):
+def parquet_columns(path: Path):
     """The ParquetFile and the columns to read, or DataError."""
     import pyarrow.parquet as pq  # imported here: only parquet users pay for pyarrow's import
 
@@ -415,7 +421,7 @@ def _parquet_ref(row: dict, path: Path, index: int, split: str, image_root: Path
                  checker: _ImageChecker, known: dict) -> _Ref:
     expressions = next((row[c] for c in EXPRESSION_COLUMNS if row.get(c) is not None), None)
     if expressions is None:
-        raise _Bad("row has no expressions")
+        raise BadRef("row has no expressions")
     image_col = row.get("image") if "image" in row else row.get("image_path")
     image, size = _row_image(image_col, row, image_root, cache, checker, known)
     ref_id = next((row[c] for c in ("ref_id", "question_id") if row.get(c) is not None), f"{path.stem}-{index}")
@@ -424,7 +430,7 @@ def _parquet_ref(row: dict, path: Path, index: int, split: str, image_root: Path
         image_id = _image_id_from_name(row.get("file_name"))
     return _Ref(split=split, ref_id=ref_id, ann_id=row.get("ann_id"), image_id=image_id,
                 category_id=row.get("category_id"), sentences=expressions, image=image, size=size,
-                box=_coco_box(row.get("bbox"), size))
+                box=coco_box(row.get("bbox"), size))
 
 
 def load_refcoco_parquet(paths: list[Path], image_cache: Path, split: str | None,
@@ -437,90 +443,22 @@ def load_refcoco_parquet(paths: list[Path], image_cache: Path, split: str | None
     cache, checker, known = Path(image_cache), _ImageChecker(), {}
     loaded, seen = LoadedRecords([]), set()
     for path in map(Path, paths):
-        parquet, columns = _parquet_columns(path)
-        file_split = _file_split(path)
-        if split is not None and "split" not in columns and file_split is None:
+        parquet, columns = parquet_columns(path)
+        named_split = file_split(path)
+        if split is not None and "split" not in columns and named_split is None:
             raise DataError(f"{path}: has no split column and its name does not say the split; "
                             f"load it with split=None")
         root = Path(image_root) if image_root is not None else path.parent
         for index, row in enumerate(_parquet_rows(path, parquet, columns)):
-            row_split = str(row.get("split") or file_split or "unknown")
+            row_split = str(row.get("split") or named_split or "unknown")
             if split is not None and row_split != split:
                 continue
             label = next((f"{c} {row[c]}" for c in ("ref_id", "question_id") if row.get(c) is not None), None)
             try:
                 ref = _parquet_ref(row, path, index, row_split, root, cache, checker, known)
                 records, skips = _ref_records(ref, one_sentence_per_ref, str(path), index)
-            except _Bad as bad:
+            except BadRef as bad:
                 loaded.skipped.append(Skip(str(path), index, label, str(bad)))
                 continue
             _collect(loaded, seen, records, skips, str(path), index)
     return loaded
-
-
-# ---------------------------------------------------------------- survey (dcsft plan): counts without decoding
-
-@dataclass
-class SplitSurvey:
-    """One RefCOCO split as `dcsft plan` sees it: the records it gives, its image files
-    (existing), and the files missing with the records they take along."""
-    records: int = 0
-    images: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    lost: int = 0
-
-
-def survey_classic(refs_path: Path, instances_path: Path, image_root: Path, splits: set[str],
-                   one_sentence_per_ref: bool) -> tuple[dict[str, SplitSurvey], list[str]]:
-    """Per split, what `load_refcoco_classic` would give, checking that image files exist but
-    not decoding them; and the refs it would skip for a bad annotation or box (one line each)."""
-    refs = _read_refs(Path(refs_path))
-    anns, images = _read_instances(Path(instances_path))
-    surveys = {split: SplitSurvey() for split in splits}
-    exists: dict[Path, bool] = {}
-    bad: list[str] = []
-    for ref in refs:
-        if not isinstance(ref, dict) or ref.get("split") not in surveys:
-            continue
-        survey = surveys[ref["split"]]
-        try:
-            ann = anns.get(ref.get("ann_id")) if _is_id(ref.get("ann_id")) else None
-            if ann is None:
-                raise _Bad(f"ann_id {ref.get('ann_id')!r} is not in instances.json")
-            image = images.get(ref.get("image_id", ann.get("image_id")))
-            path = Path(image_root) / _image_file_name(image, ref)
-            if image and "width" in image and "height" in image:
-                _coco_box(ann.get("bbox"), (image["width"], image["height"]))
-        except _Bad as err:
-            bad.append(f"ref_id {ref.get('ref_id')}: {err}")
-            continue
-        sentences = len(ref.get("sentences") or [])
-        records = min(sentences, 1) if one_sentence_per_ref else sentences
-        if path not in exists:
-            exists[path] = path.is_file()
-            (survey.images if exists[path] else survey.missing).append(path if exists[path] else str(path))
-        if exists[path]:
-            survey.records += records
-        else:
-            survey.lost += records
-    return surveys, bad
-
-
-def survey_parquet(paths: list[Path], splits: set[str], one_sentence_per_ref: bool) -> dict[str, SplitSurvey]:
-    """Per split, the records the parquet files would give (their images are not read)."""
-    surveys = {split: SplitSurvey() for split in splits}
-    for path in paths:
-        parquet, columns = _parquet_columns(path)
-        expressions = next(c for c in EXPRESSION_COLUMNS if c in columns)
-        table = parquet.read(columns=[expressions, *(["split"] if "split" in columns else [])])
-        texts = table.column(expressions).to_pylist()
-        file_splits = (table.column("split").to_pylist() if "split" in columns
-                       else [_file_split(path) or "unknown"] * len(texts))
-        for split, value in zip(file_splits, texts):
-            if split in surveys:
-                try:
-                    sentences = len(_sentence_list(value)) if value is not None else 0
-                except _Bad:
-                    sentences = 0
-                surveys[split].records += min(sentences, 1) if one_sentence_per_ref else sentences
-    return surveys

@@ -1,0 +1,69 @@
+"""A model's size and architecture without loading it: from its safetensors headers, its
+config.json, or the published numbers of the hub models dcsft knows (for `dcsft plan`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_MODELS = {  # parameters and the architecture numbers the memory estimate needs (the models' config.json)
+    "Qwen/Qwen2.5-VL-3B-Instruct": dict(params=3.75e9, hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008,
+                                        vocab=151936, v_hidden=1280, v_depth=32, v_intermediate=3420),
+    "Qwen/Qwen2.5-VL-7B-Instruct": dict(params=8.29e9, hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944,
+                                        vocab=152064, v_hidden=1280, v_depth=32, v_intermediate=3420),
+}
+
+
+@dataclass
+class ModelInfo:
+    source: str
+    params: float | None
+    arch: dict
+    how: str
+
+
+def safetensors_params(folder: Path) -> int | None:
+    """Exact parameter count from the safetensors headers (no weights are read)."""
+    index = folder / "model.safetensors.index.json"
+    files = (sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()}) if index.is_file()
+             else sorted(folder.glob("*.safetensors")))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        total += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+    return total
+
+
+def arch_of(config: dict) -> dict:
+    text = config.get("text_config", config)
+    vision = config.get("vision_config", {})
+    arch = dict(hidden=text.get("hidden_size"), layers=text.get("num_hidden_layers"),
+                heads=text.get("num_attention_heads"), kv_heads=text.get("num_key_value_heads"),
+                intermediate=text.get("intermediate_size"), vocab=text.get("vocab_size") or config.get("vocab_size"),
+                v_hidden=vision.get("hidden_size"), v_depth=vision.get("depth"),
+                v_intermediate=vision.get("intermediate_size"))
+    arch["kv_heads"] = arch["kv_heads"] or arch["heads"]
+    return arch
+
+
+def config_params(arch: dict, config: dict) -> float | None:
+    """Parameters from config.json alone (used without safetensors): embeddings, attention, MLP,
+    vision blocks; norms and biases left out."""
+    try:
+        h, layers, inter, vocab = arch["hidden"], arch["layers"], arch["intermediate"], arch["vocab"]
+        kv = h // arch["heads"] * arch["kv_heads"]
+        text = layers * (2 * h * h + 2 * h * kv + 3 * h * inter) + vocab * h
+        if not config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", False)):
+            text += vocab * h
+        vision = (arch["v_depth"] or 0) * (4 * arch["v_hidden"] ** 2 + 3 * arch["v_hidden"] * arch["v_intermediate"]) \
+            if arch["v_hidden"] else 0
+        return float(text + vision)
+    except (TypeError, KeyError, ZeroDivisionError):
+        return None
