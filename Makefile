@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench install install-test clean
+.PHONY: demo test lint fmt bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ demo: $(VENV)/.installed
 # Two test files at a time (pytest-xdist), one per core: the tests' processes use one torch thread each;
 # the end-to-end files go first (tests/conftest.py).
 TEST_JOBS ?= 2
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+
+# The rules and line length are in pyproject.toml ([tool.ruff]); `make fmt` applies them.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+fmt: $(VENV)/.installed-test
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/profile_speed.py

@@ -41,11 +41,11 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import cycle, islice
 from pathlib import Path
-from typing import Callable
 
 import peft
 import torch
@@ -59,15 +59,15 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from dcsft.config import ProfileConfig, StudyConfig, load_config
 from dcsft.data.splits import id_split
+from dcsft.errors import StageError
 from dcsft.models.exact import answer_tokens
 from dcsft.models.generate import Sampling, generated_lengths, prompt_text, respond, stop_token_ids
 from dcsft.models.loading import load_model, load_processor
+from dcsft.prepared import read_split
 from dcsft.profiling import Profiler
 from dcsft.rundir import RunDir, write_json
 from dcsft.stage import upstream
-from dcsft.prepared import read_split
 from dcsft.study import DATA_STAGES, run_stage
-from dcsft.errors import StageError
 from dcsft.tasks import get_task
 from dcsft.train import grpo, sft
 from dcsft.train.run import bucket_records, records_for
@@ -127,9 +127,11 @@ class Clock:
     @contextmanager
     def patched(self, parts: list[tuple[type, str, str | Callable[[], str]]]):
         """Time the Trainer's loop and each (class, method name, part) of `parts`; restore them all after."""
-        wrappers = [(CallbackHandler, "on_train_begin", functools.partial(self.loop_edge, begins=True)),
-                    (CallbackHandler, "on_train_end", functools.partial(self.loop_edge, begins=False)),
-                    *((owner, name, functools.partial(self.wrap, part=part)) for owner, name, part in parts)]
+        wrappers = [
+            (CallbackHandler, "on_train_begin", functools.partial(self.loop_edge, begins=True)),
+            (CallbackHandler, "on_train_end", functools.partial(self.loop_edge, begins=False)),
+            *((owner, name, functools.partial(self.wrap, part=part)) for owner, name, part in parts),
+        ]
         own = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in wrappers]
         try:
             for owner, name, wrapper in wrappers:
@@ -144,15 +146,19 @@ class Clock:
 
     def split(self, steps: int) -> dict:
         seconds = {**self.seconds, "rest (trainer loop, logging)": self.loop_s - sum(self.seconds.values())}
-        return {part: {"ms_per_step": round(1000 * s / steps, 2), "share": round(s / self.loop_s, 4)}
-                for part, s in sorted(seconds.items(), key=lambda item: -item[1])}
+        return {
+            part: {"ms_per_step": round(1000 * s / steps, 2), "share": round(s / self.loop_s, 4)}
+            for part, s in sorted(seconds.items(), key=lambda item: -item[1])
+        }
 
 
 # Parts of a Trainer step that SFT and GRPO share.
-TRAINER_PARTS = [(Trainer, "get_batch_samples", "data loading (dataset, batching)"),
-                 (Accelerator, "backward", "backward"),
-                 (Trainer, "_clip_grad_norm", "optimizer (clip + step)"),
-                 (AcceleratedOptimizer, "step", "optimizer (clip + step)")]
+TRAINER_PARTS = [
+    (Trainer, "get_batch_samples", "data loading (dataset, batching)"),
+    (Accelerator, "backward", "backward"),
+    (Trainer, "_clip_grad_norm", "optimizer (clip + step)"),
+    (AcceleratedOptimizer, "step", "optimizer (clip + step)"),
+]
 
 
 def stopwatch(fn: Callable) -> tuple[object, float]:
@@ -207,20 +213,35 @@ def dcsft_sft(cfg: StudyConfig, records: list[dict], steps: int) -> dict:
     t = cfg.train
     step_ends = []
     clock = Clock()
-    parts = [*TRAINER_PARTS, (DataCollatorForVisionLanguageModeling, "torch_call", "collator (processor)"),
-             (SFTTrainer, "compute_loss", "forward + loss")]
+    parts = [
+        *TRAINER_PARTS,
+        (DataCollatorForVisionLanguageModeling, "torch_call", "collator (processor)"),
+        (SFTTrainer, "compute_loss", "forward + loss"),
+    ]
     with tempfile.TemporaryDirectory() as out, clock.patched(parts):
-        run = sft.SFTRun(output_dir=Path(out), lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
-                         warmup_ratio=t.warmup_ratio, max_steps=steps, seed=cfg.seed, lora=t.lora,
-                         save_steps=None)
-        _, whole = stopwatch(lambda: sft.train(model, processor, records, run,
-                                               lambda _: step_ends.append(time.perf_counter())))
+        run = sft.SFTRun(
+            output_dir=Path(out),
+            lr=t.lr,
+            batch_size=t.batch_size,
+            grad_accum=t.grad_accum,
+            warmup_ratio=t.warmup_ratio,
+            max_steps=steps,
+            seed=cfg.seed,
+            lora=t.lora,
+            save_steps=None,
+        )
+        _, whole = stopwatch(
+            lambda: sft.train(model, processor, records, run, lambda _: step_ends.append(time.perf_counter()))
+        )
     between_step_ends = [b - a for a, b in zip(step_ends, step_ends[1:])]  # whole steps, the first left out
-    return {"setup_s": round(whole - clock.loop_s, 2),
-            "setup_parts_s": {part: round(s, 2) for part, s in clock.setup.items()},
-            "loop_s": round(clock.loop_s, 2), "ms_per_step": round(1000 * clock.loop_s / steps, 2),
-            "median_step_ms": round(1000 * statistics.median(between_step_ends), 2),
-            "split": clock.split(steps)}
+    return {
+        "setup_s": round(whole - clock.loop_s, 2),
+        "setup_parts_s": {part: round(s, 2) for part, s in clock.setup.items()},
+        "loop_s": round(clock.loop_s, 2),
+        "ms_per_step": round(1000 * clock.loop_s / steps, 2),
+        "median_step_ms": round(1000 * statistics.median(between_step_ends), 2),
+        "split": clock.split(steps),
+    }
 
 
 def collated_batches(processor, records: list[dict], batch_size: int, seed: int) -> tuple[list[dict], float]:
@@ -230,7 +251,8 @@ def collated_batches(processor, records: list[dict], batch_size: int, seed: int)
     collate = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True)
     starts = range(0, len(rows), batch_size)
     batches, seconds = stopwatch(
-        lambda: [collate([rows[i] for i in range(s, min(s + batch_size, len(rows)))]) for s in starts])
+        lambda: [collate([rows[i] for i in range(s, min(s + batch_size, len(rows)))]) for s in starts]
+    )
     return batches, seconds / len(batches)
 
 
@@ -259,8 +281,10 @@ def floor_sft(cfg: StudyConfig, records: list[dict], steps: int) -> dict:
     for _ in range(SFT_WARMUP_STEPS):
         step()
     _, seconds = stopwatch(lambda: [step() for _ in range(steps)])
-    return {"ms_per_step": round(1000 * seconds / steps, 2),
-            "collate_ms_per_batch": round(1000 * collate_s, 2)}
+    return {
+        "ms_per_step": round(1000 * seconds / steps, 2),
+        "collate_ms_per_batch": round(1000 * collate_s, 2),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -312,13 +336,18 @@ def floor_decode(model, inputs: dict, max_new_tokens: int, choose: Callable, cop
         if done.all() or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        logits = model(input_ids=token[:, None], attention_mask=mask, cache=cache, use_cache=True,
-                       position_ids=(position + step).expand(3, -1, -1)).logits[:, -1]
+        logits = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            cache=cache,
+            use_cache=True,
+            position_ids=(position + step).expand(3, -1, -1),
+        ).logits[:, -1]
     return torch.stack(tokens, dim=1)
 
 
 def batches_of(records: list[dict], size: int) -> list[list[dict]]:
-    return [records[start:start + size] for start in range(0, len(records), size)]
+    return [records[start : start + size] for start in range(0, len(records), size)]
 
 
 def floor_inputs(processor, batches: list[list[dict]], device) -> tuple[list[dict], float, float]:
@@ -328,8 +357,12 @@ def floor_inputs(processor, batches: list[list[dict]], device) -> tuple[list[dic
 
     def process(batch: list[dict]) -> dict:
         images = [Image.open(r["image"]).convert("RGB") for r in batch]
-        return processor(text=[prompt_text(processor, r["problem"]) for r in batch], images=images,
-                         return_tensors="pt", padding=True).to(device)
+        return processor(
+            text=[prompt_text(processor, r["problem"]) for r in batch],
+            images=images,
+            return_tensors="pt",
+            padding=True,
+        ).to(device)
 
     inputs, first, repeat = passes(lambda: [process(batch) for batch in batches])
     return inputs, first, repeat
@@ -341,11 +374,19 @@ def compared(ours: Callable, floor: Callable, processor_s: list[float]) -> tuple
     our_result, first, repeat = passes(ours)
     floor_result, floor_first, floor_s = passes(floor)
     processor_first, _ = processor_s
-    return our_result, floor_result, {
-        "dcsft_first_s": round(first, 3), "dcsft_repeat_s": round(repeat, 3), "floor_s": round(floor_s, 3),
-        "floor_first_s": round(floor_first, 3), "floor_processor_first_s": round(processor_first, 3),
-        "first_ratio": round(first / (processor_first + floor_first), 2),
-        "repeat_ratio": round(repeat / floor_s, 2)}
+    return (
+        our_result,
+        floor_result,
+        {
+            "dcsft_first_s": round(first, 3),
+            "dcsft_repeat_s": round(repeat, 3),
+            "floor_s": round(floor_s, 3),
+            "floor_first_s": round(floor_first, 3),
+            "floor_processor_first_s": round(processor_first, 3),
+            "first_ratio": round(first / (processor_first + floor_first), 2),
+            "repeat_ratio": round(repeat / floor_s, 2),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -359,16 +400,25 @@ def evaluation(cfg: StudyConfig, model, processor) -> dict:
     sampling = Sampling(do_sample=False, max_new_tokens=cfg.evaluate.max_new_tokens)
     inputs, *processor_s = floor_inputs(processor, batches, model.device)
     responses, tokens, times = compared(
-        lambda: [resp[0] for i, batch in enumerate(batches)
-                 for resp in respond(model, processor, batch, sampling, cfg.seed, i).responses],
+        lambda: [
+            resp[0]
+            for i, batch in enumerate(batches)
+            for resp in respond(model, processor, batch, sampling, cfg.seed, i).responses
+        ],
         lambda: [floor_decode(model, batch, sampling.max_new_tokens, greedy) for batch in inputs],
-        processor_s)
+        processor_s,
+    )
     texts = [text for batch in tokens for text in processor.batch_decode(batch, skip_special_tokens=True)]
-    return {"split": split, "records": len(records), "batch_size": cfg.evaluate.batch_size, **times,
-            "dcsft_repeat_ms_per_record": round(1000 * times["dcsft_repeat_s"] / len(records), 3),
-            "floor_ms_per_record": round(1000 * times["floor_s"] / len(records), 3),
-            "processor_share_of_dcsft_first": round(processor_s[0] / times["dcsft_first_s"], 4),
-            "greedy_mismatches": sum(ours != floor for ours, floor in zip(responses, texts))}
+    return {
+        "split": split,
+        "records": len(records),
+        "batch_size": cfg.evaluate.batch_size,
+        **times,
+        "dcsft_repeat_ms_per_record": round(1000 * times["dcsft_repeat_s"] / len(records), 3),
+        "floor_ms_per_record": round(1000 * times["floor_s"] / len(records), 3),
+        "processor_share_of_dcsft_first": round(processor_s[0] / times["dcsft_first_s"], 4),
+        "greedy_mismatches": sum(ours != floor for ours, floor in zip(responses, texts)),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -390,9 +440,11 @@ def accepted(processor, task, batch: list[dict], device) -> Answers:
     copies = max(len(seqs) for seqs in sequences)
     rows = [seqs[j] if j < len(seqs) else () for seqs in sequences for j in range(copies)]
     width = max(len(row) for row in rows)
-    return Answers(torch.tensor([list(row) + [0] * (width - len(row)) for row in rows], device=device),
-                   torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows], device=device),
-                   copies)
+    return Answers(
+        torch.tensor([list(row) + [0] * (width - len(row)) for row in rows], device=device),
+        torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows], device=device),
+        copies,
+    )
 
 
 @torch.no_grad()
@@ -407,8 +459,12 @@ def floor_exact(model, inputs: dict, answers: Answers, p: ProfileConfig) -> torc
     mask = inputs["attention_mask"].repeat_interleave(copies, dim=0)
     start = mask.sum(dim=1, keepdim=True) + model.model.rope_deltas.repeat_interleave(copies, dim=0)
     positions = (start + torch.arange(width, device=model.device)).expand(3, -1, -1)
-    logits = model(input_ids=answers.tokens, attention_mask=torch.cat([mask, answers.mask], dim=1),
-                   cache=cache, position_ids=positions).logits
+    logits = model(
+        input_ids=answers.tokens,
+        attention_mask=torch.cat([mask, answers.mask], dim=1),
+        cache=cache,
+        position_ids=positions,
+    ).logits
     steps = torch.cat([prompt.logits[:, -1:].repeat_interleave(copies, dim=0), logits], dim=1)
     log_p = warped(steps, p).log_softmax(dim=-1)
     tokens = log_p[:, :-1].gather(-1, answers.tokens[..., None]).squeeze(-1)
@@ -435,16 +491,21 @@ def profiles(cfg: StudyConfig, model, processor, limit: int) -> dict:
     rows, tokens, times = compared(
         lambda: profile_method(profiler, "sample", batches),
         lambda: [floor_decode(model, batch, p.max_new_tokens, sampler(p), copies=p.k) for batch in inputs],
-        processor_s)
+        processor_s,
+    )
     stops = stop_token_ids(model)
-    results["sample"] = {**times, "dcsft_tokens_generated": sum(r["generated_tokens"] for r in rows),
-                         "floor_tokens_generated": sum(sum(generated_lengths(t, stops)) for t in tokens)}
+    results["sample"] = {
+        **times,
+        "dcsft_tokens_generated": sum(r["generated_tokens"] for r in rows),
+        "floor_tokens_generated": sum(sum(generated_lengths(t, stops)) for t in tokens),
+    }
     if hasattr(task, "accepted_answers"):  # `exact` needs a finite set of accepted answers
         answers = [accepted(processor, task, batch, model.device) for batch in batches]
         rows, probabilities, times = compared(
             lambda: profile_method(profiler, "exact", batches),
             lambda: torch.cat([floor_exact(model, batch, a, p) for batch, a in zip(inputs, answers)]),
-            processor_s)
+            processor_s,
+        )
         gap = max(abs(float(floor) - r["p_correct"]) for floor, r in zip(probabilities, rows))
         results["exact"] = {**times, "max_p_correct_gap": gap}
     return results
@@ -467,19 +528,30 @@ def dcsft_grpo(cfg: StudyConfig, records: list[dict], steps: int) -> dict:
     g = cfg.grpo.model_copy(update={"steps": steps, "save_steps": None})
     clock = Clock()
     processing = "processor (images + text)"  # TRL processes each prompt twice: to generate, to score
-    parts = [*TRAINER_PARTS, (GRPOTrainer, "_generate", "generation"),
-             (GRPOTrainer, "_tokenize_prompts", processing), (type(processor), "__call__", processing),
-             (GRPOTrainer, "_get_per_token_logps_and_entropies", logps_part),
-             (GRPOTrainer, "compute_loss", "policy forward + loss"),
-             (GRPOTrainer, "_calculate_rewards", "reward")]
+    parts = [
+        *TRAINER_PARTS,
+        (GRPOTrainer, "_generate", "generation"),
+        (GRPOTrainer, "_tokenize_prompts", processing),
+        (type(processor), "__call__", processing),
+        (GRPOTrainer, "_get_per_token_logps_and_entropies", logps_part),
+        (GRPOTrainer, "compute_loss", "policy forward + loss"),
+        (GRPOTrainer, "_calculate_rewards", "reward"),
+    ]
     reward = get_task(cfg.task).reward
     with tempfile.TemporaryDirectory() as out, clock.patched(parts):
         (_, stats), whole = stopwatch(
-            lambda: grpo.train(model, processor, records, reward, g, cfg.train.lora, Path(out), cfg.seed))
+            lambda: grpo.train(model, processor, records, reward, g, cfg.train.lora, Path(out), cfg.seed)
+        )
     steps = stats["steps"]
-    return {"steps": steps, "completions_per_step": g.prompts_per_step * g.num_generations * g.grad_accum,
-            "beta": g.beta, "setup_s": round(whole - clock.loop_s, 2), "loop_s": round(clock.loop_s, 2),
-            "ms_per_step": round(1000 * clock.loop_s / steps, 2), "split": clock.split(steps)}
+    return {
+        "steps": steps,
+        "completions_per_step": g.prompts_per_step * g.num_generations * g.grad_accum,
+        "beta": g.beta,
+        "setup_s": round(whole - clock.loop_s, 2),
+        "loop_s": round(clock.loop_s, 2),
+        "ms_per_step": round(1000 * clock.loop_s / steps, 2),
+        "split": clock.split(steps),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -490,17 +562,28 @@ def stage_rows(report: dict) -> list[tuple[str, float, float, float]]:
     """(stage, dcsft, floor, ratio): the SFT step, each generation stage's first and repeat pass, except
     exact's first, which reads the batches `sample` has just processed (not a first pass if dcsft caches)."""
     sft_run, ev, prof = report["sft"], report["evaluate"], report["profile"]
-    rows = [("SFT step, ms", sft_run["dcsft"]["ms_per_step"], sft_run["floor"]["ms_per_step"],
-             sft_run["ratio"])]
-    for name, f in ((f"evaluate {ev['split']} ({ev['records']})", ev),
-                    (f"profile sample ({prof['samples']})", prof["sample"])):
+    rows = [
+        ("SFT step, ms", sft_run["dcsft"]["ms_per_step"], sft_run["floor"]["ms_per_step"], sft_run["ratio"])
+    ]
+    for name, f in (
+        (f"evaluate {ev['split']} ({ev['records']})", ev),
+        (f"profile sample ({prof['samples']})", prof["sample"]),
+    ):
         floor_first = f["floor_processor_first_s"] + f["floor_first_s"]
-        rows += [(f"{name}, 1st pass, s", f["dcsft_first_s"], floor_first, f["first_ratio"]),
-                 (f"{name}, repeat, s", f["dcsft_repeat_s"], f["floor_s"], f["repeat_ratio"])]
+        rows += [
+            (f"{name}, 1st pass, s", f["dcsft_first_s"], floor_first, f["first_ratio"]),
+            (f"{name}, repeat, s", f["dcsft_repeat_s"], f["floor_s"], f["repeat_ratio"]),
+        ]
     if "exact" in prof:
         f = prof["exact"]
-        rows.append((f"profile exact ({prof['samples']}), repeat, s", f["dcsft_repeat_s"], f["floor_s"],
-                     f["repeat_ratio"]))
+        rows.append(
+            (
+                f"profile exact ({prof['samples']}), repeat, s",
+                f["dcsft_repeat_s"],
+                f["floor_s"],
+                f["repeat_ratio"],
+            )
+        )
     return rows
 
 
@@ -519,16 +602,25 @@ def print_report(report: dict) -> None:
 
     ours, ev, prof = report["sft"]["dcsft"], report["evaluate"], report["profile"]
     setup_parts = "".join(f", {part} {s} s" for part, s in ours["setup_parts_s"].items())
-    print(f"\nSFT: setup {ours['setup_s']} s{setup_parts}; median step {ours['median_step_ms']} ms; "
-          f"the floor collates a batch once in {report['sft']['floor']['collate_ms_per_batch']} ms")
-    print(f"evaluate: {ev['dcsft_repeat_ms_per_record']} ms per record (repeat), floor "
-          f"{ev['floor_ms_per_record']} ms; the processor takes {ev['floor_processor_first_s']} s, "
-          f"{100 * ev['processor_share_of_dcsft_first']:.0f}% of dcsft's first pass; the greedy floor's "
-          f"texts differ from dcsft's on {ev['greedy_mismatches']} of {ev['records']} records")
-    exact = (f"; the exact floor's P(correct) is within {prof['exact']['max_p_correct_gap']:.1e} of dcsft's"
-             if "exact" in prof else "")
-    print(f"profile: tokens generated by sample {prof['sample']['dcsft_tokens_generated']:,}, by its floor "
-          f"{prof['sample']['floor_tokens_generated']:,}{exact}")
+    print(
+        f"\nSFT: setup {ours['setup_s']} s{setup_parts}; median step {ours['median_step_ms']} ms; "
+        f"the floor collates a batch once in {report['sft']['floor']['collate_ms_per_batch']} ms"
+    )
+    print(
+        f"evaluate: {ev['dcsft_repeat_ms_per_record']} ms per record (repeat), floor "
+        f"{ev['floor_ms_per_record']} ms; the processor takes {ev['floor_processor_first_s']} s, "
+        f"{100 * ev['processor_share_of_dcsft_first']:.0f}% of dcsft's first pass; the greedy floor's "
+        f"texts differ from dcsft's on {ev['greedy_mismatches']} of {ev['records']} records"
+    )
+    exact = (
+        f"; the exact floor's P(correct) is within {prof['exact']['max_p_correct_gap']:.1e} of dcsft's"
+        if "exact" in prof
+        else ""
+    )
+    print(
+        f"profile: tokens generated by sample {prof['sample']['dcsft_tokens_generated']:,}, by its floor "
+        f"{prof['sample']['floor_tokens_generated']:,}{exact}"
+    )
     print(f"GRPO: {g['steps']} steps of {g['completions_per_step']} completions, setup {g['setup_s']} s")
     print_split("SFT step (dcsft)", ours["split"])
     print_split("GRPO step (dcsft)", g["split"])
@@ -555,9 +647,17 @@ def main() -> None:
     model, processor = cold_start(cfg)
     report = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "task": cfg.task, "run_dir": cfg.run_dir, "setup_s": round(setup_s, 1),
-        "sft": {"records": len(sft_records), "steps": args.steps, "batch_size": cfg.train.batch_size,
-                "dcsft": ours, "floor": floor, "ratio": round(ours["ms_per_step"] / floor["ms_per_step"], 2)},
+        "task": cfg.task,
+        "run_dir": cfg.run_dir,
+        "setup_s": round(setup_s, 1),
+        "sft": {
+            "records": len(sft_records),
+            "steps": args.steps,
+            "batch_size": cfg.train.batch_size,
+            "dcsft": ours,
+            "floor": floor,
+            "ratio": round(ours["ms_per_step"] / floor["ms_per_step"], 2),
+        },
         "evaluate": evaluation(cfg, model, processor),
         "profile": profiles(cfg, model, processor, args.limit),
         "grpo": dcsft_grpo(cfg, records_for(cfg, "grpo", buckets, cfg.seed)[0], args.grpo_steps),
@@ -569,8 +669,10 @@ def main() -> None:
     print(f"written {out}")
     mismatches = report["evaluate"]["greedy_mismatches"]
     if mismatches:
-        raise SystemExit(f"the greedy floor's texts differ from dcsft's on {mismatches} records: "
-                         "it does not decode what dcsft decodes")
+        raise SystemExit(
+            f"the greedy floor's texts differ from dcsft's on {mismatches} records: "
+            "it does not decode what dcsft decodes"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,13 @@ def run_study(source: Path, run_dir: Path, overrides: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(source / "src"), "HF_HUB_OFFLINE": "1"}
     args = [arg for kv in overrides for arg in ("--set", kv)]
     started = time.time()
-    done = subprocess.run([sys.executable, "-m", "dcsft", "study", "--run-dir", str(run_dir), *args],
-                          env=env, cwd=run_dir.parent, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dcsft", "study", "--run-dir", str(run_dir), *args],
+        env=env,
+        cwd=run_dir.parent,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.time() - started
     if done.returncode != 0:
         sys.exit(f"{source}: the study failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -50,8 +55,11 @@ def run_study(source: Path, run_dir: Path, overrides: list[str]) -> float:
 def without_wall_clock(value):
     """The value with every wall-clock field dropped (and the wall-time ratio, which is one)."""
     if isinstance(value, dict):
-        return {k: without_wall_clock(v) for k, v in value.items()
-                if k not in WALL_CLOCK_FIELDS and not (k == "grpo_over_dcsft" and isinstance(v, dict))}
+        return {
+            k: without_wall_clock(v)
+            for k, v in value.items()
+            if k not in WALL_CLOCK_FIELDS and not (k == "grpo_over_dcsft" and isinstance(v, dict))
+        }
     if isinstance(value, list):
         return [without_wall_clock(v) for v in value]
     return value
@@ -78,8 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="git ref of the version to compare against")
     parser.add_argument("--new", help="git ref of the new version (default: this checkout as it is)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="a config override for both versions")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="a config override for both versions"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -87,13 +96,16 @@ def main() -> None:
         new = worktree(args.new, tmp / "new") if args.new else REPO
         (tmp / "runs").mkdir()
         try:
-            seconds = {name: run_study(source, tmp / "runs" / name, args.overrides)
-                       for name, source in (("base", base), ("new", new))}
+            seconds = {
+                name: run_study(source, tmp / "runs" / name, args.overrides)
+                for name, source in (("base", base), ("new", new))
+            }
             found = compare(tmp / "runs" / "base", tmp / "runs" / "new")
         finally:
             for folder in {base, new} - {REPO}:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)],
-                               check=False)
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], check=False
+                )
     speedup = round(seconds["base"] / seconds["new"], 2)
     new_name = args.new or "this checkout"
     print(f"default study: {args.base} {seconds['base']} s, {new_name} {seconds['new']} s: {speedup}x")
@@ -103,11 +115,18 @@ def main() -> None:
             print(f"    {line}")
     from dcsft.rundir import write_json
 
-    write_json(REPO / "benchmarks" / "results" / "study_wall.json",
-               {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "base": args.base,
-                "new": args.new or "working tree", "seconds": seconds, "speedup": speedup,
-                "identical_without_wall_clock": {name: not diffs for name, diffs in found.items()},
-                "differences": found})
+    write_json(
+        REPO / "benchmarks" / "results" / "study_wall.json",
+        {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "base": args.base,
+            "new": args.new or "working tree",
+            "seconds": seconds,
+            "speedup": speedup,
+            "identical_without_wall_clock": {name: not diffs for name, diffs in found.items()},
+            "differences": found,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -5,38 +5,50 @@ build-manifest)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 from rich.markup import escape
 
 from dcsft.config import StudyConfig, dump_config, load_config
-from dcsft.errors import ConfigError
 from dcsft.console import console, quiet_libraries
-from dcsft.errors import DataError
+from dcsft.errors import ConfigError, DataError
 from dcsft.rundir import RunDir, hold_lock, write_text
 from dcsft.stages import STAGES
-from dcsft.errors import StageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Difficulty-curated post-training (DC-SFT) of vision-language models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Difficulty-curated post-training (DC-SFT) of vision-language models.",
+)
 
 ConfigArg = typer.Argument(None, help="Study config YAML; default: the packaged embedded study.")
 SetOpt = typer.Option([], "--set", "-s", help="Override a config key, e.g. --set profile.k=8 (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (overrides run_dir in the config).")
-SeedsOpt = typer.Option(None, "--seeds", help="Training runs per method (seeds seed, seed+1, ...); tables show mean ± std.")
-TaskOpt = typer.Option(None, "--task", "-t", help="Run only this task of the study (default: each of its tasks).")
+SeedsOpt = typer.Option(
+    None, "--seeds", help="Training runs per method (seeds seed, seed+1, ...); tables show mean ± std."
+)
+TaskOpt = typer.Option(
+    None, "--task", "-t", help="Run only this task of the study (default: each of its tasks)."
+)
 
 
-def read_config(config: Optional[Path], overrides: list[str], run_dir: Optional[Path],
-                seeds: Optional[int]) -> StudyConfig:
+def read_config(
+    config: Path | None, overrides: list[str], run_dir: Path | None, seeds: int | None
+) -> StudyConfig:
     flags = [*([f"run_dir={run_dir}"] if run_dir else []), *([f"seeds={seeds}"] if seeds is not None else [])]
     return load_config(config, [*overrides, *flags])
 
 
-def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path], seeds: Optional[int],
-          stages: Optional[list[str]] = None) -> StudyConfig:
+def setup(
+    config: Path | None,
+    overrides: list[str],
+    run_dir: Path | None,
+    seeds: int | None,
+    stages: list[str] | None = None,
+) -> StudyConfig:
     """The config of a command that writes to the run directory, which it then holds alone;
     settings the `stages` (default: all) cannot run here (vLLM, DeepSpeed, bf16 without a GPU)
     end it before any work."""
@@ -51,13 +63,15 @@ def setup(config: Optional[Path], overrides: list[str], run_dir: Optional[Path],
     torch.set_num_threads(cfg.model.threads)
     from dcsft import distributed
 
-    if distributed.is_main():  # under torchrun / accelerate launch, rank 0 holds the run directory for all ranks
+    if (
+        distributed.is_main()
+    ):  # under torchrun / accelerate launch, rank 0 holds the run directory for all ranks
         hold_lock(RunDir(cfg.run_dir).root)
         write_text(RunDir(cfg.run_dir).root / "config.yaml", dump_config(cfg))
     return cfg
 
 
-def each_task(cfg: StudyConfig, task: Optional[str]) -> list[StudyConfig]:
+def each_task(cfg: StudyConfig, task: str | None) -> list[StudyConfig]:
     """The single-task configs a command runs: `--task`, else every task of the study."""
     return [cfg.for_task(name) for name in ([task] if task else cfg.task_names)]
 
@@ -72,8 +86,13 @@ def guarded(action: Callable[[], None]) -> None:
 
 
 def stage_command(name: str, doc: str):
-    def command(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-                seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
+    def command(
+        config: Path | None = ConfigArg,
+        set_: list[str] = SetOpt,
+        run_dir: Path | None = RunDirOpt,
+        seeds: int | None = SeedsOpt,
+        task: str | None = TaskOpt,
+    ):
         from dcsft.study import run_stage
 
         def action():
@@ -91,8 +110,13 @@ for _spec in STAGES:
 
 
 @app.command()
-def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-          seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
+def study(
+    config: Path | None = ConfigArg,
+    set_: list[str] = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    seeds: int | None = SeedsOpt,
+    task: str | None = TaskOpt,
+):
     """Run every stage of every task (finished ones skip themselves) and print the tables."""
     from dcsft import study as study_module
 
@@ -104,23 +128,39 @@ def study(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir:
         for report in reports.values():
             print(report)
         where = ", ".join(str(path) for path in reports)
-        console.print(f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}; "
-                      f"reports with figures: {where}")
+        console.print(
+            f"[bold]study finished[/] in {time.time() - started:.0f} s; run directory {cfg.run_dir}; "
+            f"reports with figures: {where}"
+        )
         if cfg.seeds == 1:
-            console.print("one training seed: the intervals above hold item noise only, and the MDE misses the "
-                          "seed-to-seed term; `dcsft study full` runs the powered study (three seeds, every method, "
-                          "larger test splits)")
+            console.print(
+                "one training seed: the intervals above hold item noise only, and the MDE misses the "
+                "seed-to-seed term; `dcsft study full` runs the powered study (three seeds, every method, "
+                "larger test splits)"
+            )
 
     guarded(action)
 
 
 @app.command()
-def sweep(config: Optional[Path] = ConfigArg, over: list[str] = typer.Option(
-              ..., "--over", "-o", help="A key and its values, e.g. --over data.label_noise=0,0.05,0.1 (repeat: a grid)."),
-          set_: list[str] = SetOpt, run_dir: Optional[Path] = typer.Option(
-              None, "--run-dir", "-r", help="Folder of the sweep (one study per point in it); default: "
-                                            "<run_dir>-sweep-<key>."),
-          seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
+def sweep(
+    config: Path | None = ConfigArg,
+    over: list[str] = typer.Option(
+        ...,
+        "--over",
+        "-o",
+        help="A key and its values, e.g. --over data.label_noise=0,0.05,0.1 (repeat: a grid).",
+    ),
+    set_: list[str] = SetOpt,
+    run_dir: Path | None = typer.Option(
+        None,
+        "--run-dir",
+        "-r",
+        help="Folder of the sweep (one study per point in it); default: <run_dir>-sweep-<key>.",
+    ),
+    seeds: int | None = SeedsOpt,
+    task: str | None = TaskOpt,
+):
     """One study per value of the swept keys, then a report of each method's paired difference to SFT
     against them.
 
@@ -136,7 +176,9 @@ def sweep(config: Optional[Path] = ConfigArg, over: list[str] = typer.Option(
         root = run_dir or sweep_module.default_root(cfg, over)
         flags = [*set_, *([f"seeds={seeds}"] if seeds is not None else [])]
         points = sweep_module.grid(over)
-        configs = sweep_module.point_configs(config, flags, root, points)  # every point checked before any work
+        configs = sweep_module.point_configs(
+            config, flags, root, points
+        )  # every point checked before any work
         for note in preflight(configs[0]):
             console.print(f"[yellow]note:[/] {escape(note)}")
         import torch
@@ -144,15 +186,22 @@ def sweep(config: Optional[Path] = ConfigArg, over: list[str] = typer.Option(
         torch.set_num_threads(cfg.model.threads)
         path = sweep_module.run(configs, points, root, task)
         print(path.read_text())
-        console.print(f"[bold]sweep finished[/] in {time.time() - started:.0f} s: {len(points)} studies in {root}; "
-                      f"report {path.with_suffix('.html')}")
+        console.print(
+            f"[bold]sweep finished[/] in {time.time() - started:.0f} s: {len(points)} studies in {root}; "
+            f"report {path.with_suffix('.html')}"
+        )
 
     guarded(action)
 
 
 @app.command()
-def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-           seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt):
+def status(
+    config: Path | None = ConfigArg,
+    set_: list[str] = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    seeds: int | None = SeedsOpt,
+    task: str | None = TaskOpt,
+):
     """Show each stage of the run directory as done / stale / partial / missing, with counts."""
 
     def action():
@@ -167,15 +216,20 @@ def status(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir
         for task_cfg in each_task(cfg, task):
             prefix = f"{task_cfg.task} " if cfg.tasks else ""
             for row in statuses(task_cfg):
-                table.add_row(prefix + row.name, f"[{colours[row.state]}]{row.state}[/]", row.detail, str(row.folder))
+                table.add_row(
+                    prefix + row.name, f"[{colours[row.state]}]{row.state}[/]", row.detail, str(row.folder)
+                )
         console.print(table)
 
     guarded(action)
 
 
 @app.command("build-base")
-def build_base(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
-               out: Path = typer.Option(..., help="Folder to write the base to, e.g. src/dcsft/assets/<name>.")):
+def build_base(
+    config: Path | None = ConfigArg,
+    set_: list[str] = SetOpt,
+    out: Path = typer.Option(..., help="Folder to write the base to, e.g. src/dcsft/assets/<name>."),
+):
     """Pretrain the embedded base model into a folder (how the weights shipped in the package are made).
 
     A study finds or builds its base itself (`dcsft pretrain`); this writes one where you say.
@@ -189,8 +243,10 @@ def build_base(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt,
 
         torch.set_num_threads(cfg.model.threads)
         info = build_embedded(cfg.pretrain, out)
-        console.print(f"base written to {out}: held-out object-name accuracy {info['heldout_name_accuracy']} "
-                      f"after {info['seconds']} s")
+        console.print(
+            f"base written to {out}: held-out object-name accuracy {info['heldout_name_accuracy']} "
+            f"after {info['seconds']} s"
+        )
 
     guarded(action)
 
@@ -201,7 +257,7 @@ EXPORT_BUCKETS = ("easy", "medium", "hard", "all")
 DataTaskOpt = typer.Option(None, "--task", "-t", help="The task to use, in a study of several tasks.")
 
 
-def one_task(cfg: StudyConfig, task: Optional[str]) -> StudyConfig:
+def one_task(cfg: StudyConfig, task: str | None) -> StudyConfig:
     """The single task a data command works on: `--task`, or the study's only task."""
     if not task and len(cfg.task_names) > 1:
         where = ", ".join(f"{name} in {Path(cfg.run_dir) / name}" for name in cfg.task_names)
@@ -209,56 +265,55 @@ def one_task(cfg: StudyConfig, task: Optional[str]) -> StudyConfig:
     return each_task(cfg, task)[0]
 
 
-def export_run_dir(source: Path, set_: list[str], run_dir: Optional[Path], task: Optional[str]) -> RunDir:
+def export_run_dir(source: Path, set_: list[str], run_dir: Path | None, task: str | None) -> RunDir:
     """A run directory given directly, or the (task's) run directory of a config file."""
     if not source.exists():
         raise DataError(f"{source}: no such run directory or config file")
     if source.is_dir():
         if run_dir is not None or set_ or task:
-            raise ConfigError(f"{source} is a run directory: --run-dir, --set and --task go with a config file")
+            raise ConfigError(
+                f"{source} is a run directory: --run-dir, --set and --task go with a config file"
+            )
         tasks = sorted(p.name for p in source.iterdir() if RunDir(p).curate.root.is_dir())
         if tasks and not RunDir(source).curate.root.exists():
-            raise ConfigError(f"{source} holds the run directories of several tasks ({', '.join(tasks)}): "
-                              f"export from one of them, e.g. {source / tasks[0]}")
+            raise ConfigError(
+                f"{source} holds the run directories of several tasks ({', '.join(tasks)}): "
+                f"export from one of them, e.g. {source / tasks[0]}"
+            )
         return RunDir(source)
     return RunDir(one_task(read_config(source, set_, run_dir, None), task).run_dir)
 
 
-def bucket_records(rundir: RunDir, bucket: str) -> list[dict]:
-    """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
-    from dcsft.data.records import read_json
-    from dcsft.stage import upstream
-    from dcsft.prepared import read_split
-
-    upstream(rundir.curate)
-    path = rundir.assignments_file
-    assignments = read_json(path)
-    if not all(isinstance(a, dict) and "id" in a for a in assignments):
-        raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
-    by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
-    chosen = [a["id"] for a in assignments if bucket == "all" or a.get("bucket") == bucket]
-    unknown = [i for i in chosen if i not in by_id]
-    if unknown:
-        raise StageError(f"{rundir.curate.root}: {len(unknown)} curated ids are not in {rundir.records('train')} "
-                         f"(first: {unknown[0]}); rerun `dcsft curate`")
-    return [by_id[i] for i in chosen]
-
-
 @app.command("export")
 def export_bucket(
-        source: Path = typer.Argument(..., metavar="RUN_DIR_OR_CONFIG",
-                                      help="A run directory, or a study config (with --run-dir / --set / --task)."),
-        bucket: str = typer.Option(..., "--bucket", "-b", help="easy, medium, hard or all (every curated sample)."),
-        fmt: str = typer.Option("sft", "--format", "-f",
-                                help="records: the authors' problem/solution/image; sft: ms-swift's messages/images; "
-                                     "trl: TRL's prompt/completion rows (answer-only loss in SFTTrainer)."),
-        out: Path = typer.Option(..., "--out", "-o", help="File to write: .json (one list) or .jsonl (one per line)."),
-        with_id: bool = typer.Option(False, "--with-id", help="Add each record's id to sft rows."),
-        set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt, task: Optional[str] = DataTaskOpt):
+    source: Path = typer.Argument(
+        ...,
+        metavar="RUN_DIR_OR_CONFIG",
+        help="A run directory, or a study config (with --run-dir / --set / --task).",
+    ),
+    bucket: str = typer.Option(
+        ..., "--bucket", "-b", help="easy, medium, hard or all (every curated sample)."
+    ),
+    fmt: str = typer.Option(
+        "sft",
+        "--format",
+        "-f",
+        help="records: the authors' problem/solution/image; sft: ms-swift's messages/images; "
+        "trl: TRL's prompt/completion rows (answer-only loss in SFTTrainer).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="File to write: .json (one list) or .jsonl (one per line)."
+    ),
+    with_id: bool = typer.Option(False, "--with-id", help="Add each record's id to sft rows."),
+    set_: list[str] = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    task: str | None = DataTaskOpt,
+):
     """Write one curated bucket's training records in the authors' or ms-swift's format.
 
     Example: dcsft export runs/default --bucket medium --format sft --out medium.jsonl
     """
+    from dcsft.curate import curated_records
     from dcsft.data.formats import FORMATS, export_records
 
     def action():
@@ -272,10 +327,12 @@ def export_bucket(
         if out.is_dir():
             raise DataError(f"--out {out}: is a folder, expected a file name")
         rundir = export_run_dir(source, set_, run_dir, task)
-        records = bucket_records(rundir, name)
+        records = curated_records(rundir, name)
         count = export_records(records, out, fmt, with_id=with_id)
         if not count:
-            console.print(f"[yellow]warning:[/] the {name} bucket of {rundir.root} is empty; wrote an empty list")
+            console.print(
+                f"[yellow]warning:[/] the {name} bucket of {rundir.root} is empty; wrote an empty list"
+            )
         console.print(f"wrote {count} {name} records ({fmt} format) to {escape(str(out))}")
 
     guarded(action)
@@ -283,12 +340,19 @@ def export_bucket(
 
 @app.command("compare-buckets")
 def compare_buckets_command(
-        a: str = typer.Argument(..., metavar="A", help="Run directory, profile.jsonl / assignments.jsonl, folder of "
-                                                       "the authors' bucket lists, manifest, or paper:3b / paper:7b."),
-        b: str = typer.Argument(..., metavar="B", help="The other bucketing, in any of A's forms."),
-        size: str = typer.Option("3b", "--size", help="Model size of the authors' bucket lists or manifest (3b, 7b)."),
-        a_name: Optional[str] = typer.Option(None, "--a-name", help="Name of A in the table (default: A as given)."),
-        b_name: Optional[str] = typer.Option(None, "--b-name", help="Name of B in the table (default: B as given).")):
+    a: str = typer.Argument(
+        ...,
+        metavar="A",
+        help="Run directory, profile.jsonl / assignments.jsonl, folder of "
+        "the authors' bucket lists, manifest, or paper:3b / paper:7b.",
+    ),
+    b: str = typer.Argument(..., metavar="B", help="The other bucketing, in any of A's forms."),
+    size: str = typer.Option(
+        "3b", "--size", help="Model size of the authors' bucket lists or manifest (3b, 7b)."
+    ),
+    a_name: str | None = typer.Option(None, "--a-name", help="Name of A in the table (default: A as given)."),
+    b_name: str | None = typer.Option(None, "--b-name", help="Name of B in the table (default: B as given)."),
+):
     """Confusion matrix, agreement and Cohen's kappa of two easy/medium/hard bucketings.
 
     Example: dcsft compare-buckets runs/imagenet-3b paper:3b
@@ -313,13 +377,17 @@ def compare_buckets_command(
 
 @app.command("import-rollouts")
 def import_rollouts_command(
-        files: list[Path] = typer.Argument(..., metavar="FILES",
-                                           help="The authors' rollout files, one per sampled draw (.json / .json.gz)."),
-        run_dir: Optional[Path] = RunDirOpt,
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study config YAML; default: the packaged "
-                                                                           "embedded study."),
-        set_: list[str] = SetOpt, task: Optional[str] = DataTaskOpt,
-        force: bool = typer.Option(False, "--force", help="Replace a profile that dcsft sampled itself.")):
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILES", help="The authors' rollout files, one per sampled draw (.json / .json.gz)."
+    ),
+    run_dir: Path | None = RunDirOpt,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Study config YAML; default: the packaged embedded study."
+    ),
+    set_: list[str] = SetOpt,
+    task: str | None = DataTaskOpt,
+    force: bool = typer.Option(False, "--force", help="Replace a profile that dcsft sampled itself."),
+):
     """Import the authors' rollout files as the run directory's profile (then `dcsft curate`).
 
     Example: dcsft import-rollouts rollouts/train_*.json --run-dir runs/imagenet-3b
@@ -330,19 +398,31 @@ def import_rollouts_command(
         cfg = one_task(setup(config, set_, run_dir, None), task)
         profile = profiling.import_rollout_files(cfg, files, force)
         stage = RunDir(cfg.run_dir).profile
-        console.print(f"[bold green]{'profile':>10}[/] imported: {escape(profile.summary())} "
-                      f"[dim]({escape(str(stage.root))})[/]")
+        console.print(
+            f"[bold green]{'profile':>10}[/] imported: {escape(profile.summary())} "
+            f"[dim]({escape(str(stage.root))})[/]"
+        )
 
     guarded(action)
 
 
 @app.command("plan")
 def plan_command(
-        config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-        seeds: Optional[int] = SeedsOpt, task: Optional[str] = TaskOpt,
-        gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs the per-device batch is multiplied by in the step counts."),
-        sample: int = typer.Option(16, "--sample", min=0, help="Images decoded per split (seeded); all are checked to exist."),
-        gpu_memory: float = typer.Option(80.0, "--gpu-memory", help="GB of one GPU: a stage estimated above it is a warning.")):
+    config: Path | None = ConfigArg,
+    set_: list[str] = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    seeds: int | None = SeedsOpt,
+    task: str | None = TaskOpt,
+    gpus: int = typer.Option(
+        1, "--gpus", min=1, help="GPUs the per-device batch is multiplied by in the step counts."
+    ),
+    sample: int = typer.Option(
+        16, "--sample", min=0, help="Images decoded per split (seeded); all are checked to exist."
+    ),
+    gpu_memory: float = typer.Option(
+        80.0, "--gpu-memory", help="GB of one GPU: a stage estimated above it is a warning."
+    ),
+):
     """Check a config and estimate its cost (data, steps, tokens, GPU memory) without loading a model.
 
     Exit code 1 when something would stop the study (each problem on one line), 2 when the config
@@ -350,6 +430,7 @@ def plan_command(
 
     Example: dcsft plan configs/paper/imagenet_3b.yaml --set data.root=/data/imagenet
     """
+
     def action():
         from dcsft.plan import plan_study
 
@@ -361,7 +442,9 @@ def plan_command(
 
 
 @app.command("check-launch")
-def check_launch(config_files: list[Path] = typer.Argument(..., metavar="FILES", help="accelerate config files.")):
+def check_launch(
+    config_files: list[Path] = typer.Argument(..., metavar="FILES", help="accelerate config files."),
+):
     """Dry-run accelerate configs: what `accelerate launch --config_file FILE -m dcsft train` would start.
 
     Example: dcsft check-launch configs/accelerate/*.yaml
@@ -375,16 +458,22 @@ def check_launch(config_files: list[Path] = typer.Argument(..., metavar="FILES",
             except ValueError as err:  # accelerate's own refusals; ConfigError is a ValueError too
                 raise ConfigError(f"{config_file}: {err}".splitlines()[0]) from None
             extra = {k: summary[k] for k in ("zero_stage", "fsdp_version", "state_dict_type") if k in summary}
-            print(f"{config_file}: {summary['distributed_type']}, {summary['num_processes']} processes, "
-                  f"mixed precision {summary['mixed_precision']}" + "".join(f", {k} {v}" for k, v in extra.items()))
+            print(
+                f"{config_file}: {summary['distributed_type']}, {summary['num_processes']} processes, "
+                f"mixed precision {summary['mixed_precision']}"
+                + "".join(f", {k} {v}" for k, v in extra.items())
+            )
 
     guarded(action)
 
 
 @app.command("build-manifest")
 def build_manifest_command(
-        source: Path = typer.Argument(..., metavar="SRC_DIR", help="The authors' released lists (byyx666/DC-SFT data/)."),
-        out_dir: Optional[Path] = typer.Argument(None, metavar="OUT_DIR", help="Default: dcsft's shipped assets.")):
+    source: Path = typer.Argument(
+        ..., metavar="SRC_DIR", help="The authors' released lists (byyx666/DC-SFT data/)."
+    ),
+    out_dir: Path | None = typer.Argument(None, metavar="OUT_DIR", help="Default: dcsft's shipped assets."),
+):
     """Rebuild the paper source's manifest and name map from the authors' released lists."""
     from dcsft.data.paper import MANIFEST, NAMES, PAPER_ASSETS, build_manifest, build_name_map
 

@@ -19,11 +19,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsft.curate import BUCKETS, bucket_of
-from dcsft.data.records import read_json
 from dcsft.data.imagenet import record_id
-from dcsft.data.paper import AUTHORS_BUCKETS, MANIFEST, SIZES, authors_buckets, bucket_file_name, relative_file
-from dcsft.rundir import RunDir
+from dcsft.data.paper import (
+    AUTHORS_BUCKETS,
+    MANIFEST,
+    SIZES,
+    authors_buckets,
+    bucket_file_name,
+    relative_file,
+)
+from dcsft.data.records import read_json
 from dcsft.errors import DataError
+from dcsft.rundir import RunDir
 
 ALIASES = {"middle": "medium"}  # the authors' word for the medium bucket
 
@@ -44,7 +51,7 @@ def cohens_kappa(matrix: list[list[int]]) -> float | None:
     observed = sum(matrix[i][i] for i in range(len(matrix))) / n
     rows = [sum(row) for row in matrix]
     cols = [sum(col) for col in zip(*matrix)]
-    expected = sum(r * c for r, c in zip(rows, cols)) / n ** 2
+    expected = sum(r * c for r, c in zip(rows, cols)) / n**2
     return None if expected == 1 else (observed - expected) / (1 - expected)
 
 
@@ -59,26 +66,36 @@ def compare_buckets(a: dict[str, str], b: dict[str, str]) -> dict:
     n = len(both)
     agreed = sum(matrix[k][k] for k in range(len(BUCKETS)))
     kappa = cohens_kappa(matrix)
-    return {"buckets": list(BUCKETS), "matrix": matrix, "n": n,
-            "agreement": agreed / n if n else None, "kappa": kappa,
-            "a_counts": dict(zip(BUCKETS, (sum(row) for row in matrix))),
-            "b_counts": dict(zip(BUCKETS, (sum(col) for col in zip(*matrix)))),
-            "only_a": sum(1 for i in a if i not in b), "only_b": sum(1 for i in b if i not in a)}
+    return {
+        "buckets": list(BUCKETS),
+        "matrix": matrix,
+        "n": n,
+        "agreement": agreed / n if n else None,
+        "kappa": kappa,
+        "a_counts": dict(zip(BUCKETS, (sum(row) for row in matrix))),
+        "b_counts": dict(zip(BUCKETS, (sum(col) for col in zip(*matrix)))),
+        "only_a": sum(1 for i in a if i not in b),
+        "only_b": sum(1 for i in b if i not in a),
+    }
 
 
 def format_comparison(result: dict, a_name: str = "A", b_name: str = "B") -> str:
     """The confusion matrix as a markdown table, then one line of agreement, kappa and coverage."""
     buckets, matrix = result["buckets"], result["matrix"]
-    lines = [f"| {a_name} \\ {b_name} | " + " | ".join(buckets) + " | total |",
-             "|---|" + "---:|" * (len(buckets) + 1)]
+    lines = [
+        f"| {a_name} \\ {b_name} | " + " | ".join(buckets) + " | total |",
+        "|---|" + "---:|" * (len(buckets) + 1),
+    ]
     for bucket, row in zip(buckets, matrix):
         lines.append(f"| {bucket} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
     lines.append("| total | " + " | ".join(str(sum(col)) for col in zip(*matrix)) + f" | {result['n']} |")
     agreement = "n/a" if result["agreement"] is None else f"{100 * result['agreement']:.1f}%"
     kappa = "n/a" if result["kappa"] is None else f"{result['kappa']:.3f}"
     lines.append("")
-    lines.append(f"{result['n']} samples in both: agreement {agreement}, Cohen's kappa {kappa}; "
-                 f"{result['only_a']} only in {a_name}, {result['only_b']} only in {b_name}.")
+    lines.append(
+        f"{result['n']} samples in both: agreement {agreement}, Cohen's kappa {kappa}; "
+        f"{result['only_a']} only in {a_name}, {result['only_b']} only in {b_name}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +157,10 @@ def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
     path = Path(path)
     if path.is_dir():
         rundir = RunDir(path)
-        candidates = ((rundir.assignments_file, buckets_of_assignments), (rundir.profile_file, buckets_of_profile))
+        candidates = (
+            (rundir.assignments_file, buckets_of_assignments),
+            (rundir.profile_file, buckets_of_profile),
+        )
         for candidate, reader in candidates:
             if candidate.exists():
                 return reader(candidate)
@@ -156,5 +176,7 @@ def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
         return buckets_of_assignments(path)
     if path.name.startswith("profile"):
         return buckets_of_profile(path)
-    raise DataError(f"{path}: not a run directory, profile.jsonl, assignments.jsonl, folder of the authors' "
-                    f"bucket lists or manifest (.csv.gz)")
+    raise DataError(
+        f"{path}: not a run directory, profile.jsonl, assignments.jsonl, folder of the authors' "
+        f"bucket lists or manifest (.csv.gz)"
+    )

@@ -68,7 +68,7 @@ class GroundingPretrainConfig(Section):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _shares(self) -> "GroundingPretrainConfig":
+    def _shares(self) -> GroundingPretrainConfig:
         if self.scenes + self.single > 1:
             raise ValueError(f"scenes + single must be at most 1, got {self.scenes} + {self.single}")
         return self
@@ -99,7 +99,9 @@ class ColdStartConfig(Section):
     batch_size: int = 4
     grad_accum: int = Field(1, ge=1)
     max_length: int | None = None
-    extra: dict[str, Any] = {}  # passed through to TRL's SFTConfig, e.g. {gradient_checkpointing: true} on a GPU
+    extra: dict[
+        str, Any
+    ] = {}  # passed through to TRL's SFTConfig, e.g. {gradient_checkpointing: true} on a GPU
     save_steps: int | None = Field(10, ge=1)  # checkpoint every n steps (None: never); a rerun resumes
 
 
@@ -125,12 +127,16 @@ class ProfileConfig(Section):
     adaptive_settle: int = Field(0, ge=0)
     # hf: transformers' generate (any device); vllm: vLLM on a CUDA machine (method `sample` only)
     engine: Literal["hf", "vllm"] = "hf"
-    engine_args: dict[str, Any] = {}  # vllm: passed to vllm.LLM, e.g. tensor_parallel_size, gpu_memory_utilization
+    engine_args: dict[
+        str, Any
+    ] = {}  # vllm: passed to vllm.LLM, e.g. tensor_parallel_size, gpu_memory_utilization
 
     @model_validator(mode="after")
-    def _settle_within_k(self) -> "ProfileConfig":
+    def _settle_within_k(self) -> ProfileConfig:
         if self.adaptive_settle > self.k:
-            raise ValueError(f"adaptive_settle ({self.adaptive_settle}) must be at most k ({self.k}); 0 turns it off")
+            raise ValueError(
+                f"adaptive_settle ({self.adaptive_settle}) must be at most k ({self.k}); 0 turns it off"
+            )
         return self
 
 
@@ -160,7 +166,9 @@ class TrainConfig(Section):
     def _known_methods(cls, methods: list[str]) -> list[str]:
         unknown = sorted(m for m in set(methods) if not is_method(m))
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)} and sft-m+h<x> (x% hard, x < 100)")
+            raise ValueError(
+                f"unknown method(s) {unknown}; known: {list(METHODS)} and sft-m+h<x> (x% hard, x < 100)"
+            )
         if len(set(methods)) != len(methods):
             raise ValueError(f"a method is listed twice in {methods}")
         return methods
@@ -190,14 +198,17 @@ class EvaluateConfig(Section):
     max_new_tokens: int = 128
     # grounding: score boxes in the resized frame the model sees, or mapped back to the original image
     frame: Literal["model", "original"] = "model"
-    engine: Literal["hf", "vllm"] = "hf"  # as profile.engine; an adapter is merged before vLLM loads the model
+    # as profile.engine; an adapter is merged before vLLM loads the model
+    engine: Literal["hf", "vllm"] = "hf"
     engine_args: dict[str, Any] = {}  # vllm: passed to vllm.LLM
 
 
 class StudyConfig(Section):
     run_dir: str = "runs/default"
     seed: int = 0
-    seeds: int = Field(1, ge=1)  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
+    seeds: int = Field(
+        1, ge=1
+    )  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
     task: Literal["classification", "grounding"] = "classification"
     # Several tasks in one study: name -> overrides of the sections above; each task runs in
     # run_dir/<name>/ (empty: the one `task`, in run_dir itself).
@@ -224,7 +235,7 @@ class StudyConfig(Section):
     def task_names(self) -> list[str]:
         return list(self.tasks) or [self.task]
 
-    def for_task(self, name: str) -> "StudyConfig":
+    def for_task(self, name: str) -> StudyConfig:
         """The single-task config of one of `tasks`: its overrides applied, its own run dir."""
         if not self.tasks:
             if name != self.task:
@@ -278,7 +289,9 @@ def merge(base: dict, overrides: dict) -> dict:
     """`base` with `overrides` applied recursively (sections merged, values replaced)."""
     out = dict(base)
     for key, value in overrides.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -411,7 +424,9 @@ def valid_range(loc: tuple) -> str | None:
             return None
         info = fields[part]
         model = CONFIGS[source] if part == "data" and source else info.annotation
-    bounds = {kind: getattr(m, kind) for m in info.metadata for kind in ("ge", "gt", "le", "lt") if hasattr(m, kind)}
+    bounds = {
+        kind: getattr(m, kind) for m in info.metadata for kind in ("ge", "gt", "le", "lt") if hasattr(m, kind)
+    }
     low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else "(-inf"
     high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else "inf)"
     return f"{low}, {high}"
@@ -442,7 +457,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> St
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(k) for k in key_of(first["loc"])[0])
-        keys = [o.partition("=")[0].strip() for o in overrides]  # an override names the key, or a section of it
+        keys = [
+            o.partition("=")[0].strip() for o in overrides
+        ]  # an override names the key, or a section of it
         overridden = [o for o, k in zip(overrides, keys) if where.startswith(k) or k.startswith(f"{where}.")]
         source = f"--set {overridden[-1]}" if overridden else str(path)
         raise ConfigError(f"{source}: {problem(first)} ({len(err.errors())} problem(s) in all)") from None

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsft.config import StudyConfig
-from dcsft.data.records import record_kinds, to_sft
+from dcsft.data.records import read_json, record_kinds, to_sft
+from dcsft.errors import StageError
+from dcsft.prepared import read_split
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_jsonl_complete, write_json, write_jsonl
 from dcsft.stage import run_stage, upstream
-from dcsft.prepared import read_split
-from dcsft.errors import StageError
 
 BUCKETS = ("easy", "medium", "hard")
 
@@ -33,8 +33,30 @@ def bucket_of(pass_count: int, k: int) -> str:
 def proportions(assignments: list[dict]) -> dict:
     total = len(assignments)
     counts = {b: sum(a["bucket"] == b for a in assignments) for b in BUCKETS}
-    return {"total": total, **{b: {"count": n, "percent": round(100 * n / total, 1) if total else 0.0}
-                               for b, n in counts.items()}}
+    return {
+        "total": total,
+        **{
+            b: {"count": n, "percent": round(100 * n / total, 1) if total else 0.0} for b, n in counts.items()
+        },
+    }
+
+
+def curated_records(rundir: RunDir, bucket: str) -> list[dict]:
+    """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
+    upstream(rundir.curate)
+    path = rundir.assignments_file
+    assignments = read_json(path)
+    if not all(isinstance(a, dict) and "id" in a for a in assignments):
+        raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
+    by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
+    chosen = [a["id"] for a in assignments if bucket == "all" or a.get("bucket") == bucket]
+    unknown = [i for i in chosen if i not in by_id]
+    if unknown:
+        raise StageError(
+            f"{rundir.curate.root}: {len(unknown)} curated ids are not in {rundir.records('train')} "
+            f"(first: {unknown[0]}); rerun `dcsft curate`"
+        )
+    return [by_id[i] for i in chosen]
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -60,15 +82,26 @@ def run(cfg: StudyConfig) -> dict:
         rows = read_jsonl_complete(rundir.profile_file)
         unknown = [row["id"] for row in rows if row["id"] not in by_id]
         if unknown:
-            raise StageError(f"{rundir.profile_file}: {len(unknown)} profiled ids not in the training set "
-                             f"(first: {unknown[0]}); rerun `dcsft profile`")
-        assignments = [{"id": row["id"], "bucket": bucket_of(row["pass_count"], row["k"]),
-                        "pass_count": row["pass_count"], "k": row["k"],
-                        "noise": by_id[row["id"]].get("meta", {}).get("noise"),
-                        "kinds": record_kinds(by_id[row["id"]].get("meta", {}))} for row in rows]
+            raise StageError(
+                f"{rundir.profile_file}: {len(unknown)} profiled ids not in the training set "
+                f"(first: {unknown[0]}); rerun `dcsft profile`"
+            )
+        assignments = [
+            {
+                "id": row["id"],
+                "bucket": bucket_of(row["pass_count"], row["k"]),
+                "pass_count": row["pass_count"],
+                "k": row["k"],
+                "noise": by_id[row["id"]].get("meta", {}).get("noise"),
+                "kinds": record_kinds(by_id[row["id"]].get("meta", {})),
+            }
+            for row in rows
+        ]
         for bucket in BUCKETS:
-            write_jsonl(rundir.bucket_file(bucket), (to_sft(by_id[a["id"]]) for a in assignments
-                                                     if a["bucket"] == bucket))
+            write_jsonl(
+                rundir.bucket_file(bucket),
+                (to_sft(by_id[a["id"]]) for a in assignments if a["bucket"] == bucket),
+            )
             kill_point("curate")
         write_jsonl(folder / "assignments.jsonl", assignments)
         table = proportions(assignments)

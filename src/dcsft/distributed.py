@@ -33,10 +33,10 @@ import atexit
 import json
 import os
 import re
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 from dcsft.console import progress
 from dcsft.rundir import atomic_path, unit_finished
@@ -76,12 +76,15 @@ def init() -> None:
     except (ValueError, RuntimeError) as err:
         from dcsft.errors import StageError
 
-        raise StageError(f"WORLD_SIZE={world_size()} but this process cannot join its process group ({err}); "
-                         f"start dcsft with torchrun or accelerate launch, or unset WORLD_SIZE") from None
+        raise StageError(
+            f"WORLD_SIZE={world_size()} but this process cannot join its process group ({err}); "
+            f"start dcsft with torchrun or accelerate launch, or unset WORLD_SIZE"
+        ) from None
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
-_group: list = []  # dcsft's own gloo group: its waits get DCSFT_DIST_TIMEOUT, the launcher's group keeps its own
+# dcsft's own gloo group: its waits get DCSFT_DIST_TIMEOUT, the launcher's group keeps its own
+_group: list = []
 
 
 def group():
@@ -125,6 +128,7 @@ def total(count: int) -> int:
 
 # --- the batch files of one output ---
 
+
 def part_path(path: Path, rank_: int, world: int) -> Path:
     return path.with_name(f"{path.stem}.rank{rank_}-of-{world}{path.suffix}")
 
@@ -165,7 +169,7 @@ class Batches:
         used = 0
         for index in range(rank_, self.count, world):
             span = self.span(index)
-            batch = lines[used:used + len(span)]
+            batch = lines[used : used + len(span)]
             if len(batch) < len(span) or not self.matches(batch, span):
                 break
             found[index] = batch
@@ -196,8 +200,14 @@ def write_lines(file: Path, lines: list[str]) -> None:
         os.fsync(out.fileno())
 
 
-def sharded_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
-                  scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
+def sharded_jsonl(
+    path: Path,
+    records: list[dict],
+    batch_size: int,
+    stage: str,
+    description: str,
+    scorer: Callable[[], Callable[[list[dict], int], list[dict]]],
+) -> tuple[list[dict], int]:
     """dcsft.resumable.batched_jsonl across the ranks of a launcher (or, in one process, reusing the
     partial files a launched run left): this rank scores batches rank, rank + world, ... into
     its own partial file; rank 0 merges every batch into `path`. Every rank returns all rows and
@@ -213,8 +223,9 @@ def sharded_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
 
     elsewhere = batches.on_disk(path, skip=own)
     mine = [index for index in range(me, batches.count, world) if index not in kept]
-    resumed = total(sum(len(batches.span(i)) for i in range(me, batches.count, world)
-                        if i in kept or i in elsewhere))
+    resumed = total(
+        sum(len(batches.span(i)) for i in range(me, batches.count, world) if i in kept or i in elsewhere)
+    )
     todo = [index for index in mine if index not in elsewhere]
     if mine:
         score_batch = scorer() if todo else None
@@ -242,7 +253,9 @@ def sharded_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
         merged = batches.on_disk(path)
         missing = [i for i in range(batches.count) if i not in merged]
         if missing:
-            raise RuntimeError(f"{path}: batches {missing[:5]} are in no partial file after every rank finished")
+            raise RuntimeError(
+                f"{path}: batches {missing[:5]} are in no partial file after every rank finished"
+            )
         lines = [line for index in range(batches.count) for line in merged[index]]
         write_lines(path, lines)
         for file, _, _ in part_files(path):

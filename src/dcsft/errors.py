@@ -9,7 +9,7 @@ This module imports nothing of dcsft but the console, so every module can raise 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.markup import escape
 

@@ -18,15 +18,15 @@ from pathlib import Path
 
 from dcsft import distributed
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
-from dcsft.pretrain import resolved_base
+from dcsft.data.splits import eval_splits
 from dcsft.models.generate import Sampling, respond
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
-from dcsft.data.splits import eval_splits
+from dcsft.prepared import read_split
+from dcsft.pretrain import resolved_base
+from dcsft.resumable import batched_jsonl
 from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json
 from dcsft.stage import run_stage, upstream
-from dcsft.prepared import read_split
-from dcsft.resumable import batched_jsonl
 from dcsft.tasks import get_task, verifier_version
 
 
@@ -51,8 +51,10 @@ def base_and_coldstart(cfg: StudyConfig) -> list[ModelToEvaluate]:
     rundir = RunDir(cfg.run_dir)
     coldstart = upstream(rundir.coldstart)
     base, identity = resolved_base(cfg)
-    return [ModelToEvaluate("base", None, base, None, identity),
-            ModelToEvaluate("coldstart", None, str(rundir.coldstart_model), None, coldstart)]
+    return [
+        ModelToEvaluate("base", None, base, None, identity),
+        ModelToEvaluate("coldstart", None, str(rundir.coldstart_model), None, coldstart),
+    ]
 
 
 def trained_model(cfg: StudyConfig, method: str, seed: int) -> ModelToEvaluate | None:
@@ -62,7 +64,9 @@ def trained_model(cfg: StudyConfig, method: str, seed: int) -> ModelToEvaluate |
     trained = upstream(stage)
     if read_json(stage.root / "stats.json").get("n_a"):
         return None
-    return ModelToEvaluate(method, seed, str(rundir.coldstart_model), str(rundir.adapter(method, seed)), trained)
+    return ModelToEvaluate(
+        method, seed, str(rundir.coldstart_model), str(rundir.adapter(method, seed)), trained
+    )
 
 
 def model_of(cfg: StudyConfig, name: str, seed: int | None) -> ModelToEvaluate | None:
@@ -78,9 +82,15 @@ def models_to_evaluate(cfg: StudyConfig) -> list[ModelToEvaluate]:
 
 
 def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
-    return fingerprint("evaluate", spec.identity, upstream(RunDir(cfg.run_dir).prepare),
-                       cfg.evaluate.model_dump(), cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), cfg.task,
-                       verifier_version(cfg.task))
+    return fingerprint(
+        "evaluate",
+        spec.identity,
+        upstream(RunDir(cfg.run_dir).prepare),
+        cfg.evaluate.model_dump(),
+        cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
+        cfg.task,
+        verifier_version(cfg.task),
+    )
 
 
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
@@ -95,26 +105,51 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
 
         def scorer():
             if not loaded:
-                model = load_generator(cfg.evaluate.engine, spec.source, cfg.model, spec.adapter, seed=cfg.seed,
-                                       engine_args=cfg.evaluate.engine_args, setting="evaluate.engine")
+                model = load_generator(
+                    cfg.evaluate.engine,
+                    spec.source,
+                    cfg.model,
+                    spec.adapter,
+                    seed=cfg.seed,
+                    engine_args=cfg.evaluate.engine_args,
+                    setting="evaluate.engine",
+                )
                 loaded.append((model, load_processor(spec.source, cfg.model)))
             model, processor = loaded[0]
 
             def score_batch(batch: list[dict], index: int) -> list[dict]:
                 generated = respond(model, processor, batch, sampling, cfg.seed, index)
-                return [{"id": r["id"], "solution": r["solution"], "response": resp[0],
-                         "correct": int(task.score_record(resp[0], r, cfg.evaluate.frame))}
-                        for r, resp in zip(batch, generated.responses)]
+                return [
+                    {
+                        "id": r["id"],
+                        "solution": r["solution"],
+                        "response": resp[0],
+                        "correct": int(task.score_record(resp[0], r, cfg.evaluate.frame)),
+                    }
+                    for r, resp in zip(batch, generated.responses)
+                ]
+
             return score_batch
 
         for split, (records, _) in splits.items():
-            batched_jsonl(folder / f"{split}.jsonl", records, cfg.evaluate.batch_size, "evaluate",
-                          f"evaluating {spec.title} on {split}", scorer)
+            batched_jsonl(
+                folder / f"{split}.jsonl",
+                records,
+                cfg.evaluate.batch_size,
+                "evaluate",
+                f"evaluating {spec.title} on {split}",
+                scorer,
+            )
         scores = {}
         for split, (_, skipped) in splits.items():
             rows = read_jsonl(folder / f"{split}.jsonl")
-            scores[split] = {"accuracy": accuracy(rows), "correct": sum(r["correct"] for r in rows),
-                             "n": len(rows), "skipped": skipped, **task_stats(task, rows)}
+            scores[split] = {
+                "accuracy": accuracy(rows),
+                "correct": sum(r["correct"] for r in rows),
+                "n": len(rows),
+                "skipped": skipped,
+                **task_stats(task, rows),
+            }
         if distributed.is_main():
             write_json(folder / "scores.json", scores)
         what = f"{spec.title}: " + ", ".join(f"{s} {v['accuracy']}% (n={v['n']})" for s, v in scores.items())

@@ -19,13 +19,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from dcsft.config import StudyConfig
-from dcsft.stages import NAMES, STAGES
 from dcsft.errors import ConfigError
+from dcsft.stages import NAMES, STAGES
 
 MODEL_STAGES = {spec.name for spec in STAGES if spec.loads_model}
 TRAINING_STAGES = {spec.name for spec in STAGES if spec.trains}
@@ -45,8 +45,8 @@ def deepspeed_requested(cfg: StudyConfig, stages: set[str]) -> str | None:
 
 
 def check_task(cfg: StudyConfig, stages: set[str], cuda: bool | None) -> list[str]:
-    from dcsft.models.loading import check_model
     from dcsft.distributed import world_size
+    from dcsft.models.loading import check_model
     from dcsft.models.vllm_engine import require_vllm
 
     notes = []
@@ -55,22 +55,28 @@ def check_task(cfg: StudyConfig, stages: set[str], cuda: bool | None) -> list[st
     if "profile" in stages and cfg.profile.engine == "vllm":
         require_vllm("profile.engine=vllm")
         if cfg.profile.method != "sample":
-            raise ConfigError(f"profile.engine=vllm supports profile.method=sample only ({cfg.profile.method} "
-                              "reuses transformers' KV cache); use profile.engine=hf for it")
+            raise ConfigError(
+                f"profile.engine=vllm supports profile.method=sample only ({cfg.profile.method} "
+                "reuses transformers' KV cache); use profile.engine=hf for it"
+            )
     if "evaluate" in stages and cfg.evaluate.engine == "vllm":
         require_vllm("evaluate.engine=vllm")
     for stage in ("profile", "evaluate"):
         section = getattr(cfg, stage)
         parallel = section.engine_args.get("tensor_parallel_size", 1)
         if stage in stages and section.engine == "vllm" and world_size() > 1 and parallel != 1:
-            raise ConfigError(f"{stage}.engine_args.tensor_parallel_size={parallel} under {world_size()} processes: "
-                              "each process runs its own vLLM engine on its own batches; use 1, or one process "
-                              "with tensor_parallel_size = the GPUs")
+            raise ConfigError(
+                f"{stage}.engine_args.tensor_parallel_size={parallel} under {world_size()} processes: "
+                "each process runs its own vLLM engine on its own batches; use 1, or one process "
+                "with tensor_parallel_size = the GPUs"
+            )
     if "train" in stages and "grpo" in cfg.train.methods and cfg.grpo.use_vllm:
         require_vllm("grpo.use_vllm=true")
         if cfg.grpo.vllm_mode == "server":
-            notes.append(f"grpo.vllm_mode=server: start `trl vllm-serve --model {cfg.run_dir}/02_coldstart/model` "
-                         "on its own GPU(s) before training")
+            notes.append(
+                f"grpo.vllm_mode=server: start `trl vllm-serve --model {cfg.run_dir}/02_coldstart/model` "
+                "on its own GPU(s) before training"
+            )
     asker = deepspeed_requested(cfg, stages)
     if asker and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"{asker}: {DEEPSPEED_MISSING}")
@@ -95,27 +101,80 @@ def preflight(cfg: StudyConfig, stages: Iterable[str] | None = None, cuda: bool 
 
 # DeepSpeed config keys (top level and zero_optimization) that dcsft's shipped JSON may use, and
 # the "auto" values the HF Trainer fills in (transformers' HfTrainerDeepSpeedConfig).
-DEEPSPEED_KEYS = {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                  "gradient_clipping", "fp16", "bf16", "amp", "zero_optimization", "optimizer", "scheduler",
-                  "steps_per_print", "wall_clock_breakdown", "zero_allow_untested_optimizer",
-                  "activation_checkpointing", "communication_data_type", "prescale_gradients",
-                  "gradient_predivide_factor", "memory_breakdown", "checkpoint", "data_types",
-                  "zero_force_ds_cpu_optimizer", "flops_profiler", "tensorboard", "wandb", "csv_monitor"}
-ZERO_KEYS = {"stage", "offload_optimizer", "offload_param", "allgather_partitions", "allgather_bucket_size",
-             "overlap_comm", "reduce_scatter", "reduce_bucket_size", "contiguous_gradients",
-             "round_robin_gradients", "sub_group_size", "load_from_fp32_weights", "elastic_checkpoint",
-             "ignore_unused_parameters", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-             "stage3_max_live_parameters", "stage3_max_reuse_distance",
-             "stage3_gather_16bit_weights_on_model_save", "zero_hpz_partition_size", "zero_quantized_weights",
-             "zero_quantized_gradients", "mics_shard_size", "use_multi_rank_bucket_allreduce"}
-TRAINER_FILLS_AUTO = {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                      "gradient_clipping", "fp16.enabled", "bf16.enabled", "amp.enabled", "amp.opt_level",
-                      "optimizer.params.lr", "optimizer.params.betas", "optimizer.params.eps",
-                      "optimizer.params.weight_decay", "scheduler.params.warmup_min_lr",
-                      "scheduler.params.warmup_max_lr", "scheduler.params.warmup_num_steps",
-                      "scheduler.params.total_num_steps", "zero_optimization.reduce_bucket_size",
-                      "zero_optimization.stage3_prefetch_bucket_size",
-                      "zero_optimization.stage3_param_persistence_threshold"}
+DEEPSPEED_KEYS = {
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "gradient_clipping",
+    "fp16",
+    "bf16",
+    "amp",
+    "zero_optimization",
+    "optimizer",
+    "scheduler",
+    "steps_per_print",
+    "wall_clock_breakdown",
+    "zero_allow_untested_optimizer",
+    "activation_checkpointing",
+    "communication_data_type",
+    "prescale_gradients",
+    "gradient_predivide_factor",
+    "memory_breakdown",
+    "checkpoint",
+    "data_types",
+    "zero_force_ds_cpu_optimizer",
+    "flops_profiler",
+    "tensorboard",
+    "wandb",
+    "csv_monitor",
+}
+ZERO_KEYS = {
+    "stage",
+    "offload_optimizer",
+    "offload_param",
+    "allgather_partitions",
+    "allgather_bucket_size",
+    "overlap_comm",
+    "reduce_scatter",
+    "reduce_bucket_size",
+    "contiguous_gradients",
+    "round_robin_gradients",
+    "sub_group_size",
+    "load_from_fp32_weights",
+    "elastic_checkpoint",
+    "ignore_unused_parameters",
+    "stage3_prefetch_bucket_size",
+    "stage3_param_persistence_threshold",
+    "stage3_max_live_parameters",
+    "stage3_max_reuse_distance",
+    "stage3_gather_16bit_weights_on_model_save",
+    "zero_hpz_partition_size",
+    "zero_quantized_weights",
+    "zero_quantized_gradients",
+    "mics_shard_size",
+    "use_multi_rank_bucket_allreduce",
+}
+TRAINER_FILLS_AUTO = {
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "gradient_clipping",
+    "fp16.enabled",
+    "bf16.enabled",
+    "amp.enabled",
+    "amp.opt_level",
+    "optimizer.params.lr",
+    "optimizer.params.betas",
+    "optimizer.params.eps",
+    "optimizer.params.weight_decay",
+    "scheduler.params.warmup_min_lr",
+    "scheduler.params.warmup_max_lr",
+    "scheduler.params.warmup_num_steps",
+    "scheduler.params.total_num_steps",
+    "zero_optimization.reduce_bucket_size",
+    "zero_optimization.stage3_prefetch_bucket_size",
+    "zero_optimization.stage3_param_persistence_threshold",
+}
 
 
 def auto_paths(node: dict, prefix: str = "") -> list[str]:
@@ -135,11 +194,14 @@ def check_deepspeed_json(path: str | Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: DeepSpeed config file not found (launch from the repository root)") from None
+        raise ConfigError(
+            f"{path}: DeepSpeed config file not found (launch from the repository root)"
+        ) from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     unknown = sorted(set(config) - DEEPSPEED_KEYS) + sorted(
-        f"zero_optimization.{k}" for k in set(config.get("zero_optimization", {})) - ZERO_KEYS)
+        f"zero_optimization.{k}" for k in set(config.get("zero_optimization", {})) - ZERO_KEYS
+    )
     if unknown:
         raise ConfigError(f"{path}: unknown DeepSpeed key(s) {', '.join(unknown)}")
     stage = config.get("zero_optimization", {}).get("stage")
@@ -147,7 +209,7 @@ def check_deepspeed_json(path: str | Path) -> dict:
         raise ConfigError(f"{path}: zero_optimization.stage must be 0-3, not {stage!r}")
     unfilled = [p for p in auto_paths(config) if p not in TRAINER_FILLS_AUTO]
     if unfilled:
-        raise ConfigError(f"{path}: \"auto\" where the Trainer fills nothing in: {', '.join(unfilled)}")
+        raise ConfigError(f'{path}: "auto" where the Trainer fills nothing in: {", ".join(unfilled)}')
     if importlib.util.find_spec("deepspeed") is not None:
         from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
 
@@ -178,8 +240,12 @@ def dry_run(config_file: str | Path, command: tuple[str, ...] = ("-m", "dcsft", 
         raise ConfigError(f"{config_file}: accelerate config file not found")
     args = launch_command_parser().parse_args(["--config_file", str(config_file), *command])
     args, defaults, mixed_from_config = _validate_launch_command(args)
-    summary = {"config_file": str(config_file), "distributed_type": getattr(defaults.distributed_type, "value", ""),
-               "num_processes": args.num_processes, "num_machines": args.num_machines}
+    summary = {
+        "config_file": str(config_file),
+        "distributed_type": getattr(defaults.distributed_type, "value", ""),
+        "num_processes": args.num_processes,
+        "num_machines": args.num_machines,
+    }
     if args.use_deepspeed:  # as accelerate's launch_command does before deepspeed_launcher
         fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mixed_from_config else [])
         args.deepspeed_fields_from_accelerate_config = ",".join(fields)
@@ -187,7 +253,9 @@ def dry_run(config_file: str | Path, command: tuple[str, ...] = ("-m", "dcsft", 
     elif args.use_fsdp or args.multi_gpu:
         env = prepare_multi_gpu_env(args)
     else:
-        raise ConfigError(f"{config_file}: distributed_type {defaults.distributed_type} is not a multi-GPU launch")
+        raise ConfigError(
+            f"{config_file}: distributed_type {defaults.distributed_type} is not a multi-GPU launch"
+        )
     added = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "PYTHONPATH"}
     summary.update(mixed_precision=added.get("ACCELERATE_MIXED_PRECISION"), env=added)
     with environment(added):  # what each training process's TrainingArguments / Accelerator builds

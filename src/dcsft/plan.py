@@ -24,11 +24,20 @@ from dcsft.config import StudyConfig, hard_mix_percent
 from dcsft.data import sources
 from dcsft.data import splits as S
 from dcsft.data.sources.common import Findings
-from dcsft.models.size import HUB_MODELS, ModelInfo, arch_of, config_params, safetensors_params
+from dcsft.models.size import (
+    ACTIVATION_BYTES,
+    HUB_MODELS,
+    ModelInfo,
+    activations,
+    arch_of,
+    config_params,
+    kv_cache,
+    lora_params,
+    safetensors_params,
+)
 
 GB = 1e9
 TEXT_TOKENS = 64  # prompt text, chat template and a short answer around the image, per sample (rough)
-ACTIVATION_BYTES = 34  # per token x hidden x layer, bf16, no recomputation (Korthikanti et al. 2022, w/o attention scores)
 
 
 def n(value: float) -> str:
@@ -60,8 +69,10 @@ def inspect_model(cfg: StudyConfig, out: Findings) -> ModelInfo:
 
         folder = find_built(embedded_key(cfg.pretrain))
         if folder is None:
-            out.warnings.append("model.base embedded: no built base for this pretrain config; the first stage that "
-                                "needs it pretrains it once (see `dcsft pretrain`); sizes below are the packaged one's")
+            out.warnings.append(
+                "model.base embedded: no built base for this pretrain config; the first stage that "
+                "needs it pretrains it once (see `dcsft pretrain`); sizes below are the packaged one's"
+            )
             folder = PACKAGED
         return local_model(Path(folder), f"embedded ({folder})", out)
     if base in HUB_MODELS:
@@ -72,10 +83,14 @@ def inspect_model(cfg: StudyConfig, out: Findings) -> ModelInfo:
     if folder.is_dir():
         return local_model(folder, str(folder.absolute()), out)
     if base.startswith(("/", ".", "~")) or folder.exists() or base.count("/") != 1:
-        out.problems.append(f"model.base {base}: no such folder (a local model folder, a hub id org/name, or embedded)")
+        out.problems.append(
+            f"model.base {base}: no such folder (a local model folder, a hub id org/name, or embedded)"
+        )
     else:
-        out.warnings.append(f"model.base {base}: a hub id dcsft does not know the size of; it is downloaded at the "
-                            f"first stage that loads it (memory not estimated)")
+        out.warnings.append(
+            f"model.base {base}: a hub id dcsft does not know the size of; it is downloaded at the "
+            f"first stage that loads it (memory not estimated)"
+        )
     return ModelInfo(base, None, {}, "unknown")
 
 
@@ -91,11 +106,15 @@ def local_model(folder: Path, label: str, out: Findings) -> ModelInfo:
         return ModelInfo(label, None, {}, "unknown")
     arch = arch_of(config)
     if config.get("model_type") not in ("qwen2_5_vl", "qwen2_vl"):
-        out.warnings.append(f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen2.5-VL")
+        out.warnings.append(
+            f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen2.5-VL"
+        )
     try:
         exact = safetensors_params(folder)
     except (OSError, ValueError, KeyError, struct.error) as err:
-        out.warnings.append(f"{folder}: safetensors headers unreadable ({type(err).__name__}); size from config.json")
+        out.warnings.append(
+            f"{folder}: safetensors headers unreadable ({type(err).__name__}); size from config.json"
+        )
         exact = None
     if exact is not None:
         return ModelInfo(label, float(exact), arch, "counted from the safetensors headers")
@@ -107,32 +126,6 @@ def local_model(folder: Path, label: str, out: Findings) -> ModelInfo:
 
 def visual_tokens(cfg: StudyConfig) -> int:
     return cfg.model.max_pixels // (28 * 28)
-
-
-def lora_params(cfg: StudyConfig, arch: dict) -> float:
-    """Adapter parameters: r x (in + out) per adapted linear layer (all-linear: every linear
-    of the language model and the vision tower; a list: the language model's named ones)."""
-    r, a = cfg.train.lora.r, arch
-    h, inter = a["hidden"], a["intermediate"]
-    kv = h // a["heads"] * a["kv_heads"]
-    text = {"q_proj": h + h, "k_proj": h + kv, "v_proj": h + kv, "o_proj": h + h,
-            "gate_proj": h + inter, "up_proj": h + inter, "down_proj": inter + h}
-    targets = cfg.train.lora.target_modules
-    per_layer = sum(text.values()) if targets == "all-linear" else sum(v for k, v in text.items() if k in targets)
-    total = a["layers"] * per_layer
-    if targets == "all-linear" and a.get("v_hidden"):
-        d, vi = a["v_hidden"], a["v_intermediate"]
-        total += a["v_depth"] * (d + 3 * d + d + d + 2 * (d + vi) + vi + d)
-    return float(r * total)
-
-
-def activations(arch: dict, tokens: float) -> float:
-    return tokens * arch["hidden"] * arch["layers"] * ACTIVATION_BYTES + tokens * arch["vocab"] * 4
-
-
-def kv_cache(arch: dict, tokens: float, weight_bytes: int) -> float:
-    head_dim = arch["hidden"] // arch["heads"]
-    return tokens * arch["layers"] * 2 * arch["kv_heads"] * head_dim * weight_bytes
 
 
 def sft_methods(cfg: StudyConfig) -> list[str]:
@@ -149,8 +142,10 @@ def adaptive_note(p) -> str:
 def planned_counts(cfg: StudyConfig, found: Findings) -> dict[str, int]:
     """Records per split: the survey's, else (the data could not be surveyed) as the config
     states them, 0 where the data decides."""
-    return {name: found.splits[name].count if name in found.splits else cfg.data.known_size(role)
-            for name, role in S.roles(cfg)}
+    return {
+        name: found.splits[name].count if name in found.splits else cfg.data.known_size(role)
+        for name, role in S.roles(cfg)
+    }
 
 
 def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
@@ -159,46 +154,68 @@ def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
     n_eval = sum(counts.get(s, 0) for s in S.eval_splits(cfg))
     c, t, g, p, e = cfg.coldstart, cfg.train, cfg.grpo, cfg.profile, cfg.evaluate
     seeds = len(cfg.train_seeds)
-    lines = [f"steps ({gpus} GPU{'s' if gpus > 1 else ''}: train.batch_size, coldstart.batch_size and "
-             f"grpo.prompts_per_step are per GPU):"]
+    lines = [
+        f"steps ({gpus} GPU{'s' if gpus > 1 else ''}: train.batch_size, coldstart.batch_size and "
+        f"grpo.prompts_per_step are per GPU):"
+    ]
     per_epoch = math.ceil(n_cold / (c.batch_size * c.grad_accum * gpus)) if n_cold else 0
     cold_steps = math.ceil(per_epoch * c.epochs)
-    lines.append(f"  coldstart  {c.epochs:g} epoch(s) x ceil({n(n_cold)} samples / ({c.batch_size} x {c.grad_accum} "
-                 f"accum x {gpus} GPU)) = {n(cold_steps)} steps")
+    lines.append(
+        f"  coldstart  {c.epochs:g} epoch(s) x ceil({n(n_cold)} samples / ({c.batch_size} x {c.grad_accum} "
+        f"accum x {gpus} GPU)) = {n(cold_steps)} steps"
+    )
     per_step = t.batch_size * t.grad_accum * gpus
     methods = sft_methods(cfg)
     if methods:
-        lines.append(f"  train      {t.steps} steps x {t.batch_size} x {t.grad_accum} accum x {gpus} GPU = "
-                     f"{n(t.steps * per_step)} samples per run ({t.steps * per_step / max(n_train, 1):.2f} epochs of "
-                     f"the {n(n_train)}-sample training set for sft); {len(methods)} SFT-type method(s) x {seeds} "
-                     f"seed(s) = {len(methods) * seeds} runs")
+        lines.append(
+            f"  train      {t.steps} steps x {t.batch_size} x {t.grad_accum} accum x {gpus} GPU = "
+            f"{n(t.steps * per_step)} samples per run ({t.steps * per_step / max(n_train, 1):.2f} epochs of "
+            f"the {n(n_train)}-sample training set for sft); {len(methods)} SFT-type method(s) x {seeds} "
+            f"seed(s) = {len(methods) * seeds} runs"
+        )
     if "grpo" in cfg.train.methods:
         prompts = g.steps * g.prompts_per_step * g.grad_accum * gpus
-        lines.append(f"  grpo       {g.steps} steps x {g.prompts_per_step} prompts x {g.grad_accum} accum x {gpus} GPU "
-                     f"= {n(prompts)} prompts ({prompts / max(n_train, 1):.2f} epochs), x {seeds} seed(s)")
+        lines.append(
+            f"  grpo       {g.steps} steps x {g.prompts_per_step} prompts x {g.grad_accum} accum x {gpus} "
+            f"GPU = {n(prompts)} prompts ({prompts / max(n_train, 1):.2f} epochs), x {seeds} seed(s)"
+        )
     lines.append("generation (upper bounds: every response runs to its token limit):")
     draws = n_train * p.k
     if p.method == "exact":
-        lines.append(f"  profile    exact: one teacher-forced pass per sample and accepted answer, nothing generated "
-                     f"({n(n_train)} samples)")
+        lines.append(
+            f"  profile    exact: one teacher-forced pass per sample and accepted answer, nothing generated "
+            f"({n(n_train)} samples)"
+        )
     else:
-        lines.append(f"  profile    {n(n_train)} samples x k {p.k} = {n(draws)} responses, <= {n(draws * p.max_new_tokens)} "
-                     f"tokens (x max_new_tokens {p.max_new_tokens}){adaptive_note(p)}")
+        lines.append(
+            f"  profile    {n(n_train)} samples x k {p.k} = {n(draws)} responses, <= "
+            f"{n(draws * p.max_new_tokens)} "
+            f"tokens (x max_new_tokens {p.max_new_tokens}){adaptive_note(p)}"
+        )
     if "grpo" in cfg.train.methods:
         completions = g.steps * g.prompts_per_step * g.grad_accum * gpus * g.num_generations
-        lines.append(f"  grpo       {g.steps} x {g.prompts_per_step} x {g.grad_accum} x {gpus} x {g.num_generations} "
-                     f"generations = {n(completions)} completions per seed, <= {n(completions * g.max_completion_length)} "
-                     f"tokens (x max_completion_length {g.max_completion_length})")
+        lines.append(
+            f"  grpo       {g.steps} x {g.prompts_per_step} x {g.grad_accum} x {gpus} x {g.num_generations} "
+            f"generations = {n(completions)} completions per seed, <= "
+            f"{n(completions * g.max_completion_length)} "
+            f"tokens (x max_completion_length {g.max_completion_length})"
+        )
     models = 2 + len(cfg.train.methods) * seeds
-    lines.append(f"  evaluate   {models} models (base, cold start, {len(cfg.train.methods)} method(s) x {seeds} seed(s)) "
-                 f"x {n(n_eval)} images = {n(models * n_eval)} greedy responses, <= "
-                 f"{n(models * n_eval * e.max_new_tokens)} tokens (x max_new_tokens {e.max_new_tokens})")
-    lines.append(f"  prompts    <= {visual_tokens(cfg):,} visual tokens per image (max_pixels {cfg.model.max_pixels:,} / 28^2) "
-                 f"+ the prompt's text")
+    lines.append(
+        f"  evaluate   {models} models (base, cold start, {len(cfg.train.methods)} method(s) x {seeds} "
+        f"seed(s)) x {n(n_eval)} images = {n(models * n_eval)} greedy responses, <= "
+        f"{n(models * n_eval * e.max_new_tokens)} tokens (x max_new_tokens {e.max_new_tokens})"
+    )
+    lines.append(
+        f"  prompts    <= {visual_tokens(cfg):,} visual tokens per image (max_pixels "
+        f"{cfg.model.max_pixels:,} / 28^2) + the prompt's text"
+    )
     return lines
 
 
-def memory_lines(cfg: StudyConfig, model: ModelInfo, gpu_memory: float, found: Findings, gpus: int = 1) -> list[str]:
+def memory_lines(
+    cfg: StudyConfig, model: ModelInfo, gpu_memory: float, found: Findings, gpus: int = 1
+) -> list[str]:
     if model.params is None:
         return [f"memory: not estimated (parameter count of {model.source} unknown)"]
     P, arch = model.params, model.arch
@@ -207,43 +224,79 @@ def memory_lines(cfg: StudyConfig, model: ModelInfo, gpu_memory: float, found: F
         return lines + ["memory: not estimated (no architecture numbers in config.json)"]
     wb = 4 if cfg.model.dtype == "float32" else 2
     seq = visual_tokens(cfg) + TEXT_TOKENS
-    adapters = lora_params(cfg, arch)
+    adapters = lora_params(cfg.train.lora, arch)
     c, t, g, p, e = cfg.coldstart, cfg.train, cfg.grpo, cfg.profile, cfg.evaluate
     lines += [
         f"memory per GPU, rough (P = {count(P)} parameters, weights in {cfg.model.dtype} = {wb} B/param):",
-        "  full fine-tune = 16 B/param (weights and grads in bf16, fp32 master copy, two AdamW moments) + activations",
-        f"  LoRA           = {wb} B/param (frozen) + 16 B per adapter parameter ({count(adapters)} at r {t.lora.r}) "
-        f"+ activations",
+        "  full fine-tune = 16 B/param (weights and grads in bf16, fp32 master copy, two AdamW moments) + "
+        "activations",
+        f"  LoRA           = {wb} B/param (frozen) + 16 B per adapter parameter ({count(adapters)} at r "
+        f"{t.lora.r}) + activations",
         f"  inference      = {wb} B/param + KV cache",
-        f"  activations    = tokens x hidden x layers x {ACTIVATION_BYTES} B + tokens x vocab x 4 B (logits); "
-        f"~{seq:,} tokens per sample ({visual_tokens(cfg):,} visual + {TEXT_TOKENS} text)",
+        f"  activations    = tokens x hidden x layers x {ACTIVATION_BYTES} B + tokens x vocab x 4 B "
+        f"(logits); ~{seq:,} tokens per sample ({visual_tokens(cfg):,} visual + {TEXT_TOKENS} text)",
         f"  KV cache       = tokens x layers x 2 x kv_heads x head_dim x {wb} B",
         f"  {'stage':<10} {'weights+state':>14} {'act./KV':>10} {'total':>10}",
     ]
     gen = g.prompts_per_step * g.num_generations
     stages = [
-        ("coldstart", (16 if gpus == 1 else 2 + 14 / gpus) * P, activations(arch, c.batch_size * seq),
-         f"full fine-tune, batch {c.batch_size}" + (f", ZeRO-2 over {gpus} GPUs: (2 + 14 / {gpus}) B/param "
-                                                    f"(configs/accelerate/deepspeed_zero2.yaml)" if gpus > 1 else "")),
-        ("profile", wb * P, kv_cache(arch, p.batch_size * p.k * (seq + p.max_new_tokens), wb),
-         f"inference, {p.batch_size} x k {p.k} sequences"),
-        ("train", wb * P + 16 * adapters, activations(arch, t.batch_size * seq), f"LoRA SFT, batch {t.batch_size}"),
+        (
+            "coldstart",
+            (16 if gpus == 1 else 2 + 14 / gpus) * P,
+            activations(arch, c.batch_size * seq),
+            f"full fine-tune, batch {c.batch_size}"
+            + (
+                f", ZeRO-2 over {gpus} GPUs: (2 + 14 / {gpus}) B/param "
+                f"(configs/accelerate/deepspeed_zero2.yaml)"
+                if gpus > 1
+                else ""
+            ),
+        ),
+        (
+            "profile",
+            wb * P,
+            kv_cache(arch, p.batch_size * p.k * (seq + p.max_new_tokens), wb),
+            f"inference, {p.batch_size} x k {p.k} sequences",
+        ),
+        (
+            "train",
+            wb * P + 16 * adapters,
+            activations(arch, t.batch_size * seq),
+            f"LoRA SFT, batch {t.batch_size}",
+        ),
     ]
     if "grpo" in cfg.train.methods:
         tokens = gen * (seq + g.max_completion_length)
-        stages.append(("grpo", wb * P + 16 * adapters, activations(arch, tokens) + kv_cache(arch, tokens, wb),
-                       f"LoRA, {gen} completions per micro-batch (+ their KV cache)"))
-    stages.append(("evaluate", wb * P, kv_cache(arch, e.batch_size * (seq + e.max_new_tokens), wb),
-                   f"inference, batch {e.batch_size}"))
+        stages.append(
+            (
+                "grpo",
+                wb * P + 16 * adapters,
+                activations(arch, tokens) + kv_cache(arch, tokens, wb),
+                f"LoRA, {gen} completions per micro-batch (+ their KV cache)",
+            )
+        )
+    stages.append(
+        (
+            "evaluate",
+            wb * P,
+            kv_cache(arch, e.batch_size * (seq + e.max_new_tokens), wb),
+            f"inference, batch {e.batch_size}",
+        )
+    )
     for name, fixed, variable, what in stages:
         total = fixed + variable
         lines.append(f"  {name:<10} {size(fixed):>14} {size(variable):>10} {size(total):>10}  {what}")
         if total > gpu_memory * GB:
-            found.warnings.append(f"{name}: about {total / GB:.0f} GB estimated, more than one {gpu_memory:g} GB GPU "
-                                  f"(--gpu-memory); lower its batch size or use a larger GPU")
+            found.warnings.append(
+                f"{name}: about {total / GB:.0f} GB estimated, more than one {gpu_memory:g} GB GPU "
+                f"(--gpu-memory); lower its batch size or use a larger GPU"
+            )
     if cfg.model.dtype != "float32":
-        lines.append(f"  (dcsft loads the weights in {cfg.model.dtype}, so the Trainer keeps AdamW's moments in "
-                     f"{cfg.model.dtype} too: the cold start then needs about 8 B/param, {8 * P / GB:.1f} GB + activations)")
+        lines.append(
+            f"  (dcsft loads the weights in {cfg.model.dtype}, so the Trainer keeps AdamW's moments in "
+            f"{cfg.model.dtype} too: the cold start then needs about 8 B/param, {8 * P / GB:.1f} GB + "
+            "activations)"
+        )
     return lines
 
 
@@ -258,12 +311,18 @@ def power_lines(cfg: StudyConfig, found: Findings) -> list[str]:
         return ["power: not estimated (the OOD splits' sizes are known only from their data)"]
     seeds = len(cfg.train_seeds)
     mde = stats.mde([assumed["discordance"]] * len(items), items, seeds, assumed["seed_sd"])
-    missing = ("; with one seed the report cannot measure the seed term, so the true MDE is larger "
-               "(`--seeds 3`)" if seeds == 1 else "")
-    return ["power (a method minus SFT on the OOD mean, 80% power, alpha 0.05):",
-            f"  MDE {mde:.2f} points with {seeds} seed(s) and {', '.join(n(i) for i in items)} items per OOD split{missing}",
-            f"  planning assumption: the two models disagree on {assumed['discordance']:.0%} of items, seed-to-seed "
-            f"sd of the difference {assumed['seed_sd']:.2f} points ({assumed['source']})"]
+    missing = (
+        "; with one seed the report cannot measure the seed term, so the true MDE is larger (`--seeds 3`)"
+        if seeds == 1
+        else ""
+    )
+    return [
+        "power (a method minus SFT on the OOD mean, 80% power, alpha 0.05):",
+        f"  MDE {mde:.2f} points with {seeds} seed(s) and {', '.join(n(i) for i in items)} items per OOD "
+        f"split{missing}",
+        f"  planning assumption: the two models disagree on {assumed['discordance']:.0%} of items, "
+        f"seed-to-seed sd of the difference {assumed['seed_sd']:.2f} points ({assumed['source']})",
+    ]
 
 
 # ---------------------------------------------------------------- the plan
@@ -275,7 +334,9 @@ def config_problems(cfg: StudyConfig) -> list[str]:
     problems = []
     methods = profile_methods(get_task(cfg.task))
     if cfg.profile.method not in methods:
-        problems.append(f"profile.method {cfg.profile.method}: the {cfg.task} verifier supports {', '.join(methods)}")
+        problems.append(
+            f"profile.method {cfg.profile.method}: the {cfg.task} verifier supports {', '.join(methods)}"
+        )
     for method in cfg.train.methods:
         percent = hard_mix_percent(method)
         if percent is not None and percent <= 0:
@@ -288,12 +349,16 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
     found = sources.survey(cfg, sample)
     found.problems += config_problems(cfg)
     model = inspect_model(cfg, found)
-    report = [f"task {cfg.task}, source {cfg.data.source}, run directory {cfg.run_dir}"
-              f"{' (exists)' if Path(cfg.run_dir).exists() else ''}"]
+    report = [
+        f"task {cfg.task}, source {cfg.data.source}, run directory {cfg.run_dir}"
+        f"{' (exists)' if Path(cfg.run_dir).exists() else ''}"
+    ]
     capped = S.is_real(cfg) and cfg.data.max_test
     if S.is_real(cfg):
-        report.append(f"data: root {cfg.data.root_path() if cfg.data.root else '(none)'}; bad images: "
-                      f"{cfg.data.bad_images}{'; evaluation splits capped at ' + str(capped) if capped else ''}")
+        report.append(
+            f"data: root {cfg.data.root_path() if cfg.data.root else '(none)'}; bad images: "
+            f"{cfg.data.bad_images}{'; evaluation splits capped at ' + str(capped) if capped else ''}"
+        )
     report += found.lines
     if found.splits:
         width = max(len(name) for name in found.splits)
@@ -301,10 +366,15 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
         for name, check in found.splits.items():
             shown = min(check.count, capped) if capped and name in S.eval_splits(cfg) else check.count
             unreadable = f"{len(check.unreadable)}/{check.sampled}" if check.sampled else "-"
-            report.append(f"  {name:<{width}}  {n(shown):>9}  {n(len(check.missing)):>8}  {unreadable:>11}  {check.where}"
-                          + (f"; {check.note}" if check.note else ""))
+            report.append(
+                f"  {name:<{width}}  {n(shown):>9}  {n(len(check.missing)):>8}  {unreadable:>11}  "
+                f"{check.where}" + (f"; {check.note}" if check.note else "")
+            )
         if S.is_real(cfg):
-            report.append(f"  (every image checked to exist; {sample} per split decoded, seeded: prepare decodes them all)")
+            report.append(
+                f"  (every image checked to exist; {sample} per split decoded, seeded: prepare decodes "
+                "them all)"
+            )
     report += compute_lines(cfg, found, gpus)
     report += power_lines(cfg, found)
     report += memory_lines(cfg, model, gpu_memory, found, gpus)
@@ -312,8 +382,14 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
     return found
 
 
-def plan_study(cfg: StudyConfig, task_cfgs: list[StudyConfig], gpus: int = 1, sample: int = 16,
-               gpu_memory: float = 80.0, echo=print) -> list[str]:
+def plan_study(
+    cfg: StudyConfig,
+    task_cfgs: list[StudyConfig],
+    gpus: int = 1,
+    sample: int = 16,
+    gpu_memory: float = 80.0,
+    echo=print,
+) -> list[str]:
     """Print the plan of each task; returns the blocking problems (each one line)."""
     problems = []
     for task_cfg in task_cfgs:

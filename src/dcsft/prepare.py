@@ -42,9 +42,9 @@ from dcsft.data.resize import fitted_size
 from dcsft.data.sources import common, embedded, source_module
 from dcsft.data.splits import check_data, id_split, is_real, roles, split_specs
 from dcsft.errors import DataError
+from dcsft.prepared import warn_skipped
 from dcsft.rundir import RunDir, fingerprint, write_json, write_jsonl
 from dcsft.stage import run_stage
-from dcsft.prepared import warn_skipped
 from dcsft.tasks import grounding
 
 
@@ -90,11 +90,17 @@ def to_model_frame(cfg: StudyConfig, record: dict) -> tuple[dict | None, str | N
     scaled = [round(v, 2) for v in grounding.clip_box(grounding.scale_box(box, factors), (new_w, new_h))]
     answer = grounding.format_box(scaled)
     if grounding.parse_box(answer) is None:
-        return None, (f"box {list(box)} has zero width or height in whole pixels of the model's "
-                      f"{new_w}x{new_h} frame")
+        return None, (
+            f"box {list(box)} has zero width or height in whole pixels of the model's {new_w}x{new_h} frame"
+        )
     meta = dict(record.get("meta") or {})
-    meta.update(orig_box=list(box), orig_size=[width, height], box=scaled, size=[new_w, new_h],
-                scale=[round(f, 6) for f in factors])
+    meta.update(
+        orig_box=list(box),
+        orig_size=[width, height],
+        box=scaled,
+        size=[new_w, new_h],
+        scale=[round(f, 6) for f in factors],
+    )
     return {**record, "solution": answer, "meta": meta}, None
 
 
@@ -114,9 +120,10 @@ def finish_split(cfg: StudyConfig, name: str, loaded: LoadedRecords) -> LoadedRe
         done.records.append(record)
     common.bad_record(cfg.data, done)
     if not done.records:
-        raise DataError(f"split {name}: no usable records ({len(done.skipped)} skipped; see "
-                        f"01_prepare/skipped.jsonl or rerun with data.bad_images: error for the first "
-                        f"reason)")
+        raise DataError(
+            f"split {name}: no usable records ({len(done.skipped)} skipped; see "
+            f"01_prepare/skipped.jsonl or rerun with data.bad_images: error for the first reason)"
+        )
     if name not in ("coldstart", "train"):
         done.records = common.subsample(cfg.data.seed, done.records, cfg.data.max_test, f"max_test:{name}")
     return done
@@ -137,18 +144,31 @@ def load_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict
     overlap = common.ood_overlap(images, cfg.data.ood_splits)
     for name, records in splits.items():
         write_json(rundir.records(name), records)
-    write_jsonl(folder / "skipped.jsonl", [{"split": name, "file": s.file, "index": s.index,
-                                            "id": s.record_id, "reason": s.reason} for name, s in skipped])
+    write_jsonl(
+        folder / "skipped.jsonl",
+        [
+            {"split": name, "file": s.file, "index": s.index, "id": s.record_id, "reason": s.reason}
+            for name, s in skipped
+        ],
+    )
     warn_skipped([f"{name}: {s.line()}" for name, s in skipped], f"({folder / 'skipped.jsonl'})")
     counts = {name: len(records) for name, records in splits.items()}
-    stats = {"task": cfg.task, "source": cfg.data.source, "records": counts, "noise": {},
-             "skipped": {name: sum(split == name for split, _ in skipped) for name in splits},
-             "splits": {name: source.describe(cfg, role) for name, role in roles(cfg)},
-             "ood_images_in_training": overlap}
+    stats = {
+        "task": cfg.task,
+        "source": cfg.data.source,
+        "records": counts,
+        "noise": {},
+        "skipped": {name: sum(split == name for split, _ in skipped) for name in splits},
+        "splits": {name: source.describe(cfg, role) for name, role in roles(cfg)},
+        "ood_images_in_training": overlap,
+    }
     if cfg.task == "classification":
         stats["classes"] = sorted({r["solution"] for records in splits.values() for r in records})
-    what = (f"loaded {cfg.data.source}: " + ", ".join(f"{n} {name}" for name, n in counts.items())
-            + f" records ({len(skipped)} skipped)")
+    what = (
+        f"loaded {cfg.data.source}: "
+        + ", ".join(f"{n} {name}" for name, n in counts.items())
+        + f" records ({len(skipped)} skipped)"
+    )
     return what, stats
 
 
@@ -161,8 +181,9 @@ def draw_embedded(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, 
         write_json(rundir.records(spec.name), records)
         counts[spec.name] = len(records)
         if spec.noisy:
-            noise[spec.name] = {kind: sum(r["meta"]["noise"] == kind for r in records)
-                                for kind in ("mislabeled", "ambiguous")}
+            noise[spec.name] = {
+                kind: sum(r["meta"]["noise"] == kind for r in records) for kind in ("mislabeled", "ambiguous")
+            }
     what = "drew " + ", ".join(f"{n} {name}" for name, n in counts.items()) + " images"
     stats = {"task": cfg.task, "records": counts, "noise": noise}
     if cfg.task == "classification":

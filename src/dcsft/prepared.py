@@ -27,13 +27,16 @@ def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     stats_file = rundir.prepare.root / "stats.json"
     stats = read_json(stats_file)
     if "task" not in stats:  # written by every prepare since tasks existed
-        raise StageError(f"{stats_file}: no task recorded; remove {rundir.prepare.root} and rerun `dcsft prepare`")
+        raise StageError(
+            f"{stats_file}: no task recorded; remove {rundir.prepare.root} and rerun `dcsft prepare`"
+        )
     task = get_task(stats["task"])
     try:
         # prepare decoded every image; later stages only check that each still opens (a full
         # decode per read costs minutes per evaluation at ImageNet scale)
-        loaded = load_records(rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None),
-                              decode=False)
+        loaded = load_records(
+            rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None), decode=False
+        )
     except DataError as err:
         raise StageError(str(err)) from None
     warn_skipped([skip.line() for skip in loaded.skipped], f"in {split}")

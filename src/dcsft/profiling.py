@@ -41,20 +41,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcsft.config import ProfileConfig, StudyConfig
 from dcsft import console
-from dcsft.errors import DataError
+from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.data.rollouts import RolloutProfile, import_rollouts
+from dcsft.errors import DataError, StageError
 from dcsft.models.exact import pass_probabilities
-from dcsft.models.generate import (Sampling, prefill, prompt_inputs, respond, respond_prefilled,
-                                   supports_shared_prefill)
+from dcsft.models.generate import (
+    Sampling,
+    prefill,
+    prompt_inputs,
+    respond,
+    respond_prefilled,
+    supports_shared_prefill,
+)
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
-from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
-from dcsft.stage import run_stage, upstream
 from dcsft.prepared import read_split
 from dcsft.resumable import batched_jsonl
-from dcsft.errors import StageError
+from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
+from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
 
 
@@ -64,8 +69,14 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
     rundir = RunDir(cfg.run_dir)
     if is_imported(rundir):
         return imported_fingerprint(rundir, read_jsonl(rundir.profile_file))
-    return fingerprint("profile", upstream(rundir.coldstart), cfg.profile.model_dump(), cfg.task,
-                       verifier_version(cfg.task), cfg.seed)
+    return fingerprint(
+        "profile",
+        upstream(rundir.coldstart),
+        cfg.profile.model_dump(),
+        cfg.task,
+        verifier_version(cfg.task),
+        cfg.seed,
+    )
 
 
 def is_imported(rundir: RunDir) -> bool:
@@ -92,18 +103,28 @@ class Profiler:
     seed: int
 
     def sampling(self, n: int) -> Sampling:
-        return Sampling(do_sample=True, num_return_sequences=n, temperature=self.p.temperature, top_p=self.p.top_p,
-                        top_k=self.p.top_k, max_new_tokens=self.p.max_new_tokens)
+        return Sampling(
+            do_sample=True,
+            num_return_sequences=n,
+            temperature=self.p.temperature,
+            top_p=self.p.top_p,
+            top_k=self.p.top_k,
+            max_new_tokens=self.p.max_new_tokens,
+        )
 
     def draw(self, batch: list[dict], n: int, batch_seed: int):
-        return respond(self.model, self.processor, batch, self.sampling(n), self.seed, batch_seed,
-                       self.p.shared_prefill)
+        return respond(
+            self.model, self.processor, batch, self.sampling(n), self.seed, batch_seed, self.p.shared_prefill
+        )
 
     def sample(self, batch: list[dict], batch_index: int) -> list[dict]:
         out = self.draw(batch, self.p.k, batch_index)
-        return [row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
-                for r, responses, prompt, generated, forwarded in
-                zip(batch, out.responses, out.prompt_tokens, out.generated_tokens, out.forwarded_tokens)]
+        return [
+            row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
+            for r, responses, prompt, generated, forwarded in zip(
+                batch, out.responses, out.prompt_tokens, out.generated_tokens, out.forwarded_tokens
+            )
+        ]
 
     def adaptive(self, batch: list[dict], batch_index: int) -> list[dict]:
         """Rounds of draws from one prefill of the batch, until every sample is medium or has k draws."""
@@ -114,10 +135,18 @@ class Profiler:
         while open_ and done < self.p.k:
             n = min(self.p.adaptive_round, self.p.k - done)
             # Round seeds are disjoint from `sample`'s batch seeds and from other batches' rounds.
-            out = respond_prefilled(self.model, self.processor, encoded, open_, self.sampling(n), self.seed,
-                                    (batch_index + 1) * 1_000 + round_)
-            for i, responses, generated, forwarded in zip(open_, out.responses, out.generated_tokens,
-                                                          out.forwarded_tokens):
+            out = respond_prefilled(
+                self.model,
+                self.processor,
+                encoded,
+                open_,
+                self.sampling(n),
+                self.seed,
+                (batch_index + 1) * 1_000 + round_,
+            )
+            for i, responses, generated, forwarded in zip(
+                open_, out.responses, out.generated_tokens, out.forwarded_tokens
+            ):
                 s = state[i]
                 s["responses"] += responses
                 s["correct"] += self.correct(batch[i], responses)
@@ -125,8 +154,10 @@ class Profiler:
                 s["forwarded"] += forwarded
             done, round_ = done + n, round_ + 1
             open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2 and not self.settled(done)]
-        return [row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
-                for r, s, p in zip(batch, state, prompts)]
+        return [
+            row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
+            for r, s, p in zip(batch, state, prompts)
+        ]
 
     def settled(self, draws: int) -> bool:
         """Whether a sample with `draws` draws, all alike, may stop as easy / hard (adaptive_settle)."""
@@ -135,8 +166,9 @@ class Profiler:
     def exact(self, batch: list[dict], batch_index: int) -> list[dict]:
         accepted = [self.task.accepted_answers(r["solution"]) for r in batch]
         try:
-            probabilities, prompts, forwarded = pass_probabilities(self.model, self.processor, batch, accepted,
-                                                          self.sampling(1))
+            probabilities, prompts, forwarded = pass_probabilities(
+                self.model, self.processor, batch, accepted, self.sampling(1)
+            )
         except ValueError as err:  # ExactUnsupported or answers that tokenise to nothing
             raise StageError(f"profile.method=exact: {err}") from None
         rows = []
@@ -144,34 +176,56 @@ class Profiler:
         for r, p_correct, prompt, tokens in zip(batch, probabilities, prompts, forwarded):
             rng = random.Random(f"{self.seed}-{r['id']}")
             correct = [int(rng.random() < p_correct) for _ in range(k)]
-            rows.append({**row(r, [], correct, prompt, 0, tokens),
-                         "p_correct": round(p_correct, 6),
-                         "bucket_probabilities": {"easy": round(p_correct ** k, 6),
-                                                  "medium": round(1 - p_correct ** k - (1 - p_correct) ** k, 6),
-                                                  "hard": round((1 - p_correct) ** k, 6)}})
+            rows.append(
+                {
+                    **row(r, [], correct, prompt, 0, tokens),
+                    "p_correct": round(p_correct, 6),
+                    "bucket_probabilities": {
+                        "easy": round(p_correct**k, 6),
+                        "medium": round(1 - p_correct**k - (1 - p_correct) ** k, 6),
+                        "hard": round((1 - p_correct) ** k, 6),
+                    },
+                }
+            )
         return rows
 
     def correct(self, record: dict, responses: list[str]) -> list[int]:
         return [int(self.task.score_record(response, record)) for response in responses]
 
 
-def row(record: dict, responses: list[str], correct: list[int], prompt: int, generated: int, forwarded: int) -> dict:
-    return {"id": record["id"], "solution": record["solution"], "responses": responses, "correct": correct,
-            "pass_count": sum(correct), "k": len(correct), "pass_rate": sum(correct) / len(correct),
-            "prompt_tokens": prompt, "generated_tokens": generated, "forwarded_tokens": forwarded}
+def row(
+    record: dict, responses: list[str], correct: list[int], prompt: int, generated: int, forwarded: int
+) -> dict:
+    return {
+        "id": record["id"],
+        "solution": record["solution"],
+        "responses": responses,
+        "correct": correct,
+        "pass_count": sum(correct),
+        "k": len(correct),
+        "pass_rate": sum(correct) / len(correct),
+        "prompt_tokens": prompt,
+        "generated_tokens": generated,
+        "forwarded_tokens": forwarded,
+    }
 
 
 def compute(rows: list[dict]) -> dict:
-    return {"tokens_forwarded": sum(r["forwarded_tokens"] for r in rows),
-            "tokens_generated": sum(r["generated_tokens"] for r in rows), "samples_seen": len(rows),
-            "responses": sum(len(r["responses"]) for r in rows)}
+    return {
+        "tokens_forwarded": sum(r["forwarded_tokens"] for r in rows),
+        "tokens_generated": sum(r["generated_tokens"] for r in rows),
+        "samples_seen": len(rows),
+        "responses": sum(len(r["responses"]) for r in rows),
+    }
 
 
 def check_method(cfg: StudyConfig) -> None:
     supported = profile_methods(get_task(cfg.task))
     if cfg.profile.method not in supported:
-        raise StageError(f"profile.method={cfg.profile.method}: the {cfg.task} task's verifier has no finite set of "
-                         f"accepted answers; methods it supports: {', '.join(supported)}")
+        raise StageError(
+            f"profile.method={cfg.profile.method}: the {cfg.task} task's verifier has no finite set of "
+            f"accepted answers; methods it supports: {', '.join(supported)}"
+        )
 
 
 def run(cfg: StudyConfig) -> dict:
@@ -181,27 +235,49 @@ def run(cfg: StudyConfig) -> dict:
 
     def body(folder: Path):
         records, skipped = read_split(rundir, "train")
+
         def scorer():
-            model = load_generator(p.engine, rundir.coldstart_model, cfg.model, seed=cfg.seed,
-                                   engine_args=p.engine_args, setting="profile.engine")
-            profiler = Profiler(model,
-                                load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed)
+            model = load_generator(
+                p.engine,
+                rundir.coldstart_model,
+                cfg.model,
+                seed=cfg.seed,
+                engine_args=p.engine_args,
+                setting="profile.engine",
+            )
+            profiler = Profiler(
+                model, load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed
+            )
             if p.method != "sample" and not supports_shared_prefill(profiler.model):
-                raise StageError(f"profile.method={p.method} needs a Qwen-VL model (it reuses the prompt's KV cache); "
-                                 f"{type(profiler.model).__name__} supports profile.method=sample")
+                raise StageError(
+                    f"profile.method={p.method} needs a Qwen-VL model (it reuses the prompt's KV cache); "
+                    f"{type(profiler.model).__name__} supports profile.method=sample"
+                )
             return getattr(profiler, p.method)
 
-        rows, start = batched_jsonl(rundir.profile_file, records, p.batch_size, "profile",
-                                    f"profiling ({p.method}, k={p.k})", scorer)
+        rows, start = batched_jsonl(
+            rundir.profile_file, records, p.batch_size, "profile", f"profiling ({p.method}, k={p.k})", scorer
+        )
         counts = [r["pass_count"] / r["k"] for r in rows]
-        stats = {"samples": len(rows), "method": p.method, "k": p.k, "temperature": p.temperature,
-                 "skipped": skipped, "resumed_from": start,
-                 "pass_count_histogram": {str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows)
-                                          for c in range(p.k + 1)},
-                 "mean_pass_rate": round(sum(counts) / len(counts), 4),
-                 "settled": sum(r["k"] < p.k and r["pass_count"] in (0, r["k"]) for r in rows), **compute(rows)}
-        return (f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
-                f"mean pass rate {stats['mean_pass_rate']}", stats)
+        stats = {
+            "samples": len(rows),
+            "method": p.method,
+            "k": p.k,
+            "temperature": p.temperature,
+            "skipped": skipped,
+            "resumed_from": start,
+            "pass_count_histogram": {
+                str(c): sum(r["pass_count"] == c and r["k"] == p.k for r in rows) for c in range(p.k + 1)
+            },
+            "mean_pass_rate": round(sum(counts) / len(counts), 4),
+            "settled": sum(r["k"] < p.k and r["pass_count"] in (0, r["k"]) for r in rows),
+            **compute(rows),
+        }
+        return (
+            f"{p.method}: {stats['responses']} responses for {len(rows)} training samples, "
+            f"mean pass rate {stats['mean_pass_rate']}",
+            stats,
+        )
 
     return run_stage(rundir.profile, stage_fingerprint(cfg), body)
 
@@ -218,27 +294,44 @@ def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = Fals
     profile = import_rollouts(files, records)
     if not profile.rows:
         first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
-        raise DataError(f"none of the rollout samples matched a training record of {rundir.records('train')}{first}")
+        raise DataError(
+            f"none of the rollout samples matched a training record of {rundir.records('train')}{first}"
+        )
     if (stage.marker.exists() or (stage.root / STARTED).exists()) and not force:
         stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
         if stats.get("method") != "imported":
-            what = f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
-            raise StageError(f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts")
+            what = (
+                f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
+            )
+            raise StageError(
+                f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts"
+            )
     current = imported_fingerprint(rundir, profile.rows)
     if stage.done_fingerprint() not in (None, current):
-        console.warn("the profile changed: the stages after it (curate, train, evaluate, report) will be rebuilt")
+        console.warn(
+            "the profile changed: the stages after it (curate, train, evaluate, report) will be rebuilt"
+        )
     (stage.root / STARTED).unlink(missing_ok=True)  # always a fresh folder: no file of an older profile stays
     stage.begin(current)
     write_jsonl(rundir.profile_file, profile.rows)
     counts = [r["pass_count"] / r["k"] for r in profile.rows]
-    stats = {"samples": len(profile.rows), "method": "imported", "k": profile.k,
-             "files": [str(Path(f).absolute()) for f in files], "skipped": skipped, "resumed_from": 0,
-             "unmatched": len(profile.unmatched), "unprofiled": len(profile.unprofiled),
-             "label_mismatches": len(profile.label_mismatches),
-             "pass_count_histogram": {str(c): sum(r["pass_count"] == c for r in profile.rows)
-                                      for c in range(profile.k + 1)},
-             "mean_pass_rate": round(sum(counts) / len(counts), 4), "samples_seen": len(profile.rows),
-             "responses": sum(len(r["responses"]) for r in profile.rows),
-             "seconds": round(time.time() - started, 1)}
+    stats = {
+        "samples": len(profile.rows),
+        "method": "imported",
+        "k": profile.k,
+        "files": [str(Path(f).absolute()) for f in files],
+        "skipped": skipped,
+        "resumed_from": 0,
+        "unmatched": len(profile.unmatched),
+        "unprofiled": len(profile.unprofiled),
+        "label_mismatches": len(profile.label_mismatches),
+        "pass_count_histogram": {
+            str(c): sum(r["pass_count"] == c for r in profile.rows) for c in range(profile.k + 1)
+        },
+        "mean_pass_rate": round(sum(counts) / len(counts), 4),
+        "samples_seen": len(profile.rows),
+        "responses": sum(len(r["responses"]) for r in profile.rows),
+        "seconds": round(time.time() - started, 1),
+    }
     stage.finish(current, stats)
     return profile

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dcsft import distributed
 from dcsft.console import progress
 from dcsft.rundir import read_jsonl_complete, resume_jsonl, unit_finished
 
 
-def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, description: str,
-                  scorer: Callable[[], Callable[[list[dict], int], list[dict]]]) -> tuple[list[dict], int]:
+def batched_jsonl(
+    path: Path,
+    records: list[dict],
+    batch_size: int,
+    stage: str,
+    description: str,
+    scorer: Callable[[], Callable[[list[dict], int], list[dict]]],
+) -> tuple[list[dict], int]:
     """One output row per record, appended to `path` a batch at a time and flushed to disk, so
     a killed run continues after its last whole batch (batch-indexed seeds make the result the
     same as an uninterrupted run). `scorer()` (e.g. loading a model) is called only if some
@@ -33,7 +39,7 @@ def batched_jsonl(path: Path, records: list[dict], batch_size: int, stage: str, 
         with progress(description, len(records)) as advance, path.open("a") as sink:
             advance(start)
             for first in range(start, len(records), batch_size):
-                batch = records[first:first + batch_size]
+                batch = records[first : first + batch_size]
                 sink.write("".join(json.dumps(row) + "\n" for row in score_batch(batch, first // batch_size)))
                 sink.flush()
                 os.fsync(sink.fileno())

@@ -33,10 +33,12 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+
 from dcsft.errors import RunDirBusy
 from dcsft.stages import BY_NAME
 
@@ -64,7 +66,9 @@ def hold_lock(root: Path) -> None:
         raise RunDirBusy(f"{root} is in use by {holder}; wait for it to finish or stop it") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"dcsft pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.write(
+        f"dcsft pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+    )
     handle.flush()
     _held_locks.append(handle)
 
@@ -198,7 +202,7 @@ class Stage:
             write_text(started, current)
         self.marker.unlink(missing_ok=True)
 
-    def link_to(self, other: "Stage") -> None:
+    def link_to(self, other: Stage) -> None:
         """Make this folder a symlink to `other`'s finished folder (replacing whatever is here)."""
         if self.root.is_symlink():
             self.root.unlink()
@@ -206,7 +210,9 @@ class Stage:
             shutil.rmtree(self.root)
         self.root.parent.mkdir(parents=True, exist_ok=True)
         # relative, so that the folder holding both run directories can be moved as a whole
-        self.root.symlink_to(os.path.relpath(other.root.resolve(), self.root.parent.resolve()), target_is_directory=True)
+        self.root.symlink_to(
+            os.path.relpath(other.root.resolve(), self.root.parent.resolve()), target_is_directory=True
+        )
 
     def finish(self, current: str, stats: dict) -> None:
         write_json(self.root / "stats.json", stats)

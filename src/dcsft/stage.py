@@ -9,8 +9,8 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dcsft import console, distributed
 from dcsft.errors import StageError
@@ -89,8 +89,9 @@ def peak_memory_mb() -> float:
         return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
-def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]],
-                    data_parallel: bool) -> dict:
+def run_stage_ranks(
+    name: str, stage: Stage, current: str, body: Callable[[Path], tuple[str, dict]], data_parallel: bool
+) -> dict:
     """run_stage on every rank of a launcher: rank 0 decides whether the stage is done (every
     rank skips, or none does), prepares the folder and writes stats.json and DONE."""
     main = distributed.is_main()
@@ -99,8 +100,10 @@ def run_stage_ranks(name: str, stage: Stage, current: str, body: Callable[[Path]
             console.skipped(name, str(stage.root))
         return read_json(stage.root / "stats.json")
     if not data_parallel:
-        raise StageError(f"`dcsft {name}` does not run across processes (WORLD_SIZE={distributed.world_size()}): "
-                         f"run it without torchrun / accelerate launch; profile and evaluate run data-parallel")
+        raise StageError(
+            f"`dcsft {name}` does not run across processes (WORLD_SIZE={distributed.world_size()}): "
+            f"run it without torchrun / accelerate launch; profile and evaluate run data-parallel"
+        )
     if main:
         stage.begin(current)
     distributed.barrier()  # the folder is ready before any rank writes to it

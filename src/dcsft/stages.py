@@ -25,25 +25,68 @@ class StageSpec:
 
 
 STAGES = (
-    StageSpec("pretrain", "dcsft.pretrain", "00_pretrain", (),
-              "Resolve the base model: model.base, or the embedded base (built once per machine)."),
-    StageSpec("prepare", "dcsft.prepare", "01_prepare", (), "Draw or load every split and write its records."),
-    StageSpec("coldstart", "dcsft.coldstart", "02_coldstart", ("pretrain", "prepare"),
-              "Full fine-tune of the base on the cold-start set.", data_parallel=True, loads_model=True,
-              trains=True),
-    StageSpec("profile", "dcsft.profiling", "03_profile", ("prepare", "coldstart"),
-              "Sample k responses per training sample and score them.", data_parallel=True, loads_model=True),
-    StageSpec("curate", "dcsft.curate", "04_curate", ("prepare", "profile"),
-              "Split the training set into easy / medium / hard buckets."),
-    StageSpec("train", "dcsft.train.run", "05_train", ("coldstart", "curate"),
-              "Train every method from the cold start (SFT on buckets, hard mixes, curriculum, GRPO), per seed.",
-              data_parallel=True, loads_model=True, trains=True),
-    StageSpec("evaluate", "dcsft.evaluate", "06_evaluate", ("pretrain", "prepare", "coldstart", "train"),
-              "Greedy accuracy on the ID and OOD splits for every model and seed.", data_parallel=True,
-              loads_model=True),
-    StageSpec("report", "dcsft.report.run", "07_report", ("curate", "train", "evaluate"),
-              "Tables (accuracy, buckets, compute), figures, report.md/.html and results.json."),
+    StageSpec(
+        "pretrain",
+        "dcsft.pretrain",
+        "00_pretrain",
+        (),
+        "Resolve the base model: model.base, or the embedded base (built once per machine).",
+    ),
+    StageSpec(
+        "prepare", "dcsft.prepare", "01_prepare", (), "Draw or load every split and write its records."
+    ),
+    StageSpec(
+        "coldstart",
+        "dcsft.coldstart",
+        "02_coldstart",
+        ("pretrain", "prepare"),
+        "Full fine-tune of the base on the cold-start set.",
+        data_parallel=True,
+        loads_model=True,
+        trains=True,
+    ),
+    StageSpec(
+        "profile",
+        "dcsft.profiling",
+        "03_profile",
+        ("prepare", "coldstart"),
+        "Sample k responses per training sample and score them.",
+        data_parallel=True,
+        loads_model=True,
+    ),
+    StageSpec(
+        "curate",
+        "dcsft.curate",
+        "04_curate",
+        ("prepare", "profile"),
+        "Split the training set into easy / medium / hard buckets.",
+    ),
+    StageSpec(
+        "train",
+        "dcsft.train.run",
+        "05_train",
+        ("coldstart", "curate"),
+        "Train every method from the cold start (SFT on buckets, hard mixes, curriculum, GRPO), per seed.",
+        data_parallel=True,
+        loads_model=True,
+        trains=True,
+    ),
+    StageSpec(
+        "evaluate",
+        "dcsft.evaluate",
+        "06_evaluate",
+        ("pretrain", "prepare", "coldstart", "train"),
+        "Greedy accuracy on the ID and OOD splits for every model and seed.",
+        data_parallel=True,
+        loads_model=True,
+    ),
+    StageSpec(
+        "report",
+        "dcsft.report.run",
+        "07_report",
+        ("curate", "train", "evaluate"),
+        "Tables (accuracy, buckets, compute), figures, report.md/.html and results.json.",
+    ),
 )
 BY_NAME = {spec.name: spec for spec in STAGES}
 NAMES = tuple(BY_NAME)
-

@@ -13,19 +13,19 @@ Example: dcsft status --run-dir runs/default
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from dcsft import coldstart, curate, evaluate, prepare, pretrain, profiling
 from dcsft.config import StudyConfig
 from dcsft.data.splits import eval_splits, split_specs
 from dcsft.distributed import part_files
+from dcsft.errors import StageError
 from dcsft.report import run as report
 from dcsft.rundir import STARTED, RunDir, Stage, read_json
 from dcsft.stage import upstream
 from dcsft.stages import STAGES
-from dcsft.errors import StageError
 from dcsft.train import run as train
 
 
@@ -61,8 +61,11 @@ def lines_in(path: Path) -> int:
 
 
 def checkpoint_detail(stage: Stage) -> str:
-    steps = [int(m.group(1)) for p in stage.root.glob("trainer/checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    steps = [
+        int(m.group(1))
+        for p in stage.root.glob("trainer/checkpoint-*")
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
     return f"checkpoint at step {max(steps)}" if steps else "no checkpoint yet"
 
 
@@ -76,8 +79,14 @@ def done_detail(stage: Stage) -> str:
     return f"{stats.get('seconds', 0):.1f} s"
 
 
-def entry(name: str, stage: Stage, current: Callable[[], str], progress: Callable[[], str],
-          after: list[StageStatus], model: tuple[str, int | None] | None = None) -> StageStatus:
+def entry(
+    name: str,
+    stage: Stage,
+    current: Callable[[], str],
+    progress: Callable[[], str],
+    after: list[StageStatus],
+    model: tuple[str, int | None] | None = None,
+) -> StageStatus:
     state = state_of(stage, current, all(s.state == "done" for s in after))
     detail = done_detail(stage) if state == "done" else progress() if state == "partial" else ""
     return StageStatus(name, stage.root, state, detail, stage.name, model)
@@ -95,27 +104,56 @@ def statuses(cfg: StudyConfig) -> list[StageStatus]:
 
 
 def pretrain_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
-    return [entry("pretrain", rundir.pretrain, lambda: pretrain.stage_fingerprint(cfg), lambda: "building", after,
-                  ("base", None))]
+    return [
+        entry(
+            "pretrain",
+            rundir.pretrain,
+            lambda: pretrain.stage_fingerprint(cfg),
+            lambda: "building",
+            after,
+            ("base", None),
+        )
+    ]
 
 
 def prepare_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
     n_images = sum(spec.size for spec in split_specs(cfg))
-    return [entry("prepare", rundir.prepare, lambda: prepare.stage_fingerprint(cfg),
-                  lambda: f"{len(list(rundir.prepare.root.glob('images/*/*.png')))}/{n_images} images", after)]
+    return [
+        entry(
+            "prepare",
+            rundir.prepare,
+            lambda: prepare.stage_fingerprint(cfg),
+            lambda: f"{len(list(rundir.prepare.root.glob('images/*/*.png')))}/{n_images} images",
+            after,
+        )
+    ]
 
 
 def coldstart_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
-    return [entry("coldstart", rundir.coldstart, lambda: coldstart.stage_fingerprint(cfg),
-                  lambda: checkpoint_detail(rundir.coldstart), after, ("coldstart", None))]
+    return [
+        entry(
+            "coldstart",
+            rundir.coldstart,
+            lambda: coldstart.stage_fingerprint(cfg),
+            lambda: checkpoint_detail(rundir.coldstart),
+            after,
+            ("coldstart", None),
+        )
+    ]
 
 
 def profile_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
     if profiling.is_imported(rundir):  # the authors' rollouts: made without this run's cold start
         after = [row for row in after if row.stage != "coldstart"]
-    return [entry("profile", rundir.profile, lambda: profiling.stage_fingerprint(cfg),
-                  lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.known_size('train') or '?'} samples",
-                  after)]
+    return [
+        entry(
+            "profile",
+            rundir.profile,
+            lambda: profiling.stage_fingerprint(cfg),
+            lambda: f"{lines_in(rundir.profile_file)}/{cfg.data.known_size('train') or '?'} samples",
+            after,
+        )
+    ]
 
 
 def curate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
@@ -123,10 +161,18 @@ def curate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> l
 
 
 def train_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
-    return [entry(f"train {method} seed {seed}", rundir.train(method, seed),
-                  lambda m=method, s=seed: train.stage_fingerprint(cfg, m, s),
-                  lambda st=rundir.train(method, seed): checkpoint_detail(st), after, (method, seed))
-            for method in cfg.train.methods for seed in cfg.train_seeds]
+    return [
+        entry(
+            f"train {method} seed {seed}",
+            rundir.train(method, seed),
+            lambda m=method, s=seed: train.stage_fingerprint(cfg, m, s),
+            lambda st=rundir.train(method, seed): checkpoint_detail(st),
+            after,
+            (method, seed),
+        )
+        for method in cfg.train.methods
+        for seed in cfg.train_seeds
+    ]
 
 
 def evaluate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
@@ -135,25 +181,48 @@ def evaluate_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) ->
     splits = eval_splits(cfg)
     n_predictions = sum(spec.size for spec in split_specs(cfg) if spec.name in splits)
 
-    def evaluation(name: str, seed: int | None, spec: Callable[[], evaluate.ModelToEvaluate | None]) -> StageStatus:
+    def evaluation(
+        name: str, seed: int | None, spec: Callable[[], evaluate.ModelToEvaluate | None]
+    ) -> StageStatus:
         stage = rundir.evaluate(name, seed)
         title = name if seed is None else f"{name} seed {seed}"
         needs = [row for row in after if row.model is None or row.model == (name, seed)]
-        return entry(f"evaluate {title}", stage, lambda: evaluate.stage_fingerprint(cfg, spec()),
-                     lambda: f"{sum(lines_in(stage.root / f'{s}.jsonl') for s in splits)}/{n_predictions} predictions",
-                     needs)
+        return entry(
+            f"evaluate {title}",
+            stage,
+            lambda: evaluate.stage_fingerprint(cfg, spec()),
+            lambda: f"{sum(lines_in(stage.root / f'{s}.jsonl') for s in splits)}/{n_predictions} predictions",
+            needs,
+        )
 
     made = [row.model for row in after if row.model is not None and row.detail != "n/a (0 samples)"]
-    return [evaluation(name, seed, lambda n=name, s=seed: evaluate.model_of(cfg, n, s)) for name, seed in made]
+    return [
+        evaluation(name, seed, lambda n=name, s=seed: evaluate.model_of(cfg, n, s)) for name, seed in made
+    ]
 
 
 def report_rows(cfg: StudyConfig, rundir: RunDir, after: list[StageStatus]) -> list[StageStatus]:
-    return [entry("report", rundir.report, lambda: report.stage_fingerprint(cfg, report_inputs(cfg)), lambda: "",
-                  after)]
+    return [
+        entry(
+            "report",
+            rundir.report,
+            lambda: report.stage_fingerprint(cfg, report_inputs(cfg)),
+            lambda: "",
+            after,
+        )
+    ]
 
 
-ROWS = {"pretrain": pretrain_rows, "prepare": prepare_rows, "coldstart": coldstart_rows, "profile": profile_rows,
-        "curate": curate_rows, "train": train_rows, "evaluate": evaluate_rows, "report": report_rows}
+ROWS = {
+    "pretrain": pretrain_rows,
+    "prepare": prepare_rows,
+    "coldstart": coldstart_rows,
+    "profile": profile_rows,
+    "curate": curate_rows,
+    "train": train_rows,
+    "evaluate": evaluate_rows,
+    "report": report_rows,
+}
 
 
 def report_inputs(cfg: StudyConfig) -> list[str]:

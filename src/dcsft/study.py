@@ -44,8 +44,12 @@ def run_tasks(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> dict[Path, str]
     markdown}."""
     jobs = jobs_for(cfg)
     if jobs > 1:
-        workers.run_units([u for c in task_cfgs for u in units(c)], jobs, cfg.model.threads,
-                          setup=(install_reuse, dict(stage.REUSE)))
+        workers.run_units(
+            [u for c in task_cfgs for u in units(c)],
+            jobs,
+            cfg.model.threads,
+            setup=(install_reuse, dict(stage.REUSE)),
+        )
     else:
         for c in task_cfgs:
             run(c)
@@ -86,19 +90,35 @@ def units(cfg: StudyConfig) -> list[workers.Unit]:
     training run once the data is curated, each model's evaluation once it is trained, and the
     report once every evaluation is done."""
     task = cfg.task
-    data = workers.Unit(f"{task}: {DATA_STAGES[0]} to {DATA_STAGES[-1]}", data_stages, cfg, weight=WEIGHTS["data"])
-    untrained = workers.Unit(f"{task}: evaluate base and coldstart", evaluate_untrained, cfg, (data.key,),
-                             WEIGHTS["evaluate"])
+    data = workers.Unit(
+        f"{task}: {DATA_STAGES[0]} to {DATA_STAGES[-1]}", data_stages, cfg, weight=WEIGHTS["data"]
+    )
+    untrained = workers.Unit(
+        f"{task}: evaluate base and coldstart", evaluate_untrained, cfg, (data.key,), WEIGHTS["evaluate"]
+    )
     runs, evaluations = [], [untrained]
     for method in cfg.train.methods:
         for seed in cfg.train_seeds:
-            trained = workers.Unit(f"{task}: train {method} seed {seed}", train_one, (cfg, method, seed),
-                                   (data.key,), WEIGHTS["grpo" if method == "grpo" else "train"])
+            trained = workers.Unit(
+                f"{task}: train {method} seed {seed}",
+                train_one,
+                (cfg, method, seed),
+                (data.key,),
+                WEIGHTS["grpo" if method == "grpo" else "train"],
+            )
             runs.append(trained)
-            evaluations.append(workers.Unit(f"{task}: evaluate {method} seed {seed}", evaluate_trained,
-                                            (cfg, method, seed), (trained.key,), WEIGHTS["evaluate"]))
-    report = workers.Unit(f"{task}: report", report_task, cfg, tuple(u.key for u in evaluations),
-                          WEIGHTS["report"])
+            evaluations.append(
+                workers.Unit(
+                    f"{task}: evaluate {method} seed {seed}",
+                    evaluate_trained,
+                    (cfg, method, seed),
+                    (trained.key,),
+                    WEIGHTS["evaluate"],
+                )
+            )
+    report = workers.Unit(
+        f"{task}: report", report_task, cfg, tuple(u.key for u in evaluations), WEIGHTS["report"]
+    )
     return [data, *runs, *evaluations, report]
 
 

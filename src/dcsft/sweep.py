@@ -21,8 +21,8 @@ import yaml
 
 from dcsft import stage, study
 from dcsft.config import StudyConfig, dump_config, load_config
-from dcsft.errors import ConfigError
 from dcsft.console import console
+from dcsft.errors import ConfigError
 from dcsft.report import figures, overview
 from dcsft.report.run import to_html
 from dcsft.report.tables import interval, label
@@ -49,8 +49,10 @@ def parse_over(over: str) -> tuple[str, list[Any]]:
 
 def point_name(point: dict[str, Any]) -> str:
     """The folder of one grid point, e.g. `data.label_noise=0.1` (characters unsafe in a path dropped)."""
-    return ",".join(re.sub(r"[^\w.+=-]", "_", f"{key}={json.dumps(value)}".replace('"', ""))
-                    for key, value in point.items())
+    return ",".join(
+        re.sub(r"[^\w.+=-]", "_", f"{key}={json.dumps(value)}".replace('"', ""))
+        for key, value in point.items()
+    )
 
 
 def grid(overs: list[str]) -> list[dict[str, Any]]:
@@ -63,7 +65,9 @@ def grid(overs: list[str]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(values for _, values in axes))]
 
 
-def point_configs(config: Path | None, overrides: list[str], root: Path, points: list[dict]) -> list[StudyConfig]:
+def point_configs(
+    config: Path | None, overrides: list[str], root: Path, points: list[dict]
+) -> list[StudyConfig]:
     """Every point's config, all checked before any work: an unknown key or a value the config
     refuses is one line naming the --over."""
     configs = []
@@ -78,8 +82,11 @@ def point_configs(config: Path | None, overrides: list[str], root: Path, points:
 
 def method_rows(results: dict) -> dict[str, dict]:
     """method -> {id, ood_mean}: each trained method's paired comparison with SFT (n/a kept)."""
-    return {name: {"id": entry["vs_sft"][results["id_split"]], "ood_mean": entry["vs_sft"]["ood_mean"]}
-            for name, entry in results["models"].items() if entry.get("vs_sft")}
+    return {
+        name: {"id": entry["vs_sft"][results["id_split"]], "ood_mean": entry["vs_sft"]["ood_mean"]}
+        for name, entry in results["models"].items()
+        if entry.get("vs_sft")
+    }
 
 
 def collect(points: list[dict], configs: list[StudyConfig], task_names: list[str]) -> dict:
@@ -89,9 +96,12 @@ def collect(points: list[dict], configs: list[StudyConfig], task_names: list[str
         for task in task_names:
             results, buckets = overview.task_results(cfg.for_task(task))
             sft = results["models"].get("sft", {})
-            tasks[task] = {"methods": method_rows(results), "sft_vs_coldstart": sft.get("vs_coldstart"),
-                           "buckets": {b: buckets[b] for b in ("easy", "medium", "hard")},
-                           "kinds_by_bucket": buckets.get("kinds_by_bucket")}
+            tasks[task] = {
+                "methods": method_rows(results),
+                "sft_vs_coldstart": sft.get("vs_coldstart"),
+                "buckets": {b: buckets[b] for b in ("easy", "medium", "hard")},
+                "kinds_by_bucket": buckets.get("kinds_by_bucket"),
+            }
         rows.append({"values": point, "run_dir": cfg.run_dir, "tasks": tasks})
     return {"keys": list(points[0]), "points": rows}
 
@@ -106,38 +116,50 @@ def mislabeled(entry: dict) -> str:
 
 def sweep_table(sweep: dict, task: str) -> str:
     keys = sweep["keys"]
-    lines = ["| " + " | ".join(keys) + " | Method | ID minus SFT | OOD mean minus SFT | OOD verdict |",
-             "|---" * (len(keys) + 4) + "|"]
+    lines = [
+        "| " + " | ".join(keys) + " | Method | ID minus SFT | OOD mean minus SFT | OOD verdict |",
+        "|---" * (len(keys) + 4) + "|",
+    ]
     for row in sweep["points"]:
         values = " | ".join(str(row["values"][k]) for k in keys)
         for method, comparison in row["tasks"][task]["methods"].items():
             ood = comparison["ood_mean"]
-            lines.append(f"| {values} | {label(method)} | {interval(comparison['id'])} | {interval(ood)} | "
-                         f"{ood.get('verdict', ood.get('n_a'))} |")
+            lines.append(
+                f"| {values} | {label(method)} | {interval(comparison['id'])} | {interval(ood)} | "
+                f"{ood.get('verdict', ood.get('n_a'))} |"
+            )
     return "\n".join(lines)
 
 
 def points_table(sweep: dict, task: str) -> str:
     """Per point: the buckets, where the injected label noise went, and what SFT moves."""
     keys = sweep["keys"]
-    lines = ["| " + " | ".join(keys) + " | Easy / medium / hard | Mislabeled in hard / all | "
-             "SFT minus cold start, ID | SFT minus cold start, OOD mean |", "|---" * (len(keys) + 4) + "|"]
+    lines = [
+        "| " + " | ".join(keys) + " | Easy / medium / hard | Mislabeled in hard / all | "
+        "SFT minus cold start, ID | SFT minus cold start, OOD mean |",
+        "|---" * (len(keys) + 4) + "|",
+    ]
     for row in sweep["points"]:
         entry = row["tasks"][task]
         shares = " / ".join(f"{entry['buckets'][b]['percent']:.1f}%" for b in ("easy", "medium", "hard"))
         moved = entry["sft_vs_coldstart"] or {}
         id_moved = next((c for name, c in moved.items() if name != "ood_mean"), {"n_a": "no SFT"})
-        lines.append(f"| {' | '.join(str(row['values'][k]) for k in keys)} | {shares} | {mislabeled(entry)} | "
-                     f"{interval(id_moved)} | {interval(moved.get('ood_mean', {'n_a': ''}))} |")
+        lines.append(
+            f"| {' | '.join(str(row['values'][k]) for k in keys)} | {shares} | {mislabeled(entry)} | "
+            f"{interval(id_moved)} | {interval(moved.get('ood_mean', {'n_a': ''}))} |"
+        )
     return "\n".join(lines)
 
 
 def render(sweep: dict, task_names: list[str], figure_names: list[str]) -> str:
     keys = ", ".join(f"`{k}`" for k in sweep["keys"])
-    parts = [f"# DC-SFT sweep over {keys}",
-             f"{len(sweep['points'])} studies, one per value; each method minus SFT on the same test items, with the "
-             f"95% paired bootstrap interval over training seeds and items (\"cannot tell\" when it covers 0). "
-             f"Each point's full report is in its run directory."]
+    parts = [
+        f"# DC-SFT sweep over {keys}",
+        f"{len(sweep['points'])} studies, one per value; each method minus SFT on the same test items, "
+        "with the "
+        f'95% paired bootstrap interval over training seeds and items ("cannot tell" when it covers 0). '
+        f"Each point's full report is in its run directory.",
+    ]
     for task in task_names:
         parts += [f"## {task}", sweep_table(sweep, task), points_table(sweep, task)]
         if task in figure_names:
@@ -154,8 +176,10 @@ def run(configs: list[StudyConfig], points: list[dict], root: Path, task: str | 
     hold_lock(root)
     finished: list[Path] = []
     for number, (point, cfg) in enumerate(zip(points, configs), start=1):
-        console.print(f"[bold]sweep point {number}/{len(points)}[/]: {point_name(point)} "
-                      f"({len(points) - number} left after it)")
+        console.print(
+            f"[bold]sweep point {number}/{len(points)}[/]: {point_name(point)} "
+            f"({len(points) - number} left after it)"
+        )
         point_root = Path(cfg.run_dir)
         hold_lock(point_root)
         write_text(point_root / "config.yaml", dump_config(cfg))

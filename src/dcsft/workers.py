@@ -23,14 +23,16 @@ end:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 PARENT_POLL_SECONDS = 0.2
 
@@ -167,7 +169,7 @@ def serve(conn: Connection, threads: int, parent: int, setup: tuple[Callable, An
         setup[0](setup[1])
     while (job := conn.recv()) is not None:
         call, arg = job
-        conn.send(run_guarded(lambda: call(arg)))
+        conn.send(run_guarded(functools.partial(call, arg)))
 
 
 def die_with(parent: int) -> None:

@@ -18,17 +18,39 @@ import pytest
 
 from dcsft.status import lines_in
 
-SMALLEST = ["tasks={}", "pretrain.grounding.steps=0", "data.n_coldstart=8", "data.n_train=32", "data.n_test=4",
-            "profile.batch_size=8", "train.methods=[]"]
+SMALLEST = [
+    "tasks={}",
+    "pretrain.grounding.steps=0",
+    "data.n_coldstart=8",
+    "data.n_train=32",
+    "data.n_test=4",
+    "profile.batch_size=8",
+    "train.methods=[]",
+]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 def torchrun(verb: str, run: Path, env: dict) -> subprocess.CompletedProcess:
     overrides = [arg for kv in SMALLEST for arg in ("--set", kv)]
-    return subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "dcsft", verb,
-                           "--run-dir", str(run), *overrides], cwd=run.parent, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(run.parent / "cache"),
-                                            **env})
+    return subprocess.run(
+        [
+            str(TORCHRUN),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "dcsft",
+            verb,
+            "--run-dir",
+            str(run),
+            *overrides,
+        ],
+        cwd=run.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(run.parent / "cache"), **env},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,4 +111,6 @@ def test_two_processes_profile_like_one_even_when_killed_and_resumed(runs):
     for key in ("seconds", "peak_rss_mb", "resumed_from"):  # wall clock and memory differ between runs
         stats.pop(key), one_stats.pop(key)
     assert stats == one_stats
-    assert "profile" in resumed.stdout and resumed.stdout.count("mean pass rate") == 1  # one summary, rank 0's
+    assert (
+        "profile" in resumed.stdout and resumed.stdout.count("mean pass rate") == 1
+    )  # one summary, rank 0's

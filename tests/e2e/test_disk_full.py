@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from test_study import dcsft
 
 SMALL = ["tasks={}", "data.n_coldstart=20", "data.n_train=48", "data.n_test=16", "coldstart.save_steps=1"]
@@ -18,7 +17,9 @@ def small_disk(tmp_path):
     (model, AdamW moments: about 4 MB)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(disk)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield disk
@@ -34,7 +35,9 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_continues(small_dis
     full = dcsft("coldstart", *args, cwd=small_disk.parent)
     assert full.returncode == 2, full.stdout + full.stderr
     error = full.stderr.strip().splitlines()
-    assert len(error) == 1 and "No space left on device" in error[0] and str(small_disk / "run") in error[0], error
+    assert (
+        len(error) == 1 and "No space left on device" in error[0] and str(small_disk / "run") in error[0]
+    ), error
     assert "Traceback" not in full.stdout + full.stderr
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     rerun = dcsft("coldstart", *args, cwd=small_disk.parent)

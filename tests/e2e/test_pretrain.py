@@ -15,17 +15,25 @@ import sys
 
 import pytest
 
-REDUCED = ["pretrain.grounding.steps=0", "pretrain.vision_steps=1000", "pretrain.vlm_steps=2000",
-           "pretrain.pool_size=4000"]
+REDUCED = [
+    "pretrain.grounding.steps=0",
+    "pretrain.vision_steps=1000",
+    "pretrain.vlm_steps=2000",
+    "pretrain.pool_size=4000",
+]
 # Phase 3 from the shipped shapes base, briefly: it must find that base and keep what it knows.
 GROUNDING = ["pretrain.grounding.steps=300", "pretrain.grounding.pool_size=400"]
 
 
 def pretrain(overrides: list[str], out, tmp_path) -> dict:
     args = [arg for kv in overrides for arg in ("--set", kv)]
-    done = subprocess.run([sys.executable, "-m", "dcsft", "build-base", *args, "--out", str(out)],
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(tmp_path / "cache")},
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "dcsft", "build-base", *args, "--out", str(out)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((out / "pretrain.json").read_text())
 
@@ -42,7 +50,8 @@ def test_reduced_pretraining_learns_the_classes(tmp_path):
     assert accuracy["photo"] >= 15.0, accuracy
     assert accuracy["rendition"] >= 15.0, accuracy
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
 
 
 @pytest.mark.e2e

@@ -28,11 +28,24 @@ UNNAMED = "n09999999"  # a class folder the name map does not name: left out of 
 PER_CLASS = {"coldstart": 2, "train": 4}
 ORIGINAL_SIZE = (150, 112)  # RefCOCO-style images, resized by the processor to the model's 7,056-pixel frame
 TINY = [  # the smallest run of the real path with the tiny model (its 84 x 84 frame)
-    "model.dtype=float32", "model.min_pixels=3136", "model.max_pixels=7056", "model.threads=2",
-    "coldstart.batch_size=4", "coldstart.lr=2e-4", "coldstart.save_steps=null",
-    "profile.k=4", "profile.batch_size=16", "profile.max_new_tokens=24",
-    "train.methods=[sft-m]", "train.steps=3", "train.batch_size=4", "train.grad_accum=1", "train.lr=1e-3",
-    "train.save_steps=null", "evaluate.batch_size=32", "evaluate.max_new_tokens=24",
+    "model.dtype=float32",
+    "model.min_pixels=3136",
+    "model.max_pixels=7056",
+    "model.threads=2",
+    "coldstart.batch_size=4",
+    "coldstart.lr=2e-4",
+    "coldstart.save_steps=null",
+    "profile.k=4",
+    "profile.batch_size=16",
+    "profile.max_new_tokens=24",
+    "train.methods=[sft-m]",
+    "train.steps=3",
+    "train.batch_size=4",
+    "train.grad_accum=1",
+    "train.lr=1e-3",
+    "train.save_steps=null",
+    "evaluate.batch_size=32",
+    "evaluate.max_new_tokens=24",
 ]
 
 
@@ -69,22 +82,28 @@ def imagenet_tree(root: Path) -> Path:
     labels, index = [], 0
     for wnid in [*CLASSES, UNNAMED]:
         for i in range(8):
-            image, _ = world.draw_sample(world.sample_rng(0, f"fixture-train-{wnid}", i), "photo", size=96,
-                                         label=CLASSES.get(wnid, "moon"))
+            image, _ = world.draw_sample(
+                world.sample_rng(0, f"fixture-train-{wnid}", i),
+                "photo",
+                size=96,
+                label=CLASSES.get(wnid, "moon"),
+            )
             (root / "train" / wnid).mkdir(parents=True, exist_ok=True)
             image.save(root / "train" / wnid / f"{wnid}_{i}.JPEG", format="JPEG")
         if wnid == UNNAMED:
             continue
         for i in range(3):
-            image, _ = world.draw_sample(world.sample_rng(0, f"fixture-val-{wnid}", i), "photo", size=96,
-                                         label=CLASSES[wnid])
+            image, _ = world.draw_sample(
+                world.sample_rng(0, f"fixture-val-{wnid}", i), "photo", size=96, label=CLASSES[wnid]
+            )
             name = f"ILSVRC2012_val_{index:08d}"
             (root / "val").mkdir(parents=True, exist_ok=True)
             image.save(root / "val" / f"{name}.JPEG", format="JPEG")
             labels.append(f"{name}.JPEG {wnid}")
             index += 1
-            image, _ = world.draw_sample(world.sample_rng(0, f"fixture-r-{wnid}", i), "rendition", size=96,
-                                         label=CLASSES[wnid])
+            image, _ = world.draw_sample(
+                world.sample_rng(0, f"fixture-r-{wnid}", i), "rendition", size=96, label=CLASSES[wnid]
+            )
             (root / "imagenet-r" / wnid).mkdir(parents=True, exist_ok=True)
             image.save(root / "imagenet-r" / wnid / f"art_{i}.jpg", format="JPEG")
     (root / "val_labels.txt").write_text("\n".join(labels) + "\n")
@@ -112,14 +131,31 @@ def refcoco_tree(root: Path) -> Path:
         image, meta = scene(image_id, "fixture-refcoco")
         file_name = f"COCO_train2014_{image_id:012d}.jpg"
         image.save(images / file_name, format="JPEG")
-        coco_images.append({"id": image_id, "file_name": file_name, "width": ORIGINAL_SIZE[0],
-                            "height": ORIGINAL_SIZE[1]})
+        coco_images.append(
+            {"id": image_id, "file_name": file_name, "width": ORIGINAL_SIZE[0], "height": ORIGINAL_SIZE[1]}
+        )
         x1, y1, x2, y2 = meta["box"]
-        anns.append({"id": 1000 + image_id, "image_id": image_id, "category_id": 1,
-                     "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "area": 1.0, "iscrowd": 0})
-        refs.append({"ref_id": image_id, "ann_id": 1000 + image_id, "image_id": image_id, "split": split,
-                     "category_id": 1, "file_name": file_name.replace(".jpg", f"_{1000 + image_id}.jpg"),
-                     "sentences": [{"sent": meta["expression"], "raw": meta["expression"]}]})
+        anns.append(
+            {
+                "id": 1000 + image_id,
+                "image_id": image_id,
+                "category_id": 1,
+                "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                "area": 1.0,
+                "iscrowd": 0,
+            }
+        )
+        refs.append(
+            {
+                "ref_id": image_id,
+                "ann_id": 1000 + image_id,
+                "image_id": image_id,
+                "split": split,
+                "category_id": 1,
+                "file_name": file_name.replace(".jpg", f"_{1000 + image_id}.jpg"),
+                "sentences": [{"sent": meta["expression"], "raw": meta["expression"]}],
+            }
+        )
     (root / "refcoco").mkdir()
     (root / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
     (root / "refcoco" / "instances.json").write_text(json.dumps({"images": coco_images, "annotations": anns}))
@@ -132,8 +168,15 @@ def refcoco_tree(root: Path) -> Path:
         image.save(path)
         answer = grounding.format_box(meta["box"])
         l4.append({"problem": grounding.prompt(meta["expression"]), "solution": answer, "image": path.name})
-        lisa.append({"messages": [{"role": "user", "content": "<image>" + grounding.prompt(meta["expression"])},
-                                  {"role": "assistant", "content": answer}], "images": [str(path)]})
+        lisa.append(
+            {
+                "messages": [
+                    {"role": "user", "content": "<image>" + grounding.prompt(meta["expression"])},
+                    {"role": "assistant", "content": answer},
+                ],
+                "images": [str(path)],
+            }
+        )
     (ood / "ref-l4.json").write_text(json.dumps(l4))
     (ood / "lisa-grounding.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lisa))
     return root
@@ -167,9 +210,16 @@ def check_report(run: Path, splits: set[str], dataset: str) -> dict:
 def imagenet_run(tmp_path_factory, model_folder):
     root = tmp_path_factory.mktemp("imagenet")
     data = imagenet_tree(root / "data")
-    overrides = sets(f"data.root={data}", "data.names=names.txt", "data.classes=3", "data.per_class={coldstart: 2, "
-                     "train: 4}", "data.labels={test: val_labels.txt}", "data.ood_splits=[imagenet-r]", f"model.base={model_folder}",
-                     *TINY)
+    overrides = sets(
+        f"data.root={data}",
+        "data.names=names.txt",
+        "data.classes=3",
+        "data.per_class={coldstart: 2, train: 4}",
+        "data.labels={test: val_labels.txt}",
+        "data.ood_splits=[imagenet-r]",
+        f"model.base={model_folder}",
+        *TINY,
+    )
     result = dcsft("study", PAPER / "imagenet_100k_3b.yaml", "--run-dir", root / "run", *overrides)
     assert result.exit_code == 0, result.output
     return root / "run", data, result
@@ -179,9 +229,14 @@ def imagenet_run(tmp_path_factory, model_folder):
 def refcoco_run(tmp_path_factory, model_folder):
     root = tmp_path_factory.mktemp("refcoco")
     data = refcoco_tree(root / "data")
-    overrides = sets(f"data.root={data}", "data.n_coldstart=4", "data.n_train=10",
-                     "data.files={ref-l4: ood/ref-l4.json, lisa-grounding: ood/lisa-grounding.jsonl}",
-                     f"model.base={model_folder}", *TINY)
+    overrides = sets(
+        f"data.root={data}",
+        "data.n_coldstart=4",
+        "data.n_train=10",
+        "data.files={ref-l4: ood/ref-l4.json, lisa-grounding: ood/lisa-grounding.jsonl}",
+        f"model.base={model_folder}",
+        *TINY,
+    )
     result = dcsft("study", PAPER / "refcoco_3b.yaml", "--run-dir", root / "run", *overrides)
     assert result.exit_code == 0, result.output
     return root / "run", data, result
@@ -191,16 +246,25 @@ def refcoco_run(tmp_path_factory, model_folder):
 def test_imagenet_records_point_at_the_dataset(imagenet_run):
     run, data, _ = imagenet_run
     stats = json.loads((run / "01_prepare" / "stats.json").read_text())
-    assert stats["records"] == {"coldstart": 6, "train": 12, "photo": 9, "imagenet-r": 12}  # OOD: the 4 named classes
+    assert stats["records"] == {
+        "coldstart": 6,
+        "train": 12,
+        "photo": 9,
+        "imagenet-r": 12,
+    }  # OOD: the 4 named classes
     classes = set(stats["classes"])
     assert classes == set(CLASSES.values())  # every answer of every split: 3 trained classes + 1 only in OOD
     cold, train = records(run, "coldstart"), records(run, "train")
     trained = {r["solution"] for r in train}
-    assert len(trained) == 3 and {r["solution"] for r in cold} == trained == {r["solution"] for r in records(run, "photo")}
+    assert len(trained) == 3 and {r["solution"] for r in cold} == trained == {
+        r["solution"] for r in records(run, "photo")
+    }
     assert {r["image"] for r in cold}.isdisjoint(r["image"] for r in train)
     for split in ("coldstart", "train", "photo", "imagenet-r"):
         for record in records(run, split):
-            assert Path(record["image"]).is_file() and Path(record["image"]).is_relative_to(data)  # not copied
+            assert Path(record["image"]).is_file() and Path(record["image"]).is_relative_to(
+                data
+            )  # not copied
             assert record["solution"] in classes
     assert not (run / "01_prepare" / "images").exists()
     assert {r["meta"]["wnid"] for r in train} <= set(CLASSES)  # the unnamed class folder is never drawn
@@ -237,8 +301,11 @@ def test_refcoco_boxes_are_in_the_model_frame(refcoco_run):
             assert grounding.score_record(record["solution"], record, "original") == 1.0
             assert Path(record["image"]).is_relative_to(data)
             if split != "ref-l4" and split != "lisa-grounding":
-                x, y, w, h = next(a for a in json.loads((data / "refcoco" / "instances.json").read_text())
-                                  ["annotations"] if a["id"] == refs[meta["ref_id"]]["ann_id"])["bbox"]
+                x, y, w, h = next(
+                    a
+                    for a in json.loads((data / "refcoco" / "instances.json").read_text())["annotations"]
+                    if a["id"] == refs[meta["ref_id"]]["ann_id"]
+                )["bbox"]
                 assert meta["orig_box"] == [round(v, 2) for v in (x, y, x + w, y + h)]
 
 
@@ -254,15 +321,34 @@ def test_bad_input_ends_in_one_line(tmp_path, refcoco_run):
     """A missing root and an unusable OOD record (with bad_images: error) stop prepare in one line."""
     _, data, _ = refcoco_run
     config = PAPER / "refcoco_3b.yaml"
-    missing = dcsft("prepare", config, "--run-dir", tmp_path / "a",
-                    *sets(f"data.root={tmp_path / 'nope'}", "data.n_coldstart=4", "data.n_train=10"))
+    missing = dcsft(
+        "prepare",
+        config,
+        "--run-dir",
+        tmp_path / "a",
+        *sets(f"data.root={tmp_path / 'nope'}", "data.n_coldstart=4", "data.n_train=10"),
+    )
     assert missing.exit_code == 2 and "Traceback" not in missing.output
     assert len(missing.output.strip().splitlines()) == 1 and "nope" in missing.output
     bad = tmp_path / "bad.json"  # a box that sticks out of its 150 x 112 image
-    bad.write_text(json.dumps([{"problem": "p", "solution": "[5, 5, 900, 20]", "image": str(data / "ood" / "ood_0.png")}]))
-    result = dcsft("prepare", config, "--run-dir", tmp_path / "b",
-                   *sets(f"data.root={data}", "data.n_coldstart=4", "data.n_train=10", "data.bad_images=error",
-                         f"data.files={{ref-l4: {bad}, lisa-grounding: ood/lisa-grounding.jsonl}}"))
+    bad.write_text(
+        json.dumps(
+            [{"problem": "p", "solution": "[5, 5, 900, 20]", "image": str(data / "ood" / "ood_0.png")}]
+        )
+    )
+    result = dcsft(
+        "prepare",
+        config,
+        "--run-dir",
+        tmp_path / "b",
+        *sets(
+            f"data.root={data}",
+            "data.n_coldstart=4",
+            "data.n_train=10",
+            "data.bad_images=error",
+            f"data.files={{ref-l4: {bad}, lisa-grounding: ood/lisa-grounding.jsonl}}",
+        ),
+    )
     assert result.exit_code == 2, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error: ref-l4: record 0 (bad-0)") and "outside the 150x112 image" in line

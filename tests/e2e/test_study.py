@@ -15,8 +15,14 @@ import pytest
 from safetensors.torch import load_file
 
 SMALLEST = [
-    "data.n_coldstart=20", "data.n_train=48", "data.n_test=20",
-    "profile.batch_size=16", "train.steps=6", "grpo.steps=3", "evaluate.batch_size=32", "seeds=2",
+    "data.n_coldstart=20",
+    "data.n_train=48",
+    "data.n_test=20",
+    "profile.batch_size=16",
+    "train.steps=6",
+    "grpo.steps=3",
+    "evaluate.batch_size=32",
+    "seeds=2",
     # every method for classification; grounding keeps the default's own list
     "tasks.classification.train.methods=[sft,sft-e,sft-m,sft-h,sft-em,curriculum,sft-m+h5,sft-m+h15,grpo]",
 ]
@@ -25,10 +31,26 @@ STAGE_FILES = {
     "01_prepare": {"DONE", "STARTED", "stats.json", "records", "images"},
     "02_coldstart": {"DONE", "STARTED", "stats.json", "loss.jsonl", "model", "trainer"},
     "03_profile": {"DONE", "STARTED", "stats.json", "profile.jsonl"},
-    "04_curate": {"DONE", "STARTED", "stats.json", "easy.jsonl", "medium.jsonl", "hard.jsonl", "assignments.jsonl",
-                  "buckets.json"},
-    "07_report": {"DONE", "STARTED", "stats.json", "report.md", "report.html", "figures", "results.json",
-                  "buckets.json"},
+    "04_curate": {
+        "DONE",
+        "STARTED",
+        "stats.json",
+        "easy.jsonl",
+        "medium.jsonl",
+        "hard.jsonl",
+        "assignments.jsonl",
+        "buckets.json",
+    },
+    "07_report": {
+        "DONE",
+        "STARTED",
+        "stats.json",
+        "report.md",
+        "report.html",
+        "figures",
+        "results.json",
+        "buckets.json",
+    },
 }
 METHODS = ["sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"]
 GROUNDING_METHODS = ["sft", "sft-m", "sft-em", "grpo"]
@@ -37,8 +59,9 @@ FIGURES = {"accuracy.png", "forest.png", "loss_per_bucket.png", "gallery.png", "
 
 def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(cwd / "cache")}
-    return subprocess.run([sys.executable, "-m", "dcsft", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "dcsft", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +90,11 @@ def test_run_directory_has_every_stage_output(study):
     results = json.loads((run / "07_report" / "results.json").read_text())
     trained = {m for m in METHODS if not results["models"][m]["n_a"]}
     assert evaluated == {"base", "coldstart", *trained}
-    folders = [run / "06_evaluate" / "base", run / "06_evaluate" / "coldstart",
-               *(run / "06_evaluate" / m / s for m in trained for s in SEEDS)]
+    folders = [
+        run / "06_evaluate" / "base",
+        run / "06_evaluate" / "coldstart",
+        *(run / "06_evaluate" / m / s for m in trained for s in SEEDS),
+    ]
     for folder in folders:
         scores = json.loads((folder / "scores.json").read_text())
         assert set(scores) == {"photo", "rendition", "adversarial"}
@@ -84,7 +110,9 @@ def test_buckets_partition_the_training_set(study):
     buckets = json.loads((run / "07_report" / "buckets.json").read_text())
     counts = [buckets[b]["count"] for b in ("easy", "medium", "hard")]
     assert sum(counts) == buckets["total"] == 48
-    lines = {b: (run / "04_curate" / f"{b}.jsonl").read_text().splitlines() for b in ("easy", "medium", "hard")}
+    lines = {
+        b: (run / "04_curate" / f"{b}.jsonl").read_text().splitlines() for b in ("easy", "medium", "hard")
+    }
     assert [len(lines[b]) for b in ("easy", "medium", "hard")] == counts
     profile = [json.loads(line) for line in (run / "03_profile" / "profile.jsonl").read_text().splitlines()]
     assert len(profile) == 48 and all(len(row["responses"]) == row["k"] == 8 for row in profile)
@@ -93,11 +121,14 @@ def test_buckets_partition_the_training_set(study):
     # Every kind of hard sample in the training records is counted, bucket by bucket.
     train = json.loads((run / "01_prepare" / "records" / "train.json").read_text())
     for kind, by_bucket in buckets["kinds_by_bucket"].items():
-        assert sum(by_bucket.values()) == sum((kind in r["meta"]["kinds"]) if kind != "none" else not r["meta"]["kinds"]
-                                              for r in train), kind
+        assert sum(by_bucket.values()) == sum(
+            (kind in r["meta"]["kinds"]) if kind != "none" else not r["meta"]["kinds"] for r in train
+        ), kind
     assert "novel" in buckets["kinds_by_bucket"] and "context" in buckets["kinds_by_bucket"]
     report = (run / "07_report" / "report.md").read_text()
-    assert "## Where each kind of hard sample landed" in report and "## Accuracy by kind of test item" in report
+    assert (
+        "## Where each kind of hard sample landed" in report and "## Accuracy by kind of test item" in report
+    )
     results = json.loads((run / "07_report" / "results.json").read_text())
     photo = results["models"]["sft"]["by_kind"]["photo"]
     assert sum(v["n"] for v in photo.values()) >= 20  # each of the 20 items counts under its kinds, or none
@@ -111,12 +142,16 @@ def test_lora_weights_changed(study):
     trained = [m for m in METHODS if not results["models"][m]["n_a"]]
     assert "sft" in trained
     for method in trained:
-        seeds = [load_file(str(run / "05_train" / method / s / "adapter" / "adapter_model.safetensors"))
-                 for s in sorted(SEEDS)]
+        seeds = [
+            load_file(str(run / "05_train" / method / s / "adapter" / "adapter_model.safetensors"))
+            for s in sorted(SEEDS)
+        ]
         lora_b = [w for name, w in seeds[0].items() if "lora_B" in name]
         # PEFT starts every lora_B at zero: any non-zero entry was learned.
         assert lora_b and any(w.abs().sum() > 0 for w in lora_b), method
-        assert any(not w.equal(seeds[1][name]) for name, w in seeds[0].items()), f"{method}: seeds gave one run"
+        assert any(not w.equal(seeds[1][name]) for name, w in seeds[0].items()), (
+            f"{method}: seeds gave one run"
+        )
 
 
 @pytest.mark.e2e
@@ -134,7 +169,9 @@ def test_compute_is_accounted_for_every_method(study):
         assert cost["tokens_forwarded"] > cost["samples_seen"] > 0, method
         assert (cost["tokens_generated"] > 0) == (method == "grpo"), method
     ratio = results["compute"]["grpo_over_dcsft"]
-    assert ratio["seconds"] == round(rows["grpo"]["seconds"] / (rows["profile"]["seconds"] + rows["sft-m"]["seconds"]), 2)
+    assert ratio["seconds"] == round(
+        rows["grpo"]["seconds"] / (rows["profile"]["seconds"] + rows["sft-m"]["seconds"]), 2
+    )
     zero = results["zero_advantage"]
     assert len(zero["runs"]) == 2 and all(len(r) == 3 and all(0 <= f <= 1 for f in r) for r in zero["runs"])
 
@@ -143,8 +180,10 @@ def test_compute_is_accounted_for_every_method(study):
 def test_curriculum_and_hard_mixes_train_on_what_they_say(study):
     run = task_run(study)
     buckets = json.loads((run / "07_report" / "buckets.json").read_text())
-    stats = {m: json.loads((run / "05_train" / m / "seed0" / "stats.json").read_text())
-             for m in ("curriculum", "sft-m+h5", "sft-m+h15")}
+    stats = {
+        m: json.loads((run / "05_train" / m / "seed0" / "stats.json").read_text())
+        for m in ("curriculum", "sft-m+h5", "sft-m+h15")
+    }
     assert stats["curriculum"]["samples"] == 48  # 6 steps x 8 = every sample once
     medium, hard = buckets["medium"]["count"], buckets["hard"]["count"]
     for method, percent in (("sft-m+h5", 5), ("sft-m+h15", 15)):
@@ -164,14 +203,24 @@ def test_report_prints_both_tables(study):
 def test_second_run_skips_every_stage(study):
     root, _, overrides = study
     run = task_run(study)
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in run.rglob("*")
+        if p.is_file() and p.name not in ("config.yaml", ".lock")
+    }
     second = dcsft("study", "--run-dir", str(root), *overrides, "--task", "classification", cwd=root.parent)
     assert second.returncode == 0, second.stdout + second.stderr
     stage_lines = [line for line in second.stdout.splitlines() if "already complete, skipped" in line]
-    evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(list((run / "06_evaluate").glob("*/*/scores.json")))
+    evaluations = len(list((run / "06_evaluate").glob("*/scores.json"))) + len(
+        list((run / "06_evaluate").glob("*/*/scores.json"))
+    )
     data_stages = 5  # pretrain, prepare, coldstart, profile, curate
     assert len(stage_lines) == data_stages + len(METHODS) * len(SEEDS) + evaluations + 1
-    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("config.yaml", ".lock")}
+    after = {
+        p: p.stat().st_mtime_ns
+        for p in run.rglob("*")
+        if p.is_file() and p.name not in ("config.yaml", ".lock")
+    }
     assert after == before
 
 
@@ -206,12 +255,16 @@ def test_status_tells_done_from_stale(study):
     states = {row.name: row.state for row in statuses(load_config(None, smallest).for_task("classification"))}
     assert set(states.values()) == {"done"}, states
     assert "evaluate sft-m seed 1" in states and "train grpo seed 0" in states
-    changed = {row.name: row.state
-               for row in statuses(load_config(None, [*smallest, "profile.k=4"]).for_task("classification"))}
+    changed = {
+        row.name: row.state
+        for row in statuses(load_config(None, [*smallest, "profile.k=4"]).for_task("classification"))
+    }
     unchanged = {"pretrain", "prepare", "coldstart", "evaluate base", "evaluate coldstart"}
     assert {name for name, state in changed.items() if state == "done"} == unchanged
     assert {state for name, state in changed.items() if name not in unchanged} == {"stale"}
-    status = dcsft("status", "--run-dir", str(run.parent), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent)
+    status = dcsft(
+        "status", "--run-dir", str(run.parent), *[a for kv in SMALLEST for a in ("--set", kv)], cwd=run.parent
+    )
     assert status.returncode == 0 and "done" in status.stdout and "stale" not in status.stdout
 
 
@@ -230,9 +283,13 @@ def test_grounding_runs_every_stage_in_the_model_frame(study):
         assert meta["kinds"] == [k for k in (meta["hardness"], meta["noise"]) if k]
     scores = json.loads((run / "06_evaluate" / "coldstart" / "scores.json").read_text())
     assert set(scores) == {"refs", "relational", "indirect"}
-    assert all(s["n"] == 20 and 0 <= s["unparsable"] <= 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())
+    assert all(
+        s["n"] == 20 and 0 <= s["unparsable"] <= 20 and 0 <= s["accuracy"] <= 100 for s in scores.values()
+    )
     profile = [json.loads(line) for line in (run / "03_profile" / "profile.jsonl").read_text().splitlines()]
-    assert len(profile) == 48 and sum(r["generated_tokens"] for r in profile) > 48 * 8 * 10  # boxes, not words
+    assert (
+        len(profile) == 48 and sum(r["generated_tokens"] for r in profile) > 48 * 8 * 10
+    )  # boxes, not words
 
 
 @pytest.mark.e2e
@@ -244,7 +301,9 @@ def test_overview_reports_both_tasks(study):
     report = (root / "report.md").read_text()
     assert "| classification |" in report and "| grounding |" in report and "OOD mean (all)" in report
     assert "| Model | Runs | refs (ID) | relational (OOD) | indirect (OOD) | OOD mean |" in first.stdout
-    overall = overview["accuracy"]["sft-m"]["OOD mean (all)"]["vs_sft"]  # paired over every OOD split of both tasks
+    overall = overview["accuracy"]["sft-m"]["OOD mean (all)"][
+        "vs_sft"
+    ]  # paired over every OOD split of both tasks
     assert overall["items"] == [20, 20, 20, 20] and overall["seeds"] == 2
     assert overall["low"] <= overall["delta"] <= overall["high"]
 
@@ -258,7 +317,9 @@ def test_every_method_is_paired_with_sft(study):
             continue
         assert set(entry["vs_sft"]) == {"photo", "rendition", "adversarial", "ood_mean"}, method
         for column, c in entry["vs_sft"].items():
-            assert c["seeds"] == 2 and len(c["mcnemar_p"]) == 2 and c["low"] <= c["delta"] <= c["high"], method
+            assert c["seeds"] == 2 and len(c["mcnemar_p"]) == 2 and c["low"] <= c["delta"] <= c["high"], (
+                method
+            )
             assert c["items"] == ([20, 20] if column == "ood_mean" else [20])
     assert results["models"]["sft"]["vs_coldstart"]["photo"]["seeds"] == 2
     report = (task_run(study) / "07_report" / "report.md").read_text()

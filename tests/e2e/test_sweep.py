@@ -7,18 +7,32 @@ import json
 import re
 
 import pytest
-
 from test_study import dcsft
 
-SMALLEST = ["data.n_coldstart=20", "data.n_train=48", "data.n_test=20", "profile.batch_size=16", "seeds=2",
-            "evaluate.batch_size=32", "train.methods=[sft,sft-m]"]
+SMALLEST = [
+    "data.n_coldstart=20",
+    "data.n_train=48",
+    "data.n_test=20",
+    "profile.batch_size=16",
+    "seeds=2",
+    "evaluate.batch_size=32",
+    "train.methods=[sft,sft-m]",
+]
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    args = ["sweep", "--task", "classification", "--run-dir", str(root / "sw"), "--over", "train.steps=4,6",
-            *(arg for kv in SMALLEST for arg in ("--set", kv))]
+    args = [
+        "sweep",
+        "--task",
+        "classification",
+        "--run-dir",
+        str(root / "sw"),
+        "--over",
+        "train.steps=4,6",
+        *(arg for kv in SMALLEST for arg in ("--set", kv)),
+    ]
     first = dcsft(*args, cwd=root)
     assert first.returncode == 0, first.stdout + first.stderr
     return root / "sw", args, first
@@ -28,8 +42,10 @@ def sweep(tmp_path_factory):
 def test_sweep_writes_its_report(sweep):
     root, _, first = sweep
     data = json.loads((root / "sweep.json").read_text())
-    assert data["keys"] == ["train.steps"] and [p["values"] for p in data["points"]] == [{"train.steps": 4},
-                                                                                          {"train.steps": 6}]
+    assert data["keys"] == ["train.steps"] and [p["values"] for p in data["points"]] == [
+        {"train.steps": 4},
+        {"train.steps": 6},
+    ]
     for point in data["points"]:
         sft_m = point["tasks"]["classification"]["methods"]["sft-m"]
         for column in ("id", "ood_mean"):
@@ -57,8 +73,11 @@ def test_rerun_skips_everything(sweep):
     root, args, _ = sweep
     rerun = dcsft(*args, cwd=root.parent)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    summaries = [line for line in rerun.stdout.splitlines()
-                 if re.match(r"\s*(prepare|coldstart|profile|curate|train|evaluate|report) ", line)]
+    summaries = [
+        line
+        for line in rerun.stdout.splitlines()
+        if re.match(r"\s*(prepare|coldstart|profile|curate|train|evaluate|report) ", line)
+    ]
     assert summaries and all("already complete" in line for line in summaries), summaries
 
 

@@ -12,10 +12,13 @@ import typer
 
 from dcsft import rundir
 from dcsft.cli import guarded
-from dcsft.rundir import hold_lock, resume_jsonl, write_json, write_text
 from dcsft.errors import RunDirBusy
+from dcsft.rundir import hold_lock, resume_jsonl, write_json, write_text
 
-HOLD = "import sys, time; from dcsft.rundir import hold_lock; hold_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = (
+    "import sys, time; from dcsft.rundir import hold_lock; hold_lock(sys.argv[1]); "
+    "print('held', flush=True); time.sleep(60)"
+)
 
 
 def _holder(path):
@@ -46,14 +49,19 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rundir.os, "replace", disk_full)
     with pytest.raises(OSError):
-        write_text(target, "{\"accuracy\": 0}")
+        write_text(target, '{"accuracy": 0}')
     assert target.read_text() == '{\n  "accuracy": 85.9\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device", "/run/03_profile/profile.jsonl"),
-                                   PermissionError(errno.EACCES, "Permission denied", "/run/config.yaml"),
-                                   OSError(errno.EROFS, "Read-only file system")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device", "/run/03_profile/profile.jsonl"),
+        PermissionError(errno.EACCES, "Permission denied", "/run/config.yaml"),
+        OSError(errno.EROFS, "Read-only file system"),
+    ],
+)
 def test_disk_errors_end_in_one_line(capsys, error):
     def action():
         raise error
@@ -63,7 +71,9 @@ def test_disk_errors_end_in_one_line(capsys, error):
     assert exit_.value.exit_code == 2
     captured = capsys.readouterr()
     out = captured.err.strip()
-    assert captured.out == "" and out.count("\n") == 0 and error.strerror in out and "rerun to continue" in out
+    assert (
+        captured.out == "" and out.count("\n") == 0 and error.strerror in out and "rerun to continue" in out
+    )
     if error.filename:
         assert error.filename in out
 
@@ -98,9 +108,14 @@ def test_a_torn_checkpoint_is_removed_and_the_one_before_it_resumed(tmp_path, ca
     assert last_complete_checkpoint(tmp_path) is None and not list(tmp_path.iterdir())  # from the start
 
 
-@pytest.mark.parametrize("message", ["[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1450",
-                                     "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                                     "message: \"No space left on device\" })"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1450",
+        "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+        'message: "No space left on device" })',
+    ],
+)
 def test_a_full_disk_inside_a_library_save_is_the_one_line_enospc_error(tmp_path, message):
     with pytest.raises(OSError) as err:
         with rundir.disk_full_is_oserror(tmp_path / "trainer"):

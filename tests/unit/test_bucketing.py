@@ -50,8 +50,10 @@ def test_proportions_empty():
 
 
 def _buckets(easy=10, medium=3, hard=5) -> dict[str, list[dict]]:
-    return {name: [{"id": f"{name}-{i}", "solution": name} for i in range(n)]
-            for name, n in (("easy", easy), ("medium", medium), ("hard", hard))}
+    return {
+        name: [{"id": f"{name}-{i}", "solution": name} for i in range(n)]
+        for name, n in (("easy", easy), ("medium", medium), ("hard", hard))
+    }
 
 
 def _ids(records):
@@ -59,9 +61,15 @@ def _ids(records):
 
 
 def test_method_buckets():
-    assert METHOD_BUCKETS == {"sft": ("easy", "medium", "hard"), "sft-e": ("easy",), "sft-m": ("medium",),
-                              "sft-h": ("hard",), "sft-em": ("easy", "medium"),
-                              "curriculum": ("easy", "medium", "hard"), "grpo": ("easy", "medium", "hard")}
+    assert METHOD_BUCKETS == {
+        "sft": ("easy", "medium", "hard"),
+        "sft-e": ("easy",),
+        "sft-m": ("medium",),
+        "sft-h": ("hard",),
+        "sft-em": ("easy", "medium"),
+        "curriculum": ("easy", "medium", "hard"),
+        "grpo": ("easy", "medium", "hard"),
+    }
 
 
 def test_subset_unbalanced():
@@ -137,11 +145,18 @@ def test_kinds_by_bucket_counts_each_kind_and_the_samples_of_none():
     from dcsft.curate import kinds_by_bucket, record_kinds
     from dcsft.report.tables import kinds_table
 
-    assignments = [{"bucket": "hard", "kinds": ["mislabeled", "context"]}, {"bucket": "hard", "kinds": ["mislabeled"]},
-                   {"bucket": "easy", "kinds": ["context"]}, {"bucket": "medium", "kinds": []}]
+    assignments = [
+        {"bucket": "hard", "kinds": ["mislabeled", "context"]},
+        {"bucket": "hard", "kinds": ["mislabeled"]},
+        {"bucket": "easy", "kinds": ["context"]},
+        {"bucket": "medium", "kinds": []},
+    ]
     table = kinds_by_bucket(assignments)
-    assert table == {"context": {"easy": 1, "medium": 0, "hard": 1}, "mislabeled": {"easy": 0, "medium": 0, "hard": 2},
-                     "none": {"easy": 0, "medium": 1, "hard": 0}}
+    assert table == {
+        "context": {"easy": 1, "medium": 0, "hard": 1},
+        "mislabeled": {"easy": 0, "medium": 0, "hard": 2},
+        "none": {"easy": 0, "medium": 1, "hard": 0},
+    }
     assert "| wrong label | 2 | 0.0% (0) | 0.0% (0) | 100.0% (2) |" in kinds_table(table)
     # Records drawn before kinds existed name their noise only.
     assert record_kinds({"noise": "ambiguous"}) == ["ambiguous"] and record_kinds({"noise": None}) == []

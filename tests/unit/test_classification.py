@@ -10,34 +10,40 @@ def test_prompt_is_the_papers():
     assert PROMPT == "Please provide the object name in the image. Output the answer using one word."
 
 
-@pytest.mark.parametrize("response", [
-    "goose",
-    "Goose",
-    "GOOSE",
-    "goose.",
-    "Goose.",
-    " GOOSE \n",
-    "\tgoose.\n",
-    "goose .",  # the period is stripped, then the whitespace before it
-    "  gOoSe.  ",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "goose",
+        "Goose",
+        "GOOSE",
+        "goose.",
+        "Goose.",
+        " GOOSE \n",
+        "\tgoose.\n",
+        "goose .",  # the period is stripped, then the whitespace before it
+        "  gOoSe.  ",
+    ],
+)
 def test_correct_variants(response):
     assert is_correct(response, "goose")
     assert score(response, "goose") == 1.0
 
 
-@pytest.mark.parametrize("response", [
-    "goose..",        # only ONE trailing period is stripped
-    ".goose",         # a leading period is not stripped
-    "geese",
-    "goose!",
-    "a goose",
-    "goose bird",
-    "gooses",
-    "goos",
-    "go ose",
-    "The answer is goose.",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "goose..",  # only ONE trailing period is stripped
+        ".goose",  # a leading period is not stripped
+        "geese",
+        "goose!",
+        "a goose",
+        "goose bird",
+        "gooses",
+        "goos",
+        "go ose",
+        "The answer is goose.",
+    ],
+)
 def test_wrong_answers(response):
     assert not is_correct(response, "goose")
     assert score(response, "goose") == 0.0
@@ -86,11 +92,21 @@ def test_reward_uses_last_turn():
 
 
 def test_reward_plain_strings():
-    assert reward(["star", "moon.", "STAR", ""], solution=["star", "moon", "moon", "star"]) == [1.0, 1.0, 0.0, 0.0]
+    assert reward(["star", "moon.", "STAR", ""], solution=["star", "moon", "moon", "star"]) == [
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    ]
 
 
 def test_reward_ignores_extra_trl_kwargs_and_bad_completions():
-    out = reward(["star", None, [], [{"role": "assistant", "content": None}]],
-                 solution=["star"] * 4, prompts=["p"] * 4, completion_ids=[[1]] * 4, trainer_state=None)
+    out = reward(
+        ["star", None, [], [{"role": "assistant", "content": None}]],
+        solution=["star"] * 4,
+        prompts=["p"] * 4,
+        completion_ids=[[1]] * 4,
+        trainer_state=None,
+    )
     assert out == [1.0, 0.0, 0.0, 0.0]
     assert all(type(x) is float for x in out)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dcsft import coldstart, prepare, pretrain, rundir as rundir_module
+from dcsft import coldstart, prepare, pretrain
+from dcsft import rundir as rundir_module
 from dcsft.cli import app
 from dcsft.config import load_config
 from dcsft.data.formats import import_records
@@ -22,7 +23,14 @@ CLASSES = ["circle", "square", "triangle"]
 # Per training record: its label and the pass count of k = 4 profiled responses.
 SAMPLES = [("circle", 4), ("square", 2), ("triangle", 0), ("circle", 1), ("square", 4), ("triangle", 3)]
 K = 4
-BUCKETS = ["easy", "medium", "hard", "medium", "easy", "medium"]  # what pass counts 4, 2, 0, 1, 4, 3 of 4 mean
+BUCKETS = [
+    "easy",
+    "medium",
+    "hard",
+    "medium",
+    "easy",
+    "medium",
+]  # what pass counts 4, 2, 0, 1, 4, 3 of 4 mean
 
 
 def invoke(*args: str):
@@ -58,11 +66,21 @@ def prepared(root: Path, cfg=None) -> list[dict]:
     for index, (label, _) in enumerate(SAMPLES):
         path = images / f"{index:05d}.png"
         Image.new("RGB", (8, 8), (40 * index, 255 - 40 * index, 90)).save(path)
-        records.append({"id": f"train-{index:05d}", "problem": PROMPT, "solution": label, "image": str(path),
-                        "meta": {"noise": None, "index": index}})
+        records.append(
+            {
+                "id": f"train-{index:05d}",
+                "problem": PROMPT,
+                "solution": label,
+                "image": str(path),
+                "meta": {"noise": None, "index": index},
+            }
+        )
     write_json(rundir.records("train"), records)
-    mark_done(rundir.prepare, prepare.stage_fingerprint(cfg) if cfg else "prepare-fp",
-              {"task": "classification", "classes": CLASSES, "records": {"train": len(records)}})
+    mark_done(
+        rundir.prepare,
+        prepare.stage_fingerprint(cfg) if cfg else "prepare-fp",
+        {"task": "classification", "classes": CLASSES, "records": {"train": len(records)}},
+    )
     return records
 
 
@@ -72,13 +90,29 @@ def run(tmp_path) -> tuple[Path, list[dict]]:
     root = tmp_path / "run"
     records = prepared(root)
     rundir = RunDir(root)
-    write_jsonl(rundir.profile_file, [
-        {"id": r["id"], "solution": r["solution"], "responses": ["x"] * K, "correct": [1] * p + [0] * (K - p),
-         "pass_count": p, "k": K, "pass_rate": p / K} for r, (_, p) in zip(records, SAMPLES)])
+    write_jsonl(
+        rundir.profile_file,
+        [
+            {
+                "id": r["id"],
+                "solution": r["solution"],
+                "responses": ["x"] * K,
+                "correct": [1] * p + [0] * (K - p),
+                "pass_count": p,
+                "k": K,
+                "pass_rate": p / K,
+            }
+            for r, (_, p) in zip(records, SAMPLES)
+        ],
+    )
     mark_done(rundir.profile, "profile-fp", {"method": "sample"})
-    write_jsonl(rundir.curate.root / "assignments.jsonl", [
-        {"id": r["id"], "bucket": b, "pass_count": p, "k": K, "noise": None}
-        for r, b, (_, p) in zip(records, BUCKETS, SAMPLES)])
+    write_jsonl(
+        rundir.curate.root / "assignments.jsonl",
+        [
+            {"id": r["id"], "bucket": b, "pass_count": p, "k": K, "noise": None}
+            for r, b, (_, p) in zip(records, BUCKETS, SAMPLES)
+        ],
+    )
     for bucket in ("easy", "medium", "hard"):
         write_jsonl(rundir.bucket_file(bucket), [to_sft(r) for r, b in zip(records, BUCKETS) if b == bucket])
     mark_done(rundir.curate, "curate-fp")
@@ -86,6 +120,7 @@ def run(tmp_path) -> tuple[Path, list[dict]]:
 
 
 # --- export ---------------------------------------------------------------------------------
+
 
 def test_export_medium_as_ms_swift_jsonl_equals_curates_bucket_file_and_round_trips(run, tmp_path):
     root, records = run
@@ -100,12 +135,15 @@ def test_export_medium_as_ms_swift_jsonl_equals_curates_bucket_file_and_round_tr
     medium = [r for r, b in zip(records, BUCKETS) if b == "medium"]
     for row, record in zip(rows, medium):
         assert set(row) == {"messages", "images"}
-        assert row["messages"] == [{"role": "user", "content": "<image>" + PROMPT},
-                                   {"role": "assistant", "content": record["solution"]}]
+        assert row["messages"] == [
+            {"role": "user", "content": "<image>" + PROMPT},
+            {"role": "assistant", "content": record["solution"]},
+        ]
         assert row["images"] == [record["image"]] and Path(row["images"][0]).is_absolute()
     back = import_records(out).records
-    assert [(r["problem"], r["solution"], r["image"]) for r in back] == \
-        [(r["problem"], r["solution"], r["image"]) for r in medium]
+    assert [(r["problem"], r["solution"], r["image"]) for r in back] == [
+        (r["problem"], r["solution"], r["image"]) for r in medium
+    ]
     assert sorted(p.name for p in out.parent.iterdir()) == ["medium.jsonl"]  # no temporary file left
 
 
@@ -136,11 +174,14 @@ def test_export_with_id_and_through_a_config_file(run, tmp_path):
     assert [r["solution"] for r in import_records(hard).records] == ["triangle"]
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--bucket", "tiny"], "--bucket 'tiny': expected one of easy, medium, hard, all"),
-    (["--bucket", "easy", "--format", "csv"], "--format 'csv': expected one of records, sft"),
-    (["--bucket", "easy", "--out", "subset.txt"], "name the file .json or .jsonl"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--bucket", "tiny"], "--bucket 'tiny': expected one of easy, medium, hard, all"),
+        (["--bucket", "easy", "--format", "csv"], "--format 'csv': expected one of records, sft"),
+        (["--bucket", "easy", "--out", "subset.txt"], "name the file .json or .jsonl"),
+    ],
+)
 def test_export_bad_options_end_in_one_line(run, tmp_path, args, says):
     root, _ = run
     args = args if "--out" in args else [*args, "--out", tmp_path / "x.jsonl"]
@@ -152,23 +193,32 @@ def test_export_bad_options_end_in_one_line(run, tmp_path, args, says):
 def test_export_bad_sources_end_in_one_line(run, tmp_path):
     root, _ = run
     out = tmp_path / "x.jsonl"
-    assert "nope.yaml: no such run directory or config file" in \
-        one_error_line(invoke("export", tmp_path / "nope.yaml", "-b", "easy", "-o", out))
+    assert "nope.yaml: no such run directory or config file" in one_error_line(
+        invoke("export", tmp_path / "nope.yaml", "-b", "easy", "-o", out)
+    )
     (tmp_path / "bad.yaml").write_text("profile: [1, 2\n")
     assert "bad.yaml" in one_error_line(invoke("export", tmp_path / "bad.yaml", "-b", "easy", "-o", out))
     (tmp_path / "empty").mkdir()
-    assert "04_curate is not complete: run `dcsft curate`" in \
-        one_error_line(invoke("export", tmp_path / "empty", "-b", "easy", "-o", out))
-    assert "go with a config file" in one_error_line(invoke("export", root, "-r", root, "-b", "easy", "-o", out))
+    assert "04_curate is not complete: run `dcsft curate`" in one_error_line(
+        invoke("export", tmp_path / "empty", "-b", "easy", "-o", out)
+    )
+    assert "go with a config file" in one_error_line(
+        invoke("export", root, "-r", root, "-b", "easy", "-o", out)
+    )
     study = tmp_path / "study"  # a study of several tasks keeps each task's run directory in a subfolder
     (study / "classification" / "04_curate").mkdir(parents=True)
     (study / "grounding" / "04_curate").mkdir(parents=True)
     line = one_error_line(invoke("export", study, "-b", "easy", "-o", out))
-    assert ("several tasks (classification, grounding): export from one of them, "
-            f"e.g. {study / 'classification'}") in line
+    assert (
+        f"several tasks (classification, grounding): export from one of them, e.g. {study / 'classification'}"
+    ) in line
     (tmp_path / "folder.json").mkdir()
-    assert "is a folder" in one_error_line(invoke("export", root, "-b", "easy", "-o", tmp_path / "folder.json"))
-    (RunDir(root).curate.root / "assignments.jsonl").write_text('{"id": "train-00000", "bucket": "easy"}\n{oops\n')
+    assert "is a folder" in one_error_line(
+        invoke("export", root, "-b", "easy", "-o", tmp_path / "folder.json")
+    )
+    (RunDir(root).curate.root / "assignments.jsonl").write_text(
+        '{"id": "train-00000", "bucket": "easy"}\n{oops\n'
+    )
     line = one_error_line(invoke("export", root, "-b", "easy", "-o", out))
     assert "assignments.jsonl: line 2: not valid JSON" in line
     assert not out.exists()
@@ -176,13 +226,17 @@ def test_export_bad_sources_end_in_one_line(run, tmp_path):
 
 # --- compare-buckets --------------------------------------------------------------------------
 
+
 def test_compare_buckets_prints_the_confusion_matrix_and_kappa_computed_by_hand(run, tmp_path):
     root, records = run
     # B: the same six ids bucketed easy, easy, hard, medium, medium, medium, plus one id only B holds.
     other = [4, 4, 0, 2, 3, 1]
     profile = tmp_path / "profile.jsonl"
-    write_jsonl(profile, [{"id": r["id"], "pass_count": p, "k": K} for r, p in zip(records, other)] +
-                [{"id": "train-99999", "pass_count": 1, "k": K}])
+    write_jsonl(
+        profile,
+        [{"id": r["id"], "pass_count": p, "k": K} for r, p in zip(records, other)]
+        + [{"id": "train-99999", "pass_count": 1, "k": K}],
+    )
     # Rows A (easy, medium, hard) x columns B: [[1, 1, 0], [1, 2, 0], [0, 0, 1]]: p_o = 4/6,
     # p_e = (2*2 + 3*3 + 1*1) / 36 = 14/36, kappa = (24 - 14) / (36 - 14) = 10/22 = 0.4545.
     kappa = (4 / 6 - 14 / 36) / (1 - 14 / 36)
@@ -193,8 +247,10 @@ def test_compare_buckets_prints_the_confusion_matrix_and_kappa_computed_by_hand(
     assert "| easy | 1 | 1 | 0 | 2 |" in result.output
     assert "| medium | 1 | 2 | 0 | 3 |" in result.output
     assert "| hard | 0 | 0 | 1 | 1 |" in result.output
-    assert (f"6 samples in both: agreement 66.7%, Cohen's kappa {kappa:.3f}; 0 only in run, 1 only in other."
-            in result.output)
+    assert (
+        f"6 samples in both: agreement 66.7%, Cohen's kappa {kappa:.3f}; 0 only in run, 1 only in other."
+        in result.output
+    )
     assert f"{kappa:.3f}" == "0.455"
 
 
@@ -235,9 +291,16 @@ def write_rollouts(folder: Path, records: list[dict], draws: dict = DRAWS) -> li
         results = []
         for index, outcomes in draws.items():
             answer = records[index]["solution"] if index < len(records) else "circle"
-            results.append({"image": f"/data/authors/images/train/{index:05d}.png", "question": "<image>" + PROMPT,
-                            "ground_truth": answer, "model_output": answer if outcomes[d] else "blob",
-                            "extracted_answer": answer if outcomes[d] else "blob", "correct": outcomes[d]})
+            results.append(
+                {
+                    "image": f"/data/authors/images/train/{index:05d}.png",
+                    "question": "<image>" + PROMPT,
+                    "ground_truth": answer,
+                    "model_output": answer if outcomes[d] else "blob",
+                    "extracted_answer": answer if outcomes[d] else "blob",
+                    "correct": outcomes[d],
+                }
+            )
         path = folder / f"rollout_{d}.json"
         path.write_text(json.dumps({"accuracy": 0.5, "results": results}))
         files.append(path)
@@ -273,16 +336,25 @@ def test_import_rollouts_writes_the_profile_marks_it_done_and_curate_proceeds(to
     assert profile_stage_state(cfg) == "missing"
     result = invoke("import-rollouts", *files, "--run-dir", root, *CLS)
     assert result.exit_code == 0, result.output
-    assert ("5 samples profiled from 3 draws; 1 rollout samples matched no training record "
-            "(first: /data/authors/images/train/99999.png); 1 training records have no rollouts "
-            "(first: train-00003)") in result.output
+    assert (
+        "5 samples profiled from 3 draws; 1 rollout samples matched no training record "
+        "(first: /data/authors/images/train/99999.png); 1 training records have no rollouts "
+        "(first: train-00003)"
+    ) in result.output
     rows = read_jsonl(rundir.profile_file)
-    assert [r["id"] for r in rows] == ["train-00000", "train-00001", "train-00002", "train-00004", "train-00005"]
+    assert [r["id"] for r in rows] == [
+        "train-00000",
+        "train-00001",
+        "train-00002",
+        "train-00004",
+        "train-00005",
+    ]
     assert [r["pass_count"] for r in rows] == [3, 2, 0, 1, 2]
     assert [r["correct"] for r in rows] == [[1, 1, 1], [1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 0]]
     assert all(r["k"] == 3 and r["pass_rate"] == r["pass_count"] / 3 for r in rows)
     assert rows[1]["responses"] == ["square", "blob", "square"]
     from dcsft import profiling
+
     assert read_json(rundir.profile.marker) == {"fingerprint": profiling.stage_fingerprint(cfg)}
     stats = read_json(rundir.profile.root / "stats.json")
     assert stats["method"] == "imported" and stats["samples"] == 5 and stats["k"] == 3
@@ -291,14 +363,20 @@ def test_import_rollouts_writes_the_profile_marks_it_done_and_curate_proceeds(to
     assert profile_stage_state(cfg) == "done"
     status = invoke("status", "--run-dir", root, *CLS)
     assert status.exit_code == 0, status.output
-    assert any("profile" in line and "done" in line and "stale" not in line for line in status.output.splitlines())
+    assert any(
+        "profile" in line and "done" in line and "stale" not in line for line in status.output.splitlines()
+    )
 
     curate = invoke("curate", "--run-dir", root, *CLS)
     assert curate.exit_code == 0, curate.output
     assignments = read_jsonl(rundir.curate.root / "assignments.jsonl")
     assert [(a["id"], a["bucket"]) for a in assignments] == [
-        ("train-00000", "easy"), ("train-00001", "medium"), ("train-00002", "hard"), ("train-00004", "medium"),
-        ("train-00005", "medium")]
+        ("train-00000", "easy"),
+        ("train-00001", "medium"),
+        ("train-00002", "hard"),
+        ("train-00004", "medium"),
+        ("train-00005", "medium"),
+    ]
     out = tmp_path / "medium.jsonl"
     assert invoke("export", rundir.root, "--bucket", "medium", "--out", out).exit_code == 0
     assert [r["image"] for r in import_records(out).records] == [records[i]["image"] for i in (1, 4, 5)]
@@ -318,7 +396,9 @@ def test_reimporting_other_rollouts_rebuilds_curate_and_a_sampled_profile_needs_
     result = invoke("import-rollouts", *flipped, "-r", root, *CLS)
     assert result.exit_code == 0, result.output
     assert "the profile changed: the stages after it" in result.output
-    assert next(s.state for s in statuses(cfg) if s.name == "curate") == "stale"  # its profile's content changed
+    assert (
+        next(s.state for s in statuses(cfg) if s.name == "curate") == "stale"
+    )  # its profile's content changed
     assert invoke("curate", "-r", root, *CLS).exit_code == 0
     assert read_jsonl(rundir.curate.root / "assignments.jsonl")[2]["bucket"] == "easy"
 
@@ -358,22 +438,38 @@ def test_a_single_task_config_file_and_a_study_of_several_tasks(tmp_path):
     several = tmp_path / "several.yaml"
     several.write_text(f"run_dir: {root}\ntasks:\n  classification: {{}}\n  grounding: {{}}\n")
     line = one_error_line(invoke("import-rollouts", *files, "--config", several))
-    assert f"several tasks (classification in {root / 'classification'}, grounding in {root / 'grounding'}): " \
-           "pick one with --task" in line
-    assert "pick one with --task" in one_error_line(invoke("export", several, "-b", "all", "-o", tmp_path / "a.json"))
+    assert (
+        f"several tasks (classification in {root / 'classification'}, grounding in {root / 'grounding'}): "
+        "pick one with --task" in line
+    )
+    assert "pick one with --task" in one_error_line(
+        invoke("export", several, "-b", "all", "-o", tmp_path / "a.json")
+    )
 
 
 def test_import_rollouts_bad_input_ends_in_one_line(to_import, tmp_path):
     root, cfg, records, files = to_import
     broken = tmp_path / "broken.json"
     broken.write_text('{"accuracy": 0.5, "results": [')
-    assert "broken.json: line 1" in one_error_line(invoke("import-rollouts", files[0], broken, "-r", root, *CLS))
-    assert "file not found" in one_error_line(invoke("import-rollouts", tmp_path / "gone.json", "-r", root, *CLS))
-    assert "01_prepare is not complete: run `dcsft prepare`" in \
-        one_error_line(invoke("import-rollouts", *files, "-r", tmp_path / "unprepared", *CLS))
+    assert "broken.json: line 1" in one_error_line(
+        invoke("import-rollouts", files[0], broken, "-r", root, *CLS)
+    )
+    assert "file not found" in one_error_line(
+        invoke("import-rollouts", tmp_path / "gone.json", "-r", root, *CLS)
+    )
+    assert "01_prepare is not complete: run `dcsft prepare`" in one_error_line(
+        invoke("import-rollouts", *files, "-r", tmp_path / "unprepared", *CLS)
+    )
     stranger = tmp_path / "stranger.json"
-    stranger.write_text(json.dumps({"accuracy": 1.0, "results": [
-        {"image": "/x/train/elsewhere.png", "question": PROMPT, "correct": 1}]}))
-    assert "none of the rollout samples matched a training record" in \
-        one_error_line(invoke("import-rollouts", stranger, "-r", root, *CLS))
+    stranger.write_text(
+        json.dumps(
+            {
+                "accuracy": 1.0,
+                "results": [{"image": "/x/train/elsewhere.png", "question": PROMPT, "correct": 1}],
+            }
+        )
+    )
+    assert "none of the rollout samples matched a training record" in one_error_line(
+        invoke("import-rollouts", stranger, "-r", root, *CLS)
+    )
     assert not RunDir(cfg.run_dir).profile.marker.exists()

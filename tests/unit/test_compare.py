@@ -19,8 +19,12 @@ SHARED_PAPER_DATA = Path(__file__).resolve().parents[3] / "shared" / "paper-data
 #   medium     1     2     1      column totals 5, 3, 2
 #   hard       0     0     1
 # p_o = 7/10, p_e = (5*5 + 4*3 + 1*2)/100 = 0.39, kappa = (0.7 - 0.39)/(1 - 0.39) = 0.31/0.61.
-PAIRS = [("easy", "easy")] * 4 + [("easy", "medium"), ("medium", "easy")] + [("medium", "medium")] * 2 + \
-    [("medium", "hard"), ("hard", "hard")]
+PAIRS = (
+    [("easy", "easy")] * 4
+    + [("easy", "medium"), ("medium", "easy")]
+    + [("medium", "medium")] * 2
+    + [("medium", "hard"), ("hard", "hard")]
+)
 HAND_KAPPA = 0.31 / 0.61
 
 
@@ -56,10 +60,12 @@ def test_kappa_matches_a_library_where_installed():
     ids = [i for i in a if i in b]
     try:
         from sklearn.metrics import cohen_kappa_score
+
         expected = cohen_kappa_score([a[i] for i in ids], [b[i] for i in ids])
     except ImportError:
-        inter_rater = pytest.importorskip("statsmodels.stats.inter_rater",
-                                          reason="neither scikit-learn nor statsmodels is installed")
+        inter_rater = pytest.importorskip(
+            "statsmodels.stats.inter_rater", reason="neither scikit-learn nor statsmodels is installed"
+        )
         expected = inter_rater.cohens_kappa(compare_buckets(a, b)["matrix"]).kappa
     assert compare_buckets(a, b)["kappa"] == pytest.approx(expected)
 
@@ -78,43 +84,65 @@ def test_format_comparison_is_a_markdown_table():
         "| easy | 4 | 1 | 0 | 5 |\n"
         "| medium | 1 | 2 | 1 | 4 |\n"
         "| hard | 0 | 0 | 1 | 1 |\n"
-        "| total | 5 | 3 | 2 | 10 |\n"
-        "\n"
-        "10 samples in both: agreement 70.0%, Cohen's kappa 0.508; 2 only in dcsft, 1 only in authors.\n")
+        "| total | 5 | 3 | 2 | 10 |\n\n"
+        "10 samples in both: agreement 70.0%, Cohen's kappa 0.508; 2 only in dcsft, 1 only in authors.\n"
+    )
 
 
 def test_run_directory_assignments_first_then_profile(tmp_path):
     run = tmp_path / "run"
-    write_jsonl(run / "03_profile" / "profile.jsonl",
-                [{"id": "a", "pass_count": 8, "k": 8}, {"id": "b", "pass_count": 3, "k": 8},
-                 {"id": "c", "pass_count": 0, "k": 8}])
+    write_jsonl(
+        run / "03_profile" / "profile.jsonl",
+        [
+            {"id": "a", "pass_count": 8, "k": 8},
+            {"id": "b", "pass_count": 3, "k": 8},
+            {"id": "c", "pass_count": 0, "k": 8},
+        ],
+    )
     assert load_buckets(run) == {"a": "easy", "b": "medium", "c": "hard"}
-    write_jsonl(run / "04_curate" / "assignments.jsonl",
-                [{"id": "a", "bucket": "easy", "pass_count": 8, "k": 8}, {"id": "b", "bucket": "hard"}])
+    write_jsonl(
+        run / "04_curate" / "assignments.jsonl",
+        [{"id": "a", "bucket": "easy", "pass_count": 8, "k": 8}, {"id": "b", "bucket": "hard"}],
+    )
     assert load_buckets(run) == {"a": "easy", "b": "hard"}
     assert load_buckets(run / "03_profile" / "profile.jsonl")["c"] == "hard"
     assert load_buckets(run / "04_curate" / "assignments.jsonl")["b"] == "hard"
 
 
 def authors_row(image: str) -> dict:
-    return {"messages": [{"role": "user", "content": "<image>q"}, {"role": "assistant", "content": "goose"}],
-            "images": [image]}
+    return {
+        "messages": [{"role": "user", "content": "<image>q"}, {"role": "assistant", "content": "goose"}],
+        "images": [image],
+    }
 
 
 def test_the_authors_bucket_lists(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    lists = {"easy": ["n01/n01_1.JPEG"], "middle": ["n01/n01_2.JPEG", "n02/n02_5.JPEG"], "hard": ["n02/n02_1.JPEG"]}
+    lists = {
+        "easy": ["n01/n01_1.JPEG"],
+        "middle": ["n01/n01_2.JPEG", "n02/n02_5.JPEG"],
+        "hard": ["n02/n02_1.JPEG"],
+    }
     for bucket, files in lists.items():
         rows = [authors_row(f"/data/dataset/Imagenet/train/{f}") for f in files]
         if bucket == "hard":  # plain .json works as well as .json.gz
             (folder / f"imagenet_{bucket}_sft_7b.json").write_text(json.dumps(rows))
         else:
-            (folder / f"imagenet_{bucket}_sft_7b.json.gz").write_bytes(gzip.compress(json.dumps(rows).encode()))
-    assert load_buckets(folder, size="7b") == {"train/n01/n01_1.JPEG": "easy", "train/n01/n01_2.JPEG": "medium",
-                                               "train/n02/n02_5.JPEG": "medium", "train/n02/n02_1.JPEG": "hard"}
-    with pytest.raises(DataError, match=r"no 04_curate/assignments.jsonl, 03_profile/profile.jsonl or authors' "
-                                        r"imagenet_easy_sft_3b.json.gz in it"):
+            (folder / f"imagenet_{bucket}_sft_7b.json.gz").write_bytes(
+                gzip.compress(json.dumps(rows).encode())
+            )
+    assert load_buckets(folder, size="7b") == {
+        "train/n01/n01_1.JPEG": "easy",
+        "train/n01/n01_2.JPEG": "medium",
+        "train/n02/n02_5.JPEG": "medium",
+        "train/n02/n02_1.JPEG": "hard",
+    }
+    with pytest.raises(
+        DataError,
+        match=r"no 04_curate/assignments.jsonl, 03_profile/profile.jsonl or authors' "
+        r"imagenet_easy_sft_3b.json.gz in it",
+    ):
         load_buckets(folder, size="3b")
 
 

@@ -5,7 +5,6 @@ import re
 import pytest
 import yaml
 
-from dcsft.errors import ConfigError
 from dcsft.config import (
     METHODS,
     StudyConfig,
@@ -16,6 +15,7 @@ from dcsft.config import (
     load_config,
     parse_override,
 )
+from dcsft.errors import ConfigError
 
 HAS_DEFAULT = default_config_path().exists()
 
@@ -81,9 +81,18 @@ def test_defaults_are_the_papers():
 
 
 def test_overrides(cfg_file):
-    cfg = load_config(cfg_file, ["profile.k=4", "train.methods=[sft,sft-m]", "train.lora.r=8",
-                                 "profile.temperature=0.7", "train.lr=3e-4", "train.balance=true",
-                                 "train.lora.target_modules=[q_proj,v_proj]"])
+    cfg = load_config(
+        cfg_file,
+        [
+            "profile.k=4",
+            "train.methods=[sft,sft-m]",
+            "train.lora.r=8",
+            "profile.temperature=0.7",
+            "train.lr=3e-4",
+            "train.balance=true",
+            "train.lora.target_modules=[q_proj,v_proj]",
+        ],
+    )
     assert cfg.profile.k == 4
     assert cfg.train.methods == ["sft", "sft-m"]
     assert cfg.train.lora.r == 8
@@ -159,14 +168,17 @@ def test_unknown_method(cfg_file):
     assert "train.methods" in message and "ppo" in message
 
 
-@pytest.mark.parametrize("name, percent", [("sft-m+h5", 5.0), ("sft-m+h0", 0.0), ("sft-m+h12.5", 12.5),
-                                           ("sft-m+h99", 99.0)])
+@pytest.mark.parametrize(
+    "name, percent", [("sft-m+h5", 5.0), ("sft-m+h0", 0.0), ("sft-m+h12.5", 12.5), ("sft-m+h99", 99.0)]
+)
 def test_hard_mix_methods_are_methods(name, percent):
     assert hard_mix_percent(name) == percent
     assert is_method(name)
 
 
-@pytest.mark.parametrize("name", ["sft-m+h100", "sft-m+h", "sft-m+h-5", "sft-e+h5", "sft-m+h5x", "curriculum2"])
+@pytest.mark.parametrize(
+    "name", ["sft-m+h100", "sft-m+h", "sft-m+h-5", "sft-e+h5", "sft-m+h5x", "curriculum2"]
+)
 def test_malformed_method_names_are_rejected(cfg_file, name):
     assert not is_method(name)
     with pytest.raises(ConfigError) as err:
@@ -188,9 +200,15 @@ def test_training_seeds_follow_the_seed(cfg_file):
     assert "--set seeds=0" in _one_line(err)
 
 
-@pytest.mark.parametrize("override, where", [("profile.k=0", "profile.k"), ("profile.k=many", "profile.k"),
-                                             ("data.label_noise=1.5", "data.label_noise"),
-                                             ("model.dtype=float64", "model.dtype")])
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("profile.k=0", "profile.k"),
+        ("profile.k=many", "profile.k"),
+        ("data.label_noise=1.5", "data.label_noise"),
+        ("model.dtype=float64", "model.dtype"),
+    ],
+)
 def test_invalid_values(cfg_file, override, where):
     with pytest.raises(ConfigError) as err:
         load_config(cfg_file, [override])
@@ -235,9 +253,16 @@ def test_config_error_is_a_value_error():
 
 
 def test_dump_round_trips(cfg_file, tmp_path):
-    cfg = load_config(cfg_file, ["train.methods=[sft-m,sft-em]", "train.lora.target_modules=[q_proj]",
-                                 "train.extra={logging_steps: 5}", "coldstart.max_length=128",
-                                 "model.dtype=bfloat16"])
+    cfg = load_config(
+        cfg_file,
+        [
+            "train.methods=[sft-m,sft-em]",
+            "train.lora.target_modules=[q_proj]",
+            "train.extra={logging_steps: 5}",
+            "coldstart.max_length=128",
+            "model.dtype=bfloat16",
+        ],
+    )
     dumped = tmp_path / "dumped.yaml"
     dumped.write_text(dump_config(cfg))
     again = load_config(dumped)
@@ -321,10 +346,18 @@ def test_full_preset_extends_the_embedded_default():
     assert full.seeds == 3 and full.run_dir == "runs/full" and full.data.n_test == 1000
     assert full.task_names == default.task_names
     for name in full.task_names:
-        assert "curriculum" in full.for_task(name).train.methods and "sft-m+h15" in full.for_task(name).train.methods
+        assert (
+            "curriculum" in full.for_task(name).train.methods
+            and "sft-m+h15" in full.for_task(name).train.methods
+        )
     grounding = full.for_task("grounding")
-    assert grounding.data.n_test == 500 and grounding.data.image_size == default.for_task("grounding").data.image_size
-    assert full.train.steps == default.train.steps and full.grpo == default.grpo  # only what it states differs
+    assert (
+        grounding.data.n_test == 500
+        and grounding.data.image_size == default.for_task("grounding").data.image_size
+    )
+    assert (
+        full.train.steps == default.train.steps and full.grpo == default.grpo
+    )  # only what it states differs
 
 
 def test_extends_merges_under_the_file_and_refuses_cycles(tmp_path):
@@ -333,7 +366,12 @@ def test_extends_merges_under_the_file_and_refuses_cycles(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("extends: parent.yaml\ntrain: {lr: 0.5}\n")
     cfg = load_config(child)
-    assert (cfg.seed, cfg.train.steps, cfg.train.lr, cfg.data.n_train) == (3, 7, 0.5, load_config().data.n_train)
+    assert (cfg.seed, cfg.train.steps, cfg.train.lr, cfg.data.n_train) == (
+        3,
+        7,
+        0.5,
+        load_config().data.n_train,
+    )
     parent.write_text("extends: child.yaml\n")
     with pytest.raises(ConfigError, match="makes a cycle"):
         load_config(child)
@@ -351,13 +389,21 @@ def test_unknown_key_in_a_file_names_the_file_not_an_override(tmp_path):
         load_config(None, ["nosuch.key=1"])
 
 
-@pytest.mark.parametrize("override, bounds", [
-    ("data.small=1.5", r"\[0, 1\]"), ("data.context=-0.1", r"\[0, 1\]"), ("data.novel_classes=5", r"\[0, 4\]"),
-    ("profile.k=0", r"\[1, inf\)"), ("profile.temperature=0", r"\(0, inf\)"),
-])
+@pytest.mark.parametrize(
+    "override, bounds",
+    [
+        ("data.small=1.5", r"\[0, 1\]"),
+        ("data.context=-0.1", r"\[0, 1\]"),
+        ("data.novel_classes=5", r"\[0, 4\]"),
+        ("profile.k=0", r"\[1, inf\)"),
+        ("profile.temperature=0", r"\(0, inf\)"),
+    ],
+)
 def test_a_dial_out_of_range_names_the_key_and_its_range(override, bounds):
     key = override.partition("=")[0]
-    with pytest.raises(ConfigError, match=rf"^--set {re.escape(override)}: {re.escape(key)}: .*valid range {bounds}"):
+    with pytest.raises(
+        ConfigError, match=rf"^--set {re.escape(override)}: {re.escape(key)}: .*valid range {bounds}"
+    ):
         load_config(None, [override])
 
 
@@ -372,7 +418,9 @@ def test_grounding_hardness_shares_above_one_are_refused_before_anything_is_draw
     from dcsft.data.splits import check_data
 
     study = load_config(None, ["data.occluded=0.6", "data.twin=0.5"])
-    with pytest.raises(ConfigError, match=r"data.small \+ data.occluded \+ data.twin: 0.15 \+ 0.6 \+ 0.5 is above 1"):
+    with pytest.raises(
+        ConfigError, match=r"data.small \+ data.occluded \+ data.twin: 0.15 \+ 0.6 \+ 0.5 is above 1"
+    ):
         check_data(study.for_task("grounding"))
     check_data(study.for_task("classification"))  # the classification world has no such mix
 
@@ -381,28 +429,36 @@ def test_a_key_the_source_does_not_read_is_one_line_naming_its_keys():
     with pytest.raises(ConfigError) as err:
         load_config("configs/paper/imagenet_3b.yaml", ["data.n_train=5"])
     message = _one_line(err)
-    assert message.startswith("--set data.n_train=5: data.n_train: source paper does not read this key; "
-                              "its keys: ")
+    assert message.startswith(
+        "--set data.n_train=5: data.n_train: source paper does not read this key; its keys: "
+    )
     assert "root, bad_images, max_test, folders, manifest" in message and "n_train," not in message
-    with pytest.raises(ConfigError, match=r"data.image_size: source imagenet does not read this key; its "
-                                          r"keys: seed, ood_splits, root, .*per_class"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.image_size: source imagenet does not read this key; its "
+        r"keys: seed, ood_splits, root, .*per_class",
+    ):
         load_config(None, ["tasks={}", "data={source: imagenet, image_size: 84, per_class: {coldstart: 1}}"])
 
 
 def test_switching_the_source_on_the_default_leaves_the_worlds_keys_behind(tmp_path):
-    cfg = load_config(None, ["data.source=imagenet", "data.root=/data/imagenet",
-                             "data.per_class={coldstart: 4}"])
+    cfg = load_config(
+        None, ["data.source=imagenet", "data.root=/data/imagenet", "data.per_class={coldstart: 4}"]
+    )
     assert cfg.data.source == "imagenet" and cfg.data.root == "/data/imagenet"
     assert cfg.data.ood_splits == ["imagenet-r", "imagenet-a"]  # imagenet's own default, not the world's
     assert not hasattr(cfg.data, "image_size") and cfg.for_task("classification").data.source == "imagenet"
     assert not hasattr(cfg.for_task("grounding").data, "image_size")  # the grounding task's world keys too
     # a file that extends the default, and a task of its own, switch the same way
-    (tmp_path / "records.yaml").write_text("extends: embedded\ndata: {source: records, ood_splits: [d], "
-                                           "files: {coldstart: a, train: b, test: c, d: d}}\n")
+    (tmp_path / "records.yaml").write_text(
+        "extends: embedded\ndata: {source: records, ood_splits: [d], "
+        "files: {coldstart: a, train: b, test: c, d: d}}\n"
+    )
     records = load_config(tmp_path / "records.yaml", ["tasks={}"])
     assert records.data.source == "records" and records.data.seed == 0 and records.data.files["train"] == "b"
-    study = load_config(None, ["tasks.grounding.data={source: refcoco, "
-                               "files: {ref-l4: r.json, lisa-grounding: l.json}}"])
+    study = load_config(
+        None, ["tasks.grounding.data={source: refcoco, files: {ref-l4: r.json, lisa-grounding: l.json}}"]
+    )
     grounding = study.for_task("grounding")
     assert grounding.data.source == "refcoco" and grounding.data.ood_splits == ["ref-l4", "lisa-grounding"]
     assert study.for_task("classification").data.source == "embedded"
@@ -413,8 +469,21 @@ def test_the_embedded_defaults_keep_their_prepare_fingerprints():
     from dcsft.data.sources.embedded import EmbeddedSource
 
     assert set(EmbeddedSource.model_fields) == {
-        "source", "seed", "image_size", "n_coldstart", "n_train", "n_test", "label_noise", "ambiguous", "small",
-        "context", "novel_classes", "occluded", "twin", "ood_splits"}
+        "source",
+        "seed",
+        "image_size",
+        "n_coldstart",
+        "n_train",
+        "n_test",
+        "label_noise",
+        "ambiguous",
+        "small",
+        "context",
+        "novel_classes",
+        "occluded",
+        "twin",
+        "ood_splits",
+    }
 
 
 def test_sweeping_a_world_key_still_overrides_every_task():

@@ -15,10 +15,10 @@ import pytest
 from torch import distributed as torch_distributed  # imported once here, not in every forked rank
 
 from dcsft import distributed
+from dcsft.errors import StageError
+from dcsft.resumable import batched_jsonl
 from dcsft.rundir import RunDir, Stage
 from dcsft.stage import run_stage
-from dcsft.resumable import batched_jsonl
-from dcsft.errors import StageError
 
 RECORDS = [{"id": f"r{i}", "problem": "q", "solution": "star"} for i in range(11)]
 SIZE = 3  # batches of 3, 3, 3 and a short last one of 2
@@ -35,7 +35,9 @@ def scorer(log: Path):
             with log.open("a") as out:
                 out.write(f"{distributed.rank()} {index}\n")
             return rows_of(batch, index)
+
         return score
+
     return load
 
 
@@ -48,7 +50,7 @@ def line(row: dict) -> str:
 
 
 def batch_lines(index: int) -> str:
-    return "".join(line(r) for r in rows_of(RECORDS[index * SIZE:(index + 1) * SIZE], index))
+    return "".join(line(r) for r in rows_of(RECORDS[index * SIZE : (index + 1) * SIZE], index))
 
 
 @pytest.fixture
@@ -69,8 +71,14 @@ def free_port() -> int:
 
 
 def as_rank(rank: int, world: int, port: int, target, args) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     target(rank, *args)
 
 
@@ -130,7 +138,10 @@ def test_another_number_of_processes_or_one_reuses_every_finished_batch(tmp_path
     three, log3 = tmp_path / "three" / "out.jsonl", tmp_path / "three.log"
     killed_run(three.parent)
     launch(3, share, three, log3, tmp_path)
-    assert sorted(scored(log3), key=lambda s: s[1]) == [(2, 2), (0, 3)]  # 0 and 1 were copied by ranks 0 and 1
+    assert sorted(scored(log3), key=lambda s: s[1]) == [
+        (2, 2),
+        (0, 3),
+    ]  # 0 and 1 were copied by ranks 0 and 1
     assert three.read_bytes() == reference
 
     one, log1 = tmp_path / "one" / "out.jsonl", tmp_path / "one.log"
@@ -144,12 +155,15 @@ def test_another_number_of_processes_or_one_reuses_every_finished_batch(tmp_path
 
 def staged(rank: int, root: Path, log: Path) -> None:
     """run_stage on every rank; logs which rank prepares the folder, runs the body, marks it done."""
+
     def logged(what, original):
         def call(self, *args):
             with (root / "calls.log").open("a") as out:
                 out.write(f"{rank} {what}\n")
             return original(self, *args)
+
         return call
+
     Stage.begin, Stage.finish = logged("begin", Stage.begin), logged("finish", Stage.finish)
 
     def body(folder):
@@ -167,7 +181,12 @@ def test_only_rank_0_prepares_and_marks_the_stage_and_every_rank_skips_it_when_d
     calls = sorted((root / "calls.log").read_text().splitlines())
     assert calls == ["0 begin", "0 body", "0 finish", "1 body"]
     assert json.loads((root / "03_profile" / "DONE").read_text()) == {"fingerprint": "fp"}
-    assert sorted(p.name for p in (root / "03_profile").iterdir()) == ["DONE", "STARTED", "out.jsonl", "stats.json"]
+    assert sorted(p.name for p in (root / "03_profile").iterdir()) == [
+        "DONE",
+        "STARTED",
+        "out.jsonl",
+        "stats.json",
+    ]
 
     (root / "calls.log").unlink()
     launch(2, staged_again, root, log)
@@ -179,7 +198,9 @@ def staged_again(rank: int, root: Path, log: Path) -> None:
     stage = RunDir(root).profile
     if rank == 1:
         Stage.is_done = lambda self, current: False
-    assert run_stage(stage, "fp", lambda folder: (_ for _ in ()).throw(AssertionError("ran")))["samples"] == 11
+    assert (
+        run_stage(stage, "fp", lambda folder: (_ for _ in ()).throw(AssertionError("ran")))["samples"] == 11
+    )
     with pytest.raises(StageError, match="`dcsft curate` does not run across processes"):
         run_stage(RunDir(root).curate, "fp", lambda folder: ("", {}))
 
@@ -208,8 +229,9 @@ def stand_in_model(monkeypatch) -> None:
 
     monkeypatch.setattr(evaluate, "load_generator", lambda *args, **kwargs: "model")
     monkeypatch.setattr(evaluate, "load_processor", lambda *args, **kwargs: "processor")
-    monkeypatch.setattr(evaluate, "respond", lambda model, processor, records, sampling, seed, index:
-                        StandIn(records, index))
+    monkeypatch.setattr(
+        evaluate, "respond", lambda model, processor, records, sampling, seed, index: StandIn(records, index)
+    )
 
 
 def evaluation_config(root: Path):
@@ -230,8 +252,13 @@ def prepared(root: Path):
     root.mkdir(parents=True)
     Image.new("RGB", (28, 28), "red").save(root / "star.png")
     for split in eval_splits(cfg):
-        write_json(rundir.records(split), [{"id": f"{split}-{i}", "problem": "q", "solution": "star",
-                                            "image": str(root / "star.png")} for i in range(7)])
+        write_json(
+            rundir.records(split),
+            [
+                {"id": f"{split}-{i}", "problem": "q", "solution": "star", "image": str(root / "star.png")}
+                for i in range(7)
+            ],
+        )
     write_json(rundir.prepare.root / "stats.json", {"classes": ["star", "moon"], "task": "classification"})
     write_json(rundir.prepare.marker, {"fingerprint": "prepared"})
     return cfg
@@ -253,8 +280,15 @@ def test_evaluation_across_ranks_writes_the_one_process_predictions_and_scores(t
     launch(2, evaluate_as_rank, tmp_path / "two")
     folders = [tmp_path / run / "06_evaluate" / "coldstart" for run in ("one", "two")]
     names = sorted(p.name for p in folders[0].iterdir())
-    assert names == ["DONE", "STARTED", "adversarial.jsonl", "photo.jsonl", "rendition.jsonl", "scores.json",
-                     "stats.json"]
+    assert names == [
+        "DONE",
+        "STARTED",
+        "adversarial.jsonl",
+        "photo.jsonl",
+        "rendition.jsonl",
+        "scores.json",
+        "stats.json",
+    ]
     assert sorted(p.name for p in folders[1].iterdir()) == names
     for name in names:
         if name != "stats.json":  # wall seconds

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from dcsft.config import ModelConfig
 from dcsft.data.world import CLASSES, COLOURS
 from dcsft.models.embedded import (
     SPECIAL_TOKENS,
@@ -14,7 +15,6 @@ from dcsft.models.embedded import (
     build_processor,
     build_tokenizer,
 )
-from dcsft.config import ModelConfig
 from dcsft.models.loading import load_processor
 from dcsft.models.pretrain import vocabulary
 from dcsft.tasks.classification import PROMPT
@@ -104,8 +104,7 @@ def test_tokenizer_round_trips_the_vocabulary(tokenizer, corpus):
 def test_chat_template_is_qwens(processor):
     text = processor.apply_chat_template(_messages("star"), tokenize=False)
     assert text.startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
-    assert (f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{PROMPT}<|im_end|>\n"
-            in text)
+    assert f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{PROMPT}<|im_end|>\n" in text
     assert text.endswith("<|im_start|>assistant\nstar<|im_end|>\n")
     prompt = processor.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>assistant\n")
@@ -152,8 +151,9 @@ def test_save_and_reload_round_trip(saved, model, processor, tokenizer):
     assert torch.allclose(reloaded_inputs["pixel_values"], inputs["pixel_values"])
     assert reloaded_inputs["image_grid_thw"].tolist() == [[1, 6, 6]]
     assert loaded_processor.tokenizer.get_vocab() == tokenizer.get_vocab()
-    assert loaded_processor.apply_chat_template(_messages("moon"), tokenize=False) == \
-        processor.apply_chat_template(_messages("moon"), tokenize=False)
+    assert loaded_processor.apply_chat_template(
+        _messages("moon"), tokenize=False
+    ) == processor.apply_chat_template(_messages("moon"), tokenize=False)
 
     with torch.no_grad():
         after = loaded_model(**reloaded_inputs).logits
@@ -183,14 +183,24 @@ def test_interleaved_mrope_leaves_text_alone_and_survives_save_and_load(tmp_path
     model = AutoModelForImageTextToText.from_pretrained(str(PACKAGED)).eval()
     processor = AutoProcessor.from_pretrained(str(PACKAGED))
     text = processor.tokenizer(["What is this? A red star."], return_tensors="pt")
-    image = processor(text=[processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}], add_generation_prompt=True)],
-        images=[Image.new("RGB", (84, 84), (200, 30, 30))], return_tensors="pt")
+    image = processor(
+        text=[
+            processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}],
+                add_generation_prompt=True,
+            )
+        ],
+        images=[Image.new("RGB", (84, 84), (200, 30, 30))],
+        return_tensors="pt",
+    )
     with torch.no_grad():
         before = model(**text).logits, model(**image).logits
         sections = interleave_mrope(model)
         after = model(**text).logits, model(**image).logits
-    assert sum(sections) == model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2
+    assert (
+        sum(sections)
+        == model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2
+    )
     assert torch.allclose(before[0], after[0], atol=1e-5)
     assert not torch.allclose(before[1], after[1], atol=1e-3)
     model.save_pretrained(tmp_path)

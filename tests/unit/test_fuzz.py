@@ -7,15 +7,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dcsft.config import parse_override
-from dcsft.errors import ConfigError
 from dcsft.data.records import load_records
-from dcsft.errors import DataError
+from dcsft.errors import ConfigError, DataError
 from dcsft.tasks import classification
 from dcsft.train.grpo import CountedReward
 
-JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
-                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
-                                                                                     max_size=4), max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 TEXT = st.text() | st.binary().map(lambda b: b.decode("latin-1"))
 
 
@@ -25,7 +28,11 @@ def test_verifier_never_raises_and_is_zero_or_one(response, solution):
     assert classification.score(response, solution) == classification.score(response.upper(), solution)
 
 
-@given(st.lists(JSON | st.lists(st.dictionaries(st.sampled_from(["role", "content"]), JSON), max_size=2), max_size=5))
+@given(
+    st.lists(
+        JSON | st.lists(st.dictionaries(st.sampled_from(["role", "content"]), JSON), max_size=2), max_size=5
+    )
+)
 def test_grpo_reward_is_always_one_finite_number_per_completion(completions):
     reward = CountedReward(classification.reward)
     values = reward(completions, solution=["circle"] * len(completions))
@@ -67,13 +74,18 @@ def test_overrides_parse_or_fail_with_a_config_error(text):
     assert path and all(isinstance(part, str) for part in path)
 
 
-NUMBER = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
-                   st.sampled_from(["", "-", ".", "1e5", "nan", "inf", "0x10", "١٢"]))
+NUMBER = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["", "-", ".", "1e5", "nan", "inf", "0x10", "١٢"]),
+)
 BOXLIKE = st.lists(NUMBER, min_size=0, max_size=6).map(lambda parts: "[" + ",".join(parts) + "]")
 
 
-@given(st.lists(st.one_of(TEXT, BOXLIKE), max_size=4).map(" ".join),
-       st.one_of(st.none(), st.tuples(st.integers(1, 2000), st.integers(1, 2000))))
+@given(
+    st.lists(st.one_of(TEXT, BOXLIKE), max_size=4).map(" ".join),
+    st.one_of(st.none(), st.tuples(st.integers(1, 2000), st.integers(1, 2000))),
+)
 def test_box_parser_and_grounding_verifier_never_raise(response, image_size):
     from dcsft.tasks import grounding
 
@@ -81,5 +93,6 @@ def test_box_parser_and_grounding_verifier_never_raise(response, image_size):
     assert box is None or (all(map(math.isfinite, box)) and box[0] < box[2] and box[1] < box[3])
     assert grounding.score(response, "[10, 10, 50, 50]", image_size) in (0.0, 1.0)
     assert grounding.unparsable(response) == (box is None)
-    assert grounding.reward([response, [{"role": "assistant", "content": response}]], ["[1, 2, 3, 4]"] * 2) in (
-        [0.0, 0.0], [1.0, 1.0])
+    assert grounding.reward(
+        [response, [{"role": "assistant", "content": response}]], ["[1, 2, 3, 4]"] * 2
+    ) in ([0.0, 0.0], [1.0, 1.0])

@@ -28,21 +28,41 @@ def test_iou_equals_torchvision_on_1000_random_pairs():
     assert (ours > 0).sum() > 200 and (ours == 0).sum() > 100  # both overlapping and disjoint pairs checked
 
 
-@pytest.mark.parametrize("text, box", [
-    ("[10, 20, 30, 40]", (10, 20, 30, 40)),
-    ("[10,20,30,40]", (10, 20, 30, 40)),
-    ("The box is [ 1.5 , 2.25,30.0, 40. ] here", (1.5, 2.25, 30.0, 40.0)),
-    ("[.5, 1, 3, 4]", (0.5, 1, 3, 4)),
-    ("[30, 20, 10, 40] then [1, 2, 3, 4]", (1, 2, 3, 4)),  # x2 < x1 is not well-formed: the next box counts
-    ("[1, 2, 3] [5, 6, 7, 8]", (5, 6, 7, 8)),
-    ("[-5, 2, 30, 40]", (-5, 2, 30, 40)),
-])
+@pytest.mark.parametrize(
+    "text, box",
+    [
+        ("[10, 20, 30, 40]", (10, 20, 30, 40)),
+        ("[10,20,30,40]", (10, 20, 30, 40)),
+        ("The box is [ 1.5 , 2.25,30.0, 40. ] here", (1.5, 2.25, 30.0, 40.0)),
+        ("[.5, 1, 3, 4]", (0.5, 1, 3, 4)),
+        (
+            "[30, 20, 10, 40] then [1, 2, 3, 4]",
+            (1, 2, 3, 4),
+        ),  # x2 < x1 is not well-formed: the next box counts
+        ("[1, 2, 3] [5, 6, 7, 8]", (5, 6, 7, 8)),
+        ("[-5, 2, 30, 40]", (-5, 2, 30, 40)),
+    ],
+)
 def test_parse_first_well_formed_box(text, box):
     assert grounding.parse_box(text) == box
 
 
-@pytest.mark.parametrize("text", ["", "no box", "[1, 2, 3]", "[1, 2, 3, 4, 5]", "[3, 2, 1, 4]", "[1, 2, 1, 4]",
-                                  "[nan, 2, 3, 4]", "[1e999, 2, 3, 4]", "(1, 2, 3, 4)", None, 42])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "no box",
+        "[1, 2, 3]",
+        "[1, 2, 3, 4, 5]",
+        "[3, 2, 1, 4]",
+        "[1, 2, 1, 4]",
+        "[nan, 2, 3, 4]",
+        "[1e999, 2, 3, 4]",
+        "(1, 2, 3, 4)",
+        None,
+        42,
+    ],
+)
 def test_no_well_formed_box_is_unparsable_and_scores_zero(text):
     assert grounding.parse_box(text) is None
     assert grounding.unparsable(text)
@@ -63,15 +83,26 @@ def test_threshold_is_iou_one_half_inclusive():
 
 def test_reward_uses_the_size_column_and_chat_completions():
     completions = [[{"role": "assistant", "content": "[50, 0, 160, 10]"}], "nothing"]
-    assert grounding.reward(completions, ["[50, 0, 100, 10]"] * 2, size=[[100, 100], [100, 100]]) == [1.0, 0.0]
+    assert grounding.reward(completions, ["[50, 0, 100, 10]"] * 2, size=[[100, 100], [100, 100]]) == [
+        1.0,
+        0.0,
+    ]
     assert grounding.reward(completions, ["[50, 0, 100, 10]"] * 2) == [0.0, 0.0]
 
 
-@pytest.mark.parametrize("box, problem", [
-    ([1, 2, 3], "4 numbers"), ("1,2,3,4", "4 numbers"), ([1, 2, 3, float("nan")], "finite"),
-    ([5, 2, 3, 4], "zero or negative area"), ([1, 2, 1, 4], "zero or negative area"),
-    ([-1, 2, 3, 4], "outside"), ([1, 2, 101, 4], "outside"), ([1, 2, True, 4], "finite"),
-])
+@pytest.mark.parametrize(
+    "box, problem",
+    [
+        ([1, 2, 3], "4 numbers"),
+        ("1,2,3,4", "4 numbers"),
+        ([1, 2, 3, float("nan")], "finite"),
+        ([5, 2, 3, 4], "zero or negative area"),
+        ([1, 2, 1, 4], "zero or negative area"),
+        ([-1, 2, 3, 4], "outside"),
+        ([1, 2, 101, 4], "outside"),
+        ([1, 2, True, 4], "finite"),
+    ],
+)
 def test_bad_data_boxes_are_named(box, problem):
     assert problem in grounding.box_problem(box, (100, 100))
 
@@ -97,12 +128,21 @@ def test_box_follows_the_resize_and_maps_back(size):
 def test_scoring_in_the_original_frame_maps_the_prediction_back():
     """A 168 px scene seen at 84 px (factor 1/2): a prediction one model pixel off is two original
     pixels off, and both frames agree on correctness when the box is right."""
-    record = {"solution": "[10, 10, 30, 30]",
-              "meta": {"size": [84, 84], "scale": [0.5, 0.5], "orig_size": [168, 168], "orig_box": [20, 20, 60, 60]}}
+    record = {
+        "solution": "[10, 10, 30, 30]",
+        "meta": {
+            "size": [84, 84],
+            "scale": [0.5, 0.5],
+            "orig_size": [168, 168],
+            "orig_box": [20, 20, 60, 60],
+        },
+    }
     assert grounding.score_record("[11, 11, 31, 31]", record) == 1.0
     assert grounding.score_record("[11, 11, 31, 31]", record, frame="original") == 1.0
     assert grounding.score_record("[20, 20, 40, 40]", record, frame="original") == 0.0
-    assert grounding.score_record("[70, 70, 100, 100]", record, frame="original") == 0.0  # clipped to the image
+    assert (
+        grounding.score_record("[70, 70, 100, 100]", record, frame="original") == 0.0
+    )  # clipped to the image
     assert grounding.score_record("nothing", record, frame="original") == 0.0
 
 
@@ -113,8 +153,16 @@ def test_bad_boxes_in_data_are_skipped_naming_the_record(tmp_path):
 
     Image.new("RGB", (84, 84)).save(tmp_path / "a.png")
     good = {"problem": grounding.prompt("the star"), "image": "a.png", "meta": {"size": [84, 84]}}
-    solutions = ["[10, 10, 30, 30]", "[30, 10, 10, 30]", "[10, 10, 10, 30]", "[-5, 10, 30, 30]", "[10, 10, 90, 30]",
-                 "[10, 10, 30]", "[nan, 1, 2, 3]", "star"]
+    solutions = [
+        "[10, 10, 30, 30]",
+        "[30, 10, 10, 30]",
+        "[10, 10, 10, 30]",
+        "[-5, 10, 30, 30]",
+        "[10, 10, 90, 30]",
+        "[10, 10, 30]",
+        "[nan, 1, 2, 3]",
+        "star",
+    ]
     (tmp_path / "g.json").write_text(json.dumps([{**good, "solution": s} for s in solutions]))
     loaded = load_records(tmp_path / "g.json", check=grounding.record_problem)
     assert [r["solution"] for r in loaded.records] == ["[10, 10, 30, 30]"]

@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from dcsft.data.formats import export_records, import_records
-from dcsft.data.records import read_json
 from dcsft.data.imagenet import NAMES_FILE, load_split, read_name_map, read_val_labels
-from dcsft.data.records import Skip, to_sft
+from dcsft.data.records import Skip, read_json, to_sft
 from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
 
@@ -47,9 +46,13 @@ def test_class_folders_become_records_in_the_authors_format(train):
     assert loaded.skipped == []
     assert len(loaded.records) == 12
     first = loaded.records[0]
-    assert first == {"id": "train/n01000001/n01000001_0.JPEG", "problem": PROMPT, "solution": "goose",
-                     "image": str(train / "n01000001" / "n01000001_0.JPEG"),
-                     "meta": {"wnid": "n01000001", "split": "train"}}
+    assert first == {
+        "id": "train/n01000001/n01000001_0.JPEG",
+        "problem": PROMPT,
+        "solution": "goose",
+        "image": str(train / "n01000001" / "n01000001_0.JPEG"),
+        "meta": {"wnid": "n01000001", "split": "train"},
+    }
     assert [r["solution"] for r in loaded.records].count("warthog") == 5
     assert all(Path(r["image"]).is_absolute() and Path(r["image"]).exists() for r in loaded.records)
 
@@ -71,8 +74,15 @@ def test_per_class_sampling_is_seeded_and_independent_per_class(train):
     one_class = load_split(train, "train", names=NAMES, classes=["n01000003"], per_class=2, seed=7)
     assert [r["id"] for r in one_class.records] == [r["id"] for r in first.records if "n01000003" in r["id"]]
     # Some seed draws a different pair from the 5 warthogs (10 possible pairs).
-    draws = {tuple(r["id"] for r in load_split(train, "train", names=NAMES, classes=["n01000003"], per_class=2,
-                                               seed=s).records) for s in range(8)}
+    draws = {
+        tuple(
+            r["id"]
+            for r in load_split(
+                train, "train", names=NAMES, classes=["n01000003"], per_class=2, seed=s
+            ).records
+        )
+        for s in range(8)
+    }
     assert len(draws) > 1
 
 
@@ -80,13 +90,19 @@ def test_a_number_of_classes_is_drawn_with_the_seed(train):
     loaded = load_split(train, "train", names=NAMES, classes=2, per_class=3, seed=1)
     wnids = sorted({r["meta"]["wnid"] for r in loaded.records})
     assert len(wnids) == 2 and len(loaded.records) == 6
-    assert wnids == sorted({r["meta"]["wnid"] for r in load_split(train, "train", names=NAMES, classes=2,
-                                                                   per_class=3, seed=1).records})
+    assert wnids == sorted(
+        {
+            r["meta"]["wnid"]
+            for r in load_split(train, "train", names=NAMES, classes=2, per_class=3, seed=1).records
+        }
+    )
 
 
 def test_excluded_images_are_not_drawn(train):
     cold = load_split(train, "train", names=NAMES, per_class=1, seed=0)
-    rest = load_split(train, "train", names=NAMES, per_class=2, seed=0, exclude=[r["id"] for r in cold.records])
+    rest = load_split(
+        train, "train", names=NAMES, per_class=2, seed=0, exclude=[r["id"] for r in cold.records]
+    )
     assert not {r["id"] for r in cold.records} & {r["id"] for r in rest.records}
     by_path = load_split(train, "train", names=NAMES, exclude=[Path(r["image"]) for r in cold.records])
     assert len(by_path.records) == 12 - 3
@@ -94,32 +110,41 @@ def test_excluded_images_are_not_drawn(train):
 
 def test_flat_val_with_a_labels_file(tmp_path):
     val = tmp_path / "val"
-    for i, wnid in enumerate(["n01000002", "n01000001", "n01000002"]):
+    for i in range(3):
         write_image(val / f"ILSVRC2012_val_{i:08d}.JPEG")
     labels = tmp_path / "val_labels.txt"
-    labels.write_text("ILSVRC2012_val_00000000.JPEG n01000002\nILSVRC2012_val_00000001.JPEG n01000001\n"
-                      "ILSVRC2012_val_00000002.JPEG n01000002\n")
+    labels.write_text(
+        "ILSVRC2012_val_00000000.JPEG n01000002\nILSVRC2012_val_00000001.JPEG n01000001\n"
+        "ILSVRC2012_val_00000002.JPEG n01000002\n"
+    )
     loaded = load_split(val, "val", names=NAMES, labels=labels)
     assert [(r["id"], r["solution"]) for r in loaded.records] == [
         ("val/n01000001/ILSVRC2012_val_00000001.JPEG", "goose"),
         ("val/n01000002/ILSVRC2012_val_00000000.JPEG", "sundial"),
-        ("val/n01000002/ILSVRC2012_val_00000002.JPEG", "sundial")]
+        ("val/n01000002/ILSVRC2012_val_00000002.JPEG", "sundial"),
+    ]
 
 
 def test_loc_val_solution_csv_takes_the_first_wnid(tmp_path):
     labels = tmp_path / "LOC_val_solution.csv"
-    labels.write_text("ImageId,PredictionString\n"
-                      "ILSVRC2012_val_00008726,n02119789 255 142 454 329 n02119789 44 21 322 295\n"
-                      "ILSVRC2012_val_00024235,n03478589 82 45 468 368\n")
-    assert read_val_labels(labels) == {"ILSVRC2012_val_00008726": "n02119789",
-                                       "ILSVRC2012_val_00024235": "n03478589"}
+    labels.write_text(
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00008726,n02119789 255 142 454 329 n02119789 44 21 322 295\n"
+        "ILSVRC2012_val_00024235,n03478589 82 45 468 368\n"
+    )
+    assert read_val_labels(labels) == {
+        "ILSVRC2012_val_00008726": "n02119789",
+        "ILSVRC2012_val_00024235": "n03478589",
+    }
 
 
 def test_sorted_val_and_renditions_use_the_same_reader(tmp_path):
     rendition = class_tree(tmp_path / "imagenet-r", {"n01000001": 2}, suffix=".jpg")
     loaded = load_split(rendition, "imagenet-r", names=NAMES)
-    assert [r["id"] for r in loaded.records] == ["imagenet-r/n01000001/n01000001_0.jpg",
-                                                 "imagenet-r/n01000001/n01000001_1.jpg"]
+    assert [r["id"] for r in loaded.records] == [
+        "imagenet-r/n01000001/n01000001_0.jpg",
+        "imagenet-r/n01000001/n01000001_1.jpg",
+    ]
 
 
 def test_the_shipped_name_map_has_the_papers_classes():
@@ -184,8 +209,12 @@ def test_flat_image_without_label(tmp_path):
 
 def test_undecodable_images_are_skipped_and_replaced(train):
     bad = write_image(train / "n01000002" / "n01000002_9.JPEG", b"not a jpeg")
-    skip = Skip(str(train), 3, "train/n01000002/n01000002_9.JPEG",
-                f"image cannot be decoded: {bad} (UnidentifiedImageError)")
+    skip = Skip(
+        str(train),
+        3,
+        "train/n01000002/n01000002_9.JPEG",
+        f"image cannot be decoded: {bad} (UnidentifiedImageError)",
+    )
     skips_seen = []
     for seed in range(6):
         loaded = load_split(train, "train", names=NAMES, per_class=3, seed=seed)
@@ -203,14 +232,17 @@ def test_undecodable_images_short_of_per_class_or_as_errors(train):
     write_image(train / "n01000002" / "n01000002_9.JPEG", b"not a jpeg")
     with pytest.raises(DataError) as err:
         load_split(train, "train", names=NAMES, per_class=4)
-    assert one_line(err) == (f"{train}/n01000002: 4 samples per class requested, only 3 of its 4 images usable "
-                             f"(1 cannot be decoded)")
+    assert one_line(err) == (
+        f"{train}/n01000002: 4 samples per class requested, only 3 of its 4 images usable "
+        f"(1 cannot be decoded)"
+    )
     with pytest.raises(DataError) as err:
         load_split(train, "train", names=NAMES, bad_images="error")
     assert one_line(err).startswith(f"{train}: image cannot be decoded: {train}/n01000002/n01000002_9.JPEG")
 
 
 # Record files: the authors' two formats, exported and imported back.
+
 
 def sample_records(train: Path) -> list[dict]:
     return load_split(train, "train", names=NAMES, per_class=1, seed=0).records
@@ -239,15 +271,20 @@ def test_sft_export_is_exactly_the_authors_rows(train, tmp_path):
     assert rows[0]["messages"][0]["content"] == "<image>" + PROMPT
     assert rows[0]["images"] == [records[0]["image"]]
     # Without ids in the file, ids come from the file name and index (as dcsft.data.records does).
-    assert [r["id"] for r in import_records(tmp_path / "easy.jsonl").records] == ["easy-0", "easy-1", "easy-2"]
+    assert [r["id"] for r in import_records(tmp_path / "easy.jsonl").records] == [
+        "easy-0",
+        "easy-1",
+        "easy-2",
+    ]
 
 
 def test_sft_export_loads_as_a_plain_json_dataset(train, tmp_path):
     datasets = pytest.importorskip("datasets")
     records = sample_records(train)
     export_records(records, tmp_path / "medium.jsonl", "sft")
-    data = datasets.load_dataset("json", data_files=str(tmp_path / "medium.jsonl"), split="train",
-                                 cache_dir=str(tmp_path / "hf-cache"))
+    data = datasets.load_dataset(
+        "json", data_files=str(tmp_path / "medium.jsonl"), split="train", cache_dir=str(tmp_path / "hf-cache")
+    )
     assert data.column_names == ["messages", "images"]
     assert data[1]["images"] == [records[1]["image"]]
     assert data[1]["messages"][1] == {"role": "assistant", "content": records[1]["solution"]}
@@ -255,20 +292,36 @@ def test_sft_export_loads_as_a_plain_json_dataset(train, tmp_path):
 
 def test_import_reads_the_authors_gzipped_lists_and_resolves_relative_images(tmp_path):
     import gzip
+
     path = tmp_path / "imagenet_val_processed.json.gz"
-    path.write_bytes(gzip.compress(json.dumps([{"problem": PROMPT, "solution": "goose",
-                                                "image": "val/n01000001/x.JPEG"}]).encode()))
-    assert import_records(path).records == [{"id": "imagenet_val_processed-0", "problem": PROMPT, "solution": "goose",
-                                     "image": str(tmp_path / "val" / "n01000001" / "x.JPEG")}]
+    path.write_bytes(
+        gzip.compress(
+            json.dumps([{"problem": PROMPT, "solution": "goose", "image": "val/n01000001/x.JPEG"}]).encode()
+        )
+    )
+    assert import_records(path).records == [
+        {
+            "id": "imagenet_val_processed-0",
+            "problem": PROMPT,
+            "solution": "goose",
+            "image": str(tmp_path / "val" / "n01000001" / "x.JPEG"),
+        }
+    ]
 
 
 def test_unusable_records_are_skips_naming_the_file_and_record(tmp_path):
     mixed = tmp_path / "mixed.json"
-    mixed.write_text(json.dumps([{"problem": "p", "solution": "s", "image": "a.png"},
-                                 {"messages": [], "images": []},
-                                 {"problem": "p", "image": "a.png"},  # no solution
-                                 {"problem": "p", "solution": " ", "image": "a.png"},
-                                 {"problem": "p", "solution": 3, "image": "a.png"}]))
+    mixed.write_text(
+        json.dumps(
+            [
+                {"problem": "p", "solution": "s", "image": "a.png"},
+                {"messages": [], "images": []},
+                {"problem": "p", "image": "a.png"},  # no solution
+                {"problem": "p", "solution": " ", "image": "a.png"},
+                {"problem": "p", "solution": 3, "image": "a.png"},
+            ]
+        )
+    )
     loaded = import_records(mixed)
     assert [r["id"] for r in loaded.records] == ["mixed-0"]
     lines = [skip.line() for skip in loaded.skipped]
@@ -277,8 +330,19 @@ def test_unusable_records_are_skips_naming_the_file_and_record(tmp_path):
     assert lines[2] == f"{mixed}: record 3: empty answer: solution is empty or only whitespace"
     assert lines[3] == f"{mixed}: record 4: field(s) solution must be text"
     two_images = tmp_path / "two.json"
-    two_images.write_text(json.dumps([{"messages": [{"role": "user", "content": "<image>q"},
-                                                    {"role": "assistant", "content": "a"}], "images": ["a", "b"]}]))
+    two_images.write_text(
+        json.dumps(
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": "<image>q"},
+                        {"role": "assistant", "content": "a"},
+                    ],
+                    "images": ["a", "b"],
+                }
+            ]
+        )
+    )
     assert "record 0: images must list exactly one path" in import_records(two_images).skipped[0].line()
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"problem": "p", "solution": "s", "image": "a"}\n{oops\n')
@@ -298,5 +362,7 @@ def test_trl_export_is_the_rows_dcsft_trains_on(train, tmp_path):
     export_records(records, tmp_path / "medium.jsonl", "trl")
     rows = read_json(tmp_path / "medium.jsonl")
     assert rows[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": PROMPT}]
-    assert rows[0]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": records[0]["solution"]}]}]
+    assert rows[0]["completion"] == [
+        {"role": "assistant", "content": [{"type": "text", "text": records[0]["solution"]}]}
+    ]
     assert rows == [to_trl(r) for r in records] and to_dataset(records).num_rows == len(records)

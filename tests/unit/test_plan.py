@@ -24,7 +24,8 @@ from dcsft.data import sources, splits
 from dcsft.data.paper import read_manifest
 from dcsft.errors import DataError
 from dcsft.models.base import PACKAGED
-from dcsft.plan import HUB_MODELS, count, lora_params
+from dcsft.models.size import HUB_MODELS, lora_params
+from dcsft.plan import count
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "configs" / "paper"
@@ -67,8 +68,15 @@ def tree(tmp_path) -> Path:
 
 def imagenet_args(root: Path, *extra: str) -> list[str]:
     """The 100k config pointed at the small tree: 3 of its classes, 2 + 5 per class."""
-    pairs = [f"data.root={root}", "data.names=names.txt", "data.classes=3", "data.per_class={coldstart: 2, train: 5}",
-             "data.labels={test: val_labels.txt}", "data.ood_splits=[imagenet-r]", *extra]
+    pairs = [
+        f"data.root={root}",
+        "data.names=names.txt",
+        "data.classes=3",
+        "data.per_class={coldstart: 2, train: 5}",
+        "data.labels={test: val_labels.txt}",
+        "data.ood_splits=[imagenet-r]",
+        *extra,
+    ]
     return [str(PAPER / "imagenet_100k_3b.yaml"), *[a for kv in pairs for a in ("--set", kv)]]
 
 
@@ -158,16 +166,35 @@ def test_paper_config_on_the_manifest_tree(tmp_path):
         os.link(one, path)
     result = plan(PAPER / "imagenet_3b.yaml", "--set", f"data.root={root}")
     assert result.exit_code == 0, result.output
-    counts = {name: split_row(result.output, name)[1] for name in ("coldstart", "train", "photo", "imagenet-r",
-                                                                    "imagenet-a")}
-    assert counts == {"coldstart": "400", "train": "9,600", "photo": "5,000", "imagenet-r": "10,741",
-                      "imagenet-a": "3,015"}
+    counts = {
+        name: split_row(result.output, name)[1]
+        for name in ("coldstart", "train", "photo", "imagenet-r", "imagenet-a")
+    }
+    assert counts == {
+        "coldstart": "400",
+        "train": "9,600",
+        "photo": "5,000",
+        "imagenet-r": "10,741",
+        "imagenet-a": "3,015",
+    }
     assert "100 training classes, 186 classes in all, every one named" in result.output
     assert "600 steps x 1 x 16 accum x 1 GPU = 9,600 samples per run (1.00 epochs" in result.output
     assert "9,600 samples x k 8 = 76,800 responses, <= 9,830,400 tokens" in result.output
-    eight = plan(PAPER / "imagenet_3b.yaml", "--gpus", "8", *[a for kv in (f"data.root={root}", "train.grad_accum=2",
-                                                                        "grpo.grad_accum=2", "coldstart.grad_accum=2")
-                                                                   for a in ("--set", kv)])
+    eight = plan(
+        PAPER / "imagenet_3b.yaml",
+        "--gpus",
+        "8",
+        *[
+            a
+            for kv in (
+                f"data.root={root}",
+                "train.grad_accum=2",
+                "grpo.grad_accum=2",
+                "coldstart.grad_accum=2",
+            )
+            for a in ("--set", kv)
+        ],
+    )
     assert "coldstart  1 epoch(s) x ceil(400 samples / (4 x 2 accum x 8 GPU)) = 7 steps" in eight.output
     assert "600 steps x 1 x 2 accum x 8 GPU = 9,600 samples per run" in eight.output
     assert "ZeRO-2 over 8 GPUs" in eight.output
@@ -186,9 +213,16 @@ def refcoco_tree(root: Path) -> Path:
         coco.append({"id": image_id, "file_name": name, "width": 40, "height": 30})
         bbox = [2, 3, 10, 8] if image_id != 8 else [30, 3, 20, 8]  # image 8: far outside its image
         anns.append({"id": 100 + image_id, "image_id": image_id, "bbox": bbox, "category_id": 1})
-        refs.append({"ref_id": image_id, "ann_id": 100 + image_id, "image_id": image_id, "category_id": 1,
-                     "split": "val" if image_id in (6, 7) else "train",
-                     "sentences": [{"sent": "the thing"}, {"sent": "left one"}]})
+        refs.append(
+            {
+                "ref_id": image_id,
+                "ann_id": 100 + image_id,
+                "image_id": image_id,
+                "category_id": 1,
+                "split": "val" if image_id in (6, 7) else "train",
+                "sentences": [{"sent": "the thing"}, {"sent": "left one"}],
+            }
+        )
     write(root / "refcoco" / "refs(unc).p", pickle.dumps(refs))
     write(root / "refcoco" / "instances.json", json.dumps({"images": coco, "annotations": anns}).encode())
     write(root / "ood" / "a.png", jpeg((40, 30)))
@@ -200,13 +234,27 @@ def refcoco_tree(root: Path) -> Path:
 
 def test_refcoco_config_on_a_classic_tree(tmp_path):
     root = refcoco_tree(tmp_path / "refer")
-    args = [PAPER / "refcoco_3b.yaml", "--set", f"data.root={root}", "--set", "data.n_coldstart=2",
-            "--set", "data.n_train=6"]
+    args = [
+        PAPER / "refcoco_3b.yaml",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.n_coldstart=2",
+        "--set",
+        "data.n_train=6",
+    ]
     result = plan(*args)
     assert result.exit_code == 0, result.output
-    assert [split_row(result.output, s)[1] for s in ("coldstart", "train", "refs", "ref-l4")] == ["2", "6", "4", "3"]
+    assert [split_row(result.output, s)[1] for s in ("coldstart", "train", "refs", "ref-l4")] == [
+        "2",
+        "6",
+        "4",
+        "3",
+    ]
     assert "train 10 records of 5 images" in result.output
-    assert "warning:" in result.output and "ref_id 8" in result.output  # the bad box, counted, skipped by prepare
+    assert (
+        "warning:" in result.output and "ref_id 8" in result.output
+    )  # the bad box, counted, skipped by prepare
     line = one_error(plan(*args[:-1], "data.n_train=20"))
     assert "20 training records requested" in line and "only 8 usable" in line  # 10 less the cold start's 2
     (root / "images" / "mscoco" / "images" / "train2014" / "COCO_train2014_000000000006.jpg").unlink()
@@ -215,17 +263,30 @@ def test_refcoco_config_on_a_classic_tree(tmp_path):
     assert "refs: 1 image file(s) missing, 2 record(s) left out (first: " in missing.output
 
 
-@pytest.mark.parametrize("overrides, expected, exit_code", [
-    (["task=classification"], "data.source refcoco holds grounding data, the task is classification", 1),
-    (["data.ood_splits=[refs]", "data.files={refs: ood/ref-l4.json}"],
-     "data.ood_splits: 'refs' is the name of another split", 1),
-    # the data section's own rules stop the config from loading
-    (["data.files={ref-l4: ood/ref-l4.json}"], "data.files: no file for split 'lisa-grounding'", 2),
-    (["data.refcoco_splits={train: train, test: val}"],
-     "data.refcoco_splits: no RefCOCO split named for role 'coldstart'", 2),
-    (["data.per_class={train: 3}"], "data.per_class: source refcoco does not read this key; its keys: "
-                                    "seed, ood_splits, root, bad_images, max_test, n_coldstart, n_train,", 2),
-])
+@pytest.mark.parametrize(
+    "overrides, expected, exit_code",
+    [
+        (["task=classification"], "data.source refcoco holds grounding data, the task is classification", 1),
+        (
+            ["data.ood_splits=[refs]", "data.files={refs: ood/ref-l4.json}"],
+            "data.ood_splits: 'refs' is the name of another split",
+            1,
+        ),
+        # the data section's own rules stop the config from loading
+        (["data.files={ref-l4: ood/ref-l4.json}"], "data.files: no file for split 'lisa-grounding'", 2),
+        (
+            ["data.refcoco_splits={train: train, test: val}"],
+            "data.refcoco_splits: no RefCOCO split named for role 'coldstart'",
+            2,
+        ),
+        (
+            ["data.per_class={train: 3}"],
+            "data.per_class: source refcoco does not read this key; its keys: "
+            "seed, ood_splits, root, bad_images, max_test, n_coldstart, n_train,",
+            2,
+        ),
+    ],
+)
 def test_config_mistakes_are_one_line(tmp_path, overrides, expected, exit_code):
     root = refcoco_tree(tmp_path / "refer")
     sets = [a for kv in [f"data.root={root}", *overrides] for a in ("--set", kv)]
@@ -246,7 +307,7 @@ def test_local_model_folder_is_counted_from_its_weights(tree):
 def test_lora_adapter_size_of_qwen_3b():
     cfg = load_config(PAPER / "imagenet_3b.yaml")
     # r x (in + out) over the 7 linears of 36 layers of the language model and 32 vision blocks
-    assert count(lora_params(cfg, HUB_MODELS["Qwen/Qwen2.5-VL-3B-Instruct"])) == "82.2 M"
+    assert count(lora_params(cfg.train.lora, HUB_MODELS["Qwen/Qwen2.5-VL-3B-Instruct"])) == "82.2 M"
 
 
 @pytest.mark.parametrize("path", sorted(PAPER.glob("*.yaml")), ids=lambda p: p.name)
@@ -264,12 +325,15 @@ def test_paper_configs_load_and_state_their_launch(path):
 
 def test_plan_loads_no_model_library(tree, tmp_path):
     """plan never imports torch or transformers (it would take longer than the plan itself)."""
-    code = ("import sys; from dcsft.config import load_config; from dcsft.plan import plan_study; "
-            "cfg = load_config(sys.argv[1], sys.argv[2:]); plan_study(cfg, [cfg], echo=lambda _: None); "
-            "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)")
+    code = (
+        "import sys; from dcsft.config import load_config; from dcsft.plan import plan_study; "
+        "cfg = load_config(sys.argv[1], sys.argv[2:]); plan_study(cfg, [cfg], echo=lambda _: None); "
+        "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)"
+    )
     args = imagenet_args(tree)
-    result = subprocess.run([sys.executable, "-c", code, args[0], *args[2::2]], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code, args[0], *args[2::2]], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -305,8 +369,10 @@ def test_plan_and_prepare_agree_on_an_imagenet_tree(tree, tmp_path):
 
 def test_plan_and_prepare_agree_on_a_refcoco_tree(tmp_path):
     root = refcoco_tree(tmp_path / "refer")
-    cfg = load_config(PAPER / "refcoco_3b.yaml", [f"data.root={root}", "data.n_coldstart=2", "data.n_train=6",
-                                                  f"run_dir={tmp_path / 'run'}"])
+    cfg = load_config(
+        PAPER / "refcoco_3b.yaml",
+        [f"data.root={root}", "data.n_coldstart=2", "data.n_train=6", f"run_dir={tmp_path / 'run'}"],
+    )
     surveyed, written = surveyed_and_prepared(cfg)
     assert surveyed == written == {"coldstart": 2, "train": 6, "refs": 4, "ref-l4": 3, "lisa-grounding": 3}
 
@@ -318,8 +384,11 @@ def test_plan_and_prepare_agree_on_the_papers_manifest(tmp_path):
 
     from dcsft.data.paper import COLUMNS
 
-    rows = [row for split in ("coldstart", "train", "val", "imagenet-r", "imagenet-a")
-            for row in [r for r in read_manifest() if r["split"] == split][:2]]
+    rows = [
+        row
+        for split in ("coldstart", "train", "val", "imagenet-r", "imagenet-a")
+        for row in [r for r in read_manifest() if r["split"] == split][:2]
+    ]
     root = tmp_path / "imagenet"
     for row in rows:
         write(root / row["file"], jpeg())
@@ -328,8 +397,10 @@ def test_plan_and_prepare_agree_on_the_papers_manifest(tmp_path):
     writer.writeheader()
     writer.writerows(rows)
     (root / "manifest.csv.gz").write_bytes(gzip.compress(buffer.getvalue().encode()))
-    cfg = load_config(PAPER / "imagenet_3b.yaml", [f"data.root={root}", "data.manifest=manifest.csv.gz",
-                                                   f"run_dir={tmp_path / 'run'}"])
+    cfg = load_config(
+        PAPER / "imagenet_3b.yaml",
+        [f"data.root={root}", "data.manifest=manifest.csv.gz", f"run_dir={tmp_path / 'run'}"],
+    )
     surveyed, written = surveyed_and_prepared(cfg)
     assert surveyed == written == {"coldstart": 2, "train": 2, "photo": 2, "imagenet-r": 2, "imagenet-a": 2}
 
@@ -344,8 +415,14 @@ def test_plan_and_prepare_agree_on_record_files_and_refuse_shared_images(tmp_pat
             rows.append({"problem": "What is it?", "solution": "goose", "image": f"{split}/{i}.jpg"})
         (root / f"{split}.json").write_text(json.dumps(rows))
         files[split] = f"{split}.json"
-    overrides = ["tasks={}", "data.source=records", f"data.root={root}", "data.ood_splits=[sketch]",
-                 f"data.files={json.dumps(files)}", f"run_dir={tmp_path / 'run'}"]
+    overrides = [
+        "tasks={}",
+        "data.source=records",
+        f"data.root={root}",
+        "data.ood_splits=[sketch]",
+        f"data.files={json.dumps(files)}",
+        f"run_dir={tmp_path / 'run'}",
+    ]
     surveyed, written = surveyed_and_prepared(load_config(None, overrides))
     assert surveyed == written == {"coldstart": 2, "train": 3, "photo": 4, "sketch": 5}
     (root / "test.json").write_text((root / "train.json").read_text())  # one rule for plan and prepare
@@ -357,8 +434,9 @@ def test_plan_and_prepare_agree_on_record_files_and_refuse_shared_images(tmp_pat
 
 
 def test_plan_and_prepare_agree_on_the_embedded_world(tmp_path):
-    cfg = load_config(None, ["tasks={}", "data.n_coldstart=3", "data.n_train=5", "data.n_test=2",
-                             f"run_dir={tmp_path / 'run'}"])
+    cfg = load_config(
+        None,
+        ["tasks={}", "data.n_coldstart=3", "data.n_train=5", "data.n_test=2", f"run_dir={tmp_path / 'run'}"],
+    )
     surveyed, written = surveyed_and_prepared(cfg)
     assert surveyed == written == {"coldstart": 3, "train": 5, "photo": 2, "rendition": 2, "adversarial": 2}
-

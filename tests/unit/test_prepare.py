@@ -8,7 +8,13 @@ from dcsft import prepare
 from dcsft.config import load_config
 from dcsft.rundir import RunDir
 
-SMALL = ["data.n_coldstart=10", "data.n_train=40", "data.n_test=10", "data.label_noise=0.2", "data.ambiguous=0.1"]
+SMALL = [
+    "data.n_coldstart=10",
+    "data.n_train=40",
+    "data.n_test=10",
+    "data.label_noise=0.2",
+    "data.ambiguous=0.1",
+]
 
 
 def prepared(tmp_path: Path, name: str, *extra: str):
@@ -19,7 +25,9 @@ def prepared(tmp_path: Path, name: str, *extra: str):
 
 def digests(rundir: RunDir) -> dict[str, str]:
     images = rundir.prepare.root / "images"
-    return {str(p.relative_to(images)): hashlib.sha256(p.read_bytes()).hexdigest() for p in images.rglob("*.png")}
+    return {
+        str(p.relative_to(images)): hashlib.sha256(p.read_bytes()).hexdigest() for p in images.rglob("*.png")
+    }
 
 
 def records(rundir: RunDir, split: str) -> list[dict]:
@@ -43,7 +51,13 @@ def test_splits_are_disjoint_and_in_the_authors_format(tmp_path):
     rundir = prepared(tmp_path, "a")
     all_digests = list(digests(rundir).values())
     assert len(set(all_digests)) == len(all_digests)
-    for split, size in [("coldstart", 10), ("train", 40), ("photo", 10), ("rendition", 10), ("adversarial", 10)]:
+    for split, size in [
+        ("coldstart", 10),
+        ("train", 40),
+        ("photo", 10),
+        ("rendition", 10),
+        ("adversarial", 10),
+    ]:
         rows = records(rundir, split)
         assert len(rows) == size
         assert all({"problem", "solution", "image"} <= set(r) and Path(r["image"]).is_file() for r in rows)
@@ -57,4 +71,6 @@ def test_only_the_training_split_carries_noise(tmp_path):
     mislabeled = [r for r in train if r["meta"]["noise"] == "mislabeled"]
     assert mislabeled and all(r["solution"] != r["meta"]["drawn"] for r in mislabeled)
     for split in ("coldstart", "photo", "rendition", "adversarial"):
-        assert all(r["meta"]["noise"] is None and r["solution"] == r["meta"]["drawn"] for r in records(rundir, split))
+        assert all(
+            r["meta"]["noise"] is None and r["solution"] == r["meta"]["drawn"] for r in records(rundir, split)
+        )

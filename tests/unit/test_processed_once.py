@@ -89,8 +89,9 @@ def test_other_processor_settings_never_get_the_cached_tensors(processor, record
     batch = records[:4]
     default = prompt_inputs(processor, batch)
     # a lower max_pixels resizes the 84-px images to 56 px: fewer patches, fewer image tokens
-    lower = load_processor(PACKAGED_GROUNDING,
-                           MODEL_CFG.model_copy(update={"min_pixels": 784, "max_pixels": 3136}))
+    lower = load_processor(
+        PACKAGED_GROUNDING, MODEL_CFG.model_copy(update={"min_pixels": 784, "max_pixels": 3136})
+    )
     smaller = prompt_inputs(lower, batch)
     assert smaller["pixel_values"].shape[0] < default["pixel_values"].shape[0]
     assert smaller["input_ids"].shape[1] < default["input_ids"].shape[1]

@@ -2,17 +2,16 @@
 separate prefills draw, exact pass probabilities match greedy decoding and sampling, adaptive
 stops only medium samples."""
 
-
 import pytest
 
 from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.data import world
+from dcsft.errors import StageError
 from dcsft.models.base import PACKAGED
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import Sampling, prefill, prompt_inputs, respond, respond_prefilled
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, check_method
-from dcsft.errors import StageError
 from dcsft.tasks import classification
 
 MODEL_CFG = StudyConfig().model.model_copy(update={"max_pixels": 7056, "min_pixels": 3136})
@@ -37,14 +36,26 @@ def records(tmp_path_factory):
         image, meta = world.draw_pool_item(0, "test-profiling", index, style, size=84)
         path = folder / f"{index}.png"
         image.save(path)
-        rows.append({"id": f"r{index}", "problem": classification.PROMPT, "solution": meta["label"],
-                     "image": str(path)})
+        rows.append(
+            {
+                "id": f"r{index}",
+                "problem": classification.PROMPT,
+                "solution": meta["label"],
+                "image": str(path),
+            }
+        )
     return rows
 
 
 def _sampling(n, **kw):
-    return Sampling(do_sample=True, num_return_sequences=n, temperature=kw.get("temperature", 0.9),
-                    top_p=kw.get("top_p", 1.0), top_k=kw.get("top_k", 50), max_new_tokens=16)
+    return Sampling(
+        do_sample=True,
+        num_return_sequences=n,
+        temperature=kw.get("temperature", 0.9),
+        top_p=kw.get("top_p", 1.0),
+        top_k=kw.get("top_k", 50),
+        max_new_tokens=16,
+    )
 
 
 def test_shared_prefill_draws_the_same_responses(model, processor, records):
@@ -58,15 +69,24 @@ def test_shared_prefill_draws_the_same_responses(model, processor, records):
 def test_shared_prefill_greedy_equals_plain_generate(model, processor, records):
     greedy = Sampling(do_sample=False, num_return_sequences=1, max_new_tokens=16)
     plain = respond(model, processor, records, greedy, seed=0, batch_index=0)
-    kept = respond(model, processor, records, Sampling(do_sample=False, num_return_sequences=2, max_new_tokens=16),
-                   seed=0, batch_index=0, share_prefill=True)
+    kept = respond(
+        model,
+        processor,
+        records,
+        Sampling(do_sample=False, num_return_sequences=2, max_new_tokens=16),
+        seed=0,
+        batch_index=0,
+        share_prefill=True,
+    )
     assert [r[0] for r in plain.responses] == [r[0] for r in kept.responses] == [r[1] for r in kept.responses]
 
 
 def test_exact_with_top_k_1_is_greedy_correctness(model, processor, records):
     accepted = [classification.accepted_answers(r["solution"]) for r in records]
     probabilities, _, _ = pass_probabilities(model, processor, records, accepted, _sampling(1, top_k=1))
-    greedy = respond(model, processor, records, Sampling(do_sample=False, max_new_tokens=16), seed=0, batch_index=0)
+    greedy = respond(
+        model, processor, records, Sampling(do_sample=False, max_new_tokens=16), seed=0, batch_index=0
+    )
     expected = [classification.score(r[0], rec["solution"]) for r, rec in zip(greedy.responses, records)]
     assert probabilities == pytest.approx(expected, abs=1e-5)
     assert 0 < sum(expected) < len(records)  # both outcomes occur, so the check has teeth
@@ -77,8 +97,15 @@ def test_exact_matches_sampling_frequencies(model, processor, records):
     sampling = _sampling(1, temperature=1.5, top_k=5, top_p=0.9)
     probabilities, _, _ = pass_probabilities(model, processor, records, accepted, sampling)
     draws = 400
-    out = respond(model, processor, records, _sampling(draws, temperature=1.5, top_k=5, top_p=0.9), seed=1,
-                  batch_index=0, share_prefill=True)
+    out = respond(
+        model,
+        processor,
+        records,
+        _sampling(draws, temperature=1.5, top_k=5, top_p=0.9),
+        seed=1,
+        batch_index=0,
+        share_prefill=True,
+    )
     for p, responses, record in zip(probabilities, out.responses, records):
         freq = sum(classification.score(r, record["solution"]) for r in responses) / draws
         sigma = max((p * (1 - p) / draws) ** 0.5, 1 / draws)
@@ -105,10 +132,11 @@ def test_adaptive_stops_only_medium_samples(model, processor, records):
 def test_adaptive_settle_stops_alike_samples_at_n_draws_and_changes_nothing_else(model, processor, records):
     base = dict(method="adaptive", k=8, temperature=1.5, top_k=50, max_new_tokens=16, adaptive_round=2)
     full = Profiler(model, processor, classification, ProfileConfig(**base), seed=0).adaptive(records, 0)
-    settled = Profiler(model, processor, classification, ProfileConfig(**base, adaptive_settle=4),
-                       seed=0).adaptive(records, 0)
+    settled = Profiler(
+        model, processor, classification, ProfileConfig(**base, adaptive_settle=4), seed=0
+    ).adaptive(records, 0)
     for a, b in zip(full, settled):
-        assert b["correct"] == a["correct"][:b["k"]]  # same rounds, same seeds: a prefix of the full draws
+        assert b["correct"] == a["correct"][: b["k"]]  # same rounds, same seeds: a prefix of the full draws
         if len(set(a["correct"][:4])) == 2:
             assert b == a  # medium within 4 draws: untouched
         else:
@@ -142,7 +170,10 @@ def test_a_prefill_can_be_branched_again_for_any_subset(model, processor, record
     rows = [1, 3, 5, 10]
     first = respond_prefilled(model, processor, encoded, rows, _sampling(4), seed=2, batch_index=7)
     again = respond_prefilled(model, processor, encoded, rows, _sampling(4), seed=2, batch_index=7)
-    alone = respond(model, processor, [records[i] for i in rows], _sampling(4), seed=2, batch_index=7,
-                    share_prefill=True)
+    alone = respond(
+        model, processor, [records[i] for i in rows], _sampling(4), seed=2, batch_index=7, share_prefill=True
+    )
     assert first.responses == again.responses == alone.responses
-    assert first.forwarded_tokens == [4 + g for g in first.generated_tokens]  # the prefill is not counted again
+    assert first.forwarded_tokens == [
+        4 + g for g in first.generated_tokens
+    ]  # the prefill is not counted again

@@ -38,13 +38,20 @@ def _write(path: Path, records) -> Path:
 
 
 def _record(image="images/a.png", solution="star", **extra) -> dict:
-    return {"problem": "Please provide the object name in the image.", "solution": solution, "image": image, **extra}
+    return {
+        "problem": "Please provide the object name in the image.",
+        "solution": solution,
+        "image": image,
+        **extra,
+    }
 
 
 def test_good_records_get_absolute_paths(data_dir):
     absolute = str(data_dir / "images" / "b.png")
-    path = _write(data_dir / "train.json", [_record(), _record(image=absolute, solution="Moon", id="x7",
-                                                                meta={"noise": None})])
+    path = _write(
+        data_dir / "train.json",
+        [_record(), _record(image=absolute, solution="Moon", id="x7", meta={"noise": None})],
+    )
     loaded = load_records(path, CLASSES)
     assert loaded.skipped == []
     assert len(loaded.records) == 2
@@ -77,20 +84,23 @@ def test_without_classes_any_label_is_kept(data_dir):
     assert len(load_records(path).records) == 1
 
 
-@pytest.mark.parametrize("bad, reason_words", [
-    (_record(image="images/missing.png"), ["not found", "missing.png"]),
-    (_record(image="images/empty.png"), ["cannot be decoded", "empty.png"]),
-    (_record(image="images/corrupt.png"), ["cannot be decoded", "corrupt.png"]),
-    (_record(image="images/truncated.png"), ["cannot be decoded", "truncated.png"]),
-    ({"problem": "p", "image": "images/a.png"}, ["missing", "solution"]),
-    ({"solution": "star"}, ["missing", "problem", "image"]),
-    (_record(solution=3), ["solution", "text"]),
-    (_record(image=["images/a.png"]), ["image", "text"]),
-    (_record(solution="goose"), ["goose", "3 classes"]),
-    (["problem", "star", "images/a.png"], ["list"]),
-    ("just a string", ["str"]),
-    (None, ["NoneType"]),
-])
+@pytest.mark.parametrize(
+    "bad, reason_words",
+    [
+        (_record(image="images/missing.png"), ["not found", "missing.png"]),
+        (_record(image="images/empty.png"), ["cannot be decoded", "empty.png"]),
+        (_record(image="images/corrupt.png"), ["cannot be decoded", "corrupt.png"]),
+        (_record(image="images/truncated.png"), ["cannot be decoded", "truncated.png"]),
+        ({"problem": "p", "image": "images/a.png"}, ["missing", "solution"]),
+        ({"solution": "star"}, ["missing", "problem", "image"]),
+        (_record(solution=3), ["solution", "text"]),
+        (_record(image=["images/a.png"]), ["image", "text"]),
+        (_record(solution="goose"), ["goose", "3 classes"]),
+        (["problem", "star", "images/a.png"], ["list"]),
+        ("just a string", ["str"]),
+        (None, ["NoneType"]),
+    ],
+)
 def test_bad_records_are_skipped_with_a_reason(data_dir, bad, reason_words):
     path = _write(data_dir / "train.json", [_record(), bad, _record(solution="circle")])
     loaded = load_records(path, CLASSES)
@@ -123,8 +133,13 @@ def test_label_check_is_case_and_space_insensitive(data_dir):
 
 
 def test_every_bad_record_is_counted(data_dir):
-    records = [_record(image="images/missing.png"), _record(), 7, _record(solution="goose"),
-               _record(image="images/corrupt.png")]
+    records = [
+        _record(image="images/missing.png"),
+        _record(),
+        7,
+        _record(solution="goose"),
+        _record(image="images/corrupt.png"),
+    ]
     loaded = load_records(_write(data_dir / "mix.json", records), CLASSES)
     assert [s.index for s in loaded.skipped] == [0, 2, 3, 4]
     assert len(loaded.records) == 1
@@ -188,12 +203,19 @@ def test_empty_list(tmp_path):
 
 
 def test_to_sft_is_ms_swift_shape():
-    record = {"problem": "Please provide the object name.", "solution": "star", "image": "/abs/a.png",
-              "id": "t-1", "meta": {"noise": None}}
+    record = {
+        "problem": "Please provide the object name.",
+        "solution": "star",
+        "image": "/abs/a.png",
+        "id": "t-1",
+        "meta": {"noise": None},
+    }
     sft = to_sft(record)
     assert sft == {
-        "messages": [{"role": "user", "content": "<image>Please provide the object name."},
-                     {"role": "assistant", "content": "star"}],
+        "messages": [
+            {"role": "user", "content": "<image>Please provide the object name."},
+            {"role": "assistant", "content": "star"},
+        ],
         "images": ["/abs/a.png"],
     }
     assert sft["messages"][0]["content"].startswith("<image>")
@@ -209,6 +231,11 @@ def test_sft_round_trip():
 
 
 def test_from_sft_reads_a_plain_swift_record():
-    swift = {"messages": [{"role": "user", "content": "<image>Name it."},
-                          {"role": "assistant", "content": "heart"}], "images": ["x.png"]}
+    swift = {
+        "messages": [
+            {"role": "user", "content": "<image>Name it."},
+            {"role": "assistant", "content": "heart"},
+        ],
+        "images": ["x.png"],
+    }
     assert from_sft(swift) == {"problem": "Name it.", "solution": "heart", "image": "x.png"}

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dcsft.data import refcoco
+from dcsft.data import refcoco, refcoco_parquet
+from dcsft.data.refcoco import load_refcoco_classic
+from dcsft.data.refcoco_parquet import load_refcoco_parquet
 from dcsft.errors import DataError
-from dcsft.data.refcoco import load_refcoco_classic, load_refcoco_parquet
 from dcsft.tasks import grounding
 
 SIZES = {1: (64, 48), 2: (50, 40)}  # image id -> (width, height); 3 is corrupt, 4 is missing
@@ -65,14 +66,26 @@ def classic(tmp_path_factory) -> dict:
     images.mkdir()
     for image_id in (1, 2, 3):
         (images / _file_name(image_id)).write_bytes(_image_bytes(image_id))
-    refs = [{"ref_id": r, "split": s, "image_id": i, "ann_id": a, "category_id": c,
-             "file_name": _file_name(i).replace(".jpg", f"_{a}.jpg"),
-             "sentences": [{"sent": t, "raw": t.upper(), "tokens": t.split()} for t in sents]}
-            for r, s, i, a, c, _, sents in GOOD + [ref for ref, _ in BAD] + [NOT_IN_INSTANCES]]
-    anns = [{"id": a, "image_id": i, "category_id": c, "bbox": box, "area": 1.0, "iscrowd": 0}
-            for r, s, i, a, c, box, _ in GOOD + [ref for ref, _ in BAD]]
-    coco_images = [{"id": i, "file_name": _file_name(i), "width": 64 if i != 2 else 50,
-                    "height": 48 if i != 2 else 40} for i in (1, 2, 3, 4)]
+    refs = [
+        {
+            "ref_id": r,
+            "split": s,
+            "image_id": i,
+            "ann_id": a,
+            "category_id": c,
+            "file_name": _file_name(i).replace(".jpg", f"_{a}.jpg"),
+            "sentences": [{"sent": t, "raw": t.upper(), "tokens": t.split()} for t in sents],
+        }
+        for r, s, i, a, c, _, sents in GOOD + [ref for ref, _ in BAD] + [NOT_IN_INSTANCES]
+    ]
+    anns = [
+        {"id": a, "image_id": i, "category_id": c, "bbox": box, "area": 1.0, "iscrowd": 0}
+        for r, s, i, a, c, box, _ in GOOD + [ref for ref, _ in BAD]
+    ]
+    coco_images = [
+        {"id": i, "file_name": _file_name(i), "width": 64 if i != 2 else 50, "height": 48 if i != 2 else 40}
+        for i in (1, 2, 3, 4)
+    ]
     refs_path, instances = root / "refs(unc).p", root / "instances.json"
     refs_path.write_bytes(pickle.dumps(refs))
     instances.write_text(json.dumps({"images": coco_images, "annotations": anns, "categories": []}))
@@ -86,15 +99,33 @@ def _load_classic(classic, split, **kwargs):
 def _jxu_table() -> pa.Table:
     """The same refs as a jxu124-style parquet with HF image structs (bytes + path)."""
     sentence = pa.struct([("raw", pa.string()), ("sent", pa.string())])
-    schema = pa.schema([("ref_id", pa.int64()), ("ann_id", pa.int64()), ("image_id", pa.int64()),
-                        ("category_id", pa.int64()), ("split", pa.string()), ("file_name", pa.string()),
-                        ("sentences", pa.list_(sentence)), ("bbox", pa.list_(pa.float64())),
-                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))])
-    rows = [{"ref_id": r, "ann_id": a, "image_id": i, "category_id": c, "split": s,
-             "file_name": _file_name(i), "bbox": box,
-             "sentences": [{"sent": t, "raw": t.upper()} for t in sents],
-             "image": {"bytes": _image_bytes(i), "path": _file_name(i)}}
-            for r, s, i, a, c, box, sents in GOOD + [ref for ref, _ in BAD]]
+    schema = pa.schema(
+        [
+            ("ref_id", pa.int64()),
+            ("ann_id", pa.int64()),
+            ("image_id", pa.int64()),
+            ("category_id", pa.int64()),
+            ("split", pa.string()),
+            ("file_name", pa.string()),
+            ("sentences", pa.list_(sentence)),
+            ("bbox", pa.list_(pa.float64())),
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ]
+    )
+    rows = [
+        {
+            "ref_id": r,
+            "ann_id": a,
+            "image_id": i,
+            "category_id": c,
+            "split": s,
+            "file_name": _file_name(i),
+            "bbox": box,
+            "sentences": [{"sent": t, "raw": t.upper()} for t in sents],
+            "image": {"bytes": _image_bytes(i), "path": _file_name(i)},
+        }
+        for r, s, i, a, c, box, sents in GOOD + [ref for ref, _ in BAD]
+    ]
     return pa.Table.from_pylist(rows, schema=schema)
 
 
@@ -111,6 +142,7 @@ def _without_image(records):
 
 # ---------------------------------------------------------------- classic layout
 
+
 def test_classic_records_boxes_ids_and_expressions(classic):
     loaded = _load_classic(classic, "train")
     assert [r["id"] for r in loaded.records] == EXPECTED_TRAIN_IDS
@@ -118,8 +150,16 @@ def test_classic_records_boxes_ids_and_expressions(classic):
     first = by_id["refcoco-train-10-1"]
     assert first["problem"] == grounding.prompt("left guy")
     assert first["solution"] == "[4, 6, 24, 16]"
-    assert first["meta"] == {"expression": "left guy", "box": [4.0, 6.0, 24.0, 16.0], "size": [64, 48],
-                             "ref_id": 10, "ann_id": 100, "image_id": 1, "category_id": 1, "split": "train"}
+    assert first["meta"] == {
+        "expression": "left guy",
+        "box": [4.0, 6.0, 24.0, 16.0],
+        "size": [64, 48],
+        "ref_id": 10,
+        "ann_id": 100,
+        "image_id": 1,
+        "category_id": 1,
+        "split": "train",
+    }
     image = Path(first["image"])
     assert image.is_absolute() and image == (classic["images"] / _file_name(1)).absolute()
     # the empty sentence 1 of ref 13 is dropped, its neighbours keep their own indices
@@ -170,13 +210,32 @@ def test_classic_one_sentence_per_ref(classic):
 
 
 def test_classic_size_mismatch_and_file_name_fallback(tmp_path, classic):
-    refs = [{"ref_id": 1, "split": "val", "image_id": 1, "ann_id": 100, "category_id": 1,
-             "sentences": [{"sent": "a"}]},
-            {"ref_id": 2, "split": "val", "image_id": 2, "ann_id": 103, "category_id": 3,
-             "file_name": "COCO_train2014_000000000002_103.jpg", "sentences": [{"raw": "only raw"}]}]
-    instances = {"images": [{"id": 1, "file_name": _file_name(1), "width": 640, "height": 480}],
-                 "annotations": [{"id": 100, "image_id": 1, "bbox": [1, 1, 5, 5]},
-                                 {"id": 103, "image_id": 2, "bbox": [1, 1, 5, 5]}]}
+    refs = [
+        {
+            "ref_id": 1,
+            "split": "val",
+            "image_id": 1,
+            "ann_id": 100,
+            "category_id": 1,
+            "sentences": [{"sent": "a"}],
+        },
+        {
+            "ref_id": 2,
+            "split": "val",
+            "image_id": 2,
+            "ann_id": 103,
+            "category_id": 3,
+            "file_name": "COCO_train2014_000000000002_103.jpg",
+            "sentences": [{"raw": "only raw"}],
+        },
+    ]
+    instances = {
+        "images": [{"id": 1, "file_name": _file_name(1), "width": 640, "height": 480}],
+        "annotations": [
+            {"id": 100, "image_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 103, "image_id": 2, "bbox": [1, 1, 5, 5]},
+        ],
+    }
     (tmp_path / "refs.p").write_bytes(pickle.dumps(refs))
     (tmp_path / "instances.json").write_text(json.dumps(instances))
     loaded = load_refcoco_classic(tmp_path / "refs.p", tmp_path / "instances.json", classic["images"], "val")
@@ -187,17 +246,23 @@ def test_classic_size_mismatch_and_file_name_fallback(tmp_path, classic):
 
 
 def test_malformed_refs_are_skipped_not_crashed_on(tmp_path, classic):
-    refs = ["not a dict",
-            {"ref_id": 1, "split": "val", "image_id": 1, "ann_id": [100], "sentences": ["x"]},
-            {"ref_id": 2, "split": "val", "image_id": 1, "ann_id": 100},
-            {"ref_id": 3, "split": "val", "image_id": 1, "ann_id": 100, "sentences": []},
-            {"ref_id": 4, "split": "val", "image_id": 2, "ann_id": 100, "sentences": ["x"]}]
+    refs = [
+        "not a dict",
+        {"ref_id": 1, "split": "val", "image_id": 1, "ann_id": [100], "sentences": ["x"]},
+        {"ref_id": 2, "split": "val", "image_id": 1, "ann_id": 100},
+        {"ref_id": 3, "split": "val", "image_id": 1, "ann_id": 100, "sentences": []},
+        {"ref_id": 4, "split": "val", "image_id": 2, "ann_id": 100, "sentences": ["x"]},
+    ]
     (tmp_path / "refs.p").write_bytes(pickle.dumps(refs))
     loaded = load_refcoco_classic(tmp_path / "refs.p", classic["instances"], classic["images"], "val")
     assert loaded.records == []
     assert [s.reason for s in loaded.skipped] == [
-        "expected a ref dict, found str", "ann_id [100] is not in instances.json", "ref lacks sentences",
-        "ref has no sentences", "ann_id 100 belongs to image 1, the ref says 2"]
+        "expected a ref dict, found str",
+        "ann_id [100] is not in instances.json",
+        "ref lacks sentences",
+        "ref has no sentences",
+        "ann_id 100 belongs to image 1, the ref says 2",
+    ]
 
 
 def test_python2_refs_pickle_with_utf8_text(tmp_path):
@@ -207,12 +272,15 @@ def test_python2_refs_pickle_with_utf8_text(tmp_path):
     assert refcoco.read_refs(path) == [{"ref_id": 7, "sent": "café"}]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "file not found"),
-    (b"this is not a pickle", "not a readable refs pickle"),
-    (pickle.dumps({"ref_id": 1}), "expected a pickled list of refs, found dict"),
-    (pickle.dumps([Path("x")]), "only plain data"),  # a class reference: refused, never run
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        (b"this is not a pickle", "not a readable refs pickle"),
+        (pickle.dumps({"ref_id": 1}), "expected a pickled list of refs, found dict"),
+        (pickle.dumps([Path("x")]), "only plain data"),  # a class reference: refused, never run
+    ],
+)
 def test_unreadable_refs_file_is_one_line_data_error(tmp_path, classic, content, message):
     path = tmp_path / "refs(unc).p"
     if content is not None:
@@ -222,11 +290,14 @@ def test_unreadable_refs_file_is_one_line_data_error(tmp_path, classic, content,
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "file not found"),
-    ("{not json", "not valid JSON"),
-    (json.dumps({"images": []}), "'annotations'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        ("{not json", "not valid JSON"),
+        (json.dumps({"images": []}), "'annotations'"),
+    ],
+)
 def test_unreadable_instances_file_is_one_line_data_error(tmp_path, classic, content, message):
     path = tmp_path / "instances.json"
     if content is not None:
@@ -237,6 +308,7 @@ def test_unreadable_instances_file_is_one_line_data_error(tmp_path, classic, con
 
 
 # ---------------------------------------------------------------- parquet layout
+
 
 def test_parquet_gives_the_classic_records(classic, jxu_parquet, tmp_path):
     for split in (None, "train", "val", "testA"):
@@ -273,7 +345,7 @@ def test_parquet_image_cache_is_written_once_and_reused(jxu_parquet, tmp_path, m
     stats = {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in files}
 
     replaced = []
-    monkeypatch.setattr(refcoco.os, "replace", lambda *a: replaced.append(a))
+    monkeypatch.setattr(refcoco_parquet.os, "replace", lambda *a: replaced.append(a))
     second = load_refcoco_parquet([jxu_parquet], cache, None)
     assert replaced == []
     assert [r["image"] for r in second.records] == [r["image"] for r in first.records]
@@ -282,13 +354,28 @@ def test_parquet_image_cache_is_written_once_and_reused(jxu_parquet, tmp_path, m
 
 def test_parquet_lmms_lab_layout_split_from_file_name(tmp_path):
     # lmms-lab/RefCOCO: question_id, answer (list of str), float32 bbox, no split column
-    schema = pa.schema([("question_id", pa.string()), ("question", pa.string()),
-                        ("answer", pa.list_(pa.string())), ("bbox", pa.list_(pa.float32())),
-                        ("segmentation", pa.list_(pa.float32())), ("file_name", pa.string()),
-                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))])
-    rows = [{"question_id": "q1", "question": "caption it", "answer": ["red one", " the  red one"],
-             "bbox": [4.13, 6.27, 20.11, 10.05], "segmentation": [], "file_name": _file_name(1),
-             "image": {"bytes": _image_bytes(1), "path": None}}]
+    schema = pa.schema(
+        [
+            ("question_id", pa.string()),
+            ("question", pa.string()),
+            ("answer", pa.list_(pa.string())),
+            ("bbox", pa.list_(pa.float32())),
+            ("segmentation", pa.list_(pa.float32())),
+            ("file_name", pa.string()),
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ]
+    )
+    rows = [
+        {
+            "question_id": "q1",
+            "question": "caption it",
+            "answer": ["red one", " the  red one"],
+            "bbox": [4.13, 6.27, 20.11, 10.05],
+            "segmentation": [],
+            "file_name": _file_name(1),
+            "image": {"bytes": _image_bytes(1), "path": None},
+        }
+    ]
     path = tmp_path / "val-00000-of-00001.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     loaded = load_refcoco_parquet([path], tmp_path / "cache", "val")
@@ -304,10 +391,22 @@ def test_parquet_lmms_lab_layout_split_from_file_name(tmp_path):
 
 def test_parquet_path_only_images_and_plain_sentence_lists(classic, tmp_path):
     # jxu124 without bytes: an image_path column relative to an image root, sentences as strings
-    rows = [{"ref_id": 5, "split": "val", "sentences": ["a thing"], "bbox": [1.0, 2.0, 3.0, 4.0],
-             "image_path": _file_name(2)},
-            {"ref_id": 6, "split": "val", "sentences": ["gone"], "bbox": [1.0, 2.0, 3.0, 4.0],
-             "image_path": _file_name(4)}]
+    rows = [
+        {
+            "ref_id": 5,
+            "split": "val",
+            "sentences": ["a thing"],
+            "bbox": [1.0, 2.0, 3.0, 4.0],
+            "image_path": _file_name(2),
+        },
+        {
+            "ref_id": 6,
+            "split": "val",
+            "sentences": ["gone"],
+            "bbox": [1.0, 2.0, 3.0, 4.0],
+            "image_path": _file_name(4),
+        },
+    ]
     path = tmp_path / "refcoco_val.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     loaded = load_refcoco_parquet([path], tmp_path / "cache", "val", image_root=classic["images"])
@@ -330,8 +429,14 @@ def test_parquet_missing_column_names_file_and_columns(tmp_path):
 
 def test_parquet_split_asked_from_a_file_that_does_not_say_it(tmp_path):
     path = tmp_path / "refcoco.parquet"
-    rows = [{"ref_id": 1, "answer": ["x"], "bbox": [1.0, 2.0, 3.0, 4.0],
-             "image": {"bytes": _image_bytes(1), "path": None}}]
+    rows = [
+        {
+            "ref_id": 1,
+            "answer": ["x"],
+            "bbox": [1.0, 2.0, 3.0, 4.0],
+            "image": {"bytes": _image_bytes(1), "path": None},
+        }
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path)
     with pytest.raises(DataError, match="split=None"):
         load_refcoco_parquet([path], tmp_path / "cache", "val")
@@ -339,8 +444,9 @@ def test_parquet_split_asked_from_a_file_that_does_not_say_it(tmp_path):
     assert record["id"] == "refcoco-unknown-1-0"
 
 
-@pytest.mark.parametrize("content, message", [(None, "file not found"),
-                                              (b"PAR1 but not really", "not a readable parquet file")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "file not found"), (b"PAR1 but not really", "not a readable parquet file")]
+)
 def test_unreadable_parquet_is_one_line_data_error(tmp_path, content, message):
     path = tmp_path / "val-00000-of-00001.parquet"
     if content is not None:
@@ -351,8 +457,15 @@ def test_unreadable_parquet_is_one_line_data_error(tmp_path, content, message):
 
 
 def test_box_rounding_to_zero_pixels_is_skipped(tmp_path):
-    rows = [{"ref_id": 1, "split": "val", "answer": ["sliver"], "bbox": [10.1, 5.0, 0.3, 10.0],
-             "image": {"bytes": _image_bytes(1), "path": None}}]
+    rows = [
+        {
+            "ref_id": 1,
+            "split": "val",
+            "answer": ["sliver"],
+            "bbox": [10.1, 5.0, 0.3, 10.0],
+            "image": {"bytes": _image_bytes(1), "path": None},
+        }
+    ]
     path = tmp_path / "refcoco.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     loaded = load_refcoco_parquet([path], tmp_path / "cache", "val")

@@ -12,9 +12,23 @@ PATCH = 14
 PAPER_BOUNDS = (3136, 802_816)  # the paper: max 896 x 896
 SMALL_BOUNDS = (3136, 7056)  # the embedded study: 84 x 84 -> 9 visual tokens
 
-FIXED_SIZES = [(3000, 2000), (2000, 3000), (30, 50), (28, 28), (29, 29),
-               (1000, 60), (60, 1000), (5000, 40), (84, 84), (896, 896), (897, 897), (1200, 1600), (640, 480),
-               (100, 3), (56, 56)]
+FIXED_SIZES = [
+    (3000, 2000),
+    (2000, 3000),
+    (30, 50),
+    (28, 28),
+    (29, 29),
+    (1000, 60),
+    (60, 1000),
+    (5000, 40),
+    (84, 84),
+    (896, 896),
+    (897, 897),
+    (1200, 1600),
+    (640, 480),
+    (100, 3),
+    (56, 56),
+]
 
 
 def _sizes() -> list[tuple[int, int]]:
@@ -31,9 +45,12 @@ SIZES = _sizes()
 
 @pytest.fixture(scope="module")
 def processors():
-    return {bounds: Qwen2VLImageProcessor(size={"shortest_edge": bounds[0], "longest_edge": bounds[1]},
-                                          patch_size=PATCH, merge_size=2)
-            for bounds in (PAPER_BOUNDS, SMALL_BOUNDS)}
+    return {
+        bounds: Qwen2VLImageProcessor(
+            size={"shortest_edge": bounds[0], "longest_edge": bounds[1]}, patch_size=PATCH, merge_size=2
+        )
+        for bounds in (PAPER_BOUNDS, SMALL_BOUNDS)
+    }
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,12 @@ def _turns(*texts):
 def test_task_reward_through_the_wrapper_is_the_verifier():
     reward = CountedReward(classification.reward)
     logged = []
-    values = reward(_turns("Circle.", "square", " circle "), solution=["circle"] * 3, completion_ids=[[1, 2], [3], [4]],
-                    log_metric=lambda name, value: logged.append((name, value)))
+    values = reward(
+        _turns("Circle.", "square", " circle "),
+        solution=["circle"] * 3,
+        completion_ids=[[1, 2], [3], [4]],
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
     assert values == [1.0, 0.0, 1.0]
     assert reward.failures == 0 and logged == [("reward_failures", 0.0)]
     assert reward.__name__ == "reward"
@@ -27,7 +31,11 @@ def test_one_raising_completion_scores_zero_and_is_counted():
         return [float(c == s) for c, s in zip(completions, solution)]
 
     reward, logged = CountedReward(picky), []
-    assert reward(["a", "boom", "b"], solution=["a", "a", "b"], log_metric=lambda *m: logged.append(m)) == [1.0, 0.0, 1.0]
+    assert reward(["a", "boom", "b"], solution=["a", "a", "b"], log_metric=lambda *m: logged.append(m)) == [
+        1.0,
+        0.0,
+        1.0,
+    ]
     assert reward.failures == 1 and logged == [("reward_failures", 1.0)]
 
 

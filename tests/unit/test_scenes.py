@@ -10,7 +10,9 @@ N = 60
 
 
 def draw(style: str, grammar: str, n: int = N, **noise):
-    return [scenes.draw_scene_item(0, f"test-{style}-{grammar}", i, style, grammar, **noise) for i in range(n)]
+    return [
+        scenes.draw_scene_item(0, f"test-{style}-{grammar}", i, style, grammar, **noise) for i in range(n)
+    ]
 
 
 def target_colour_class(meta):
@@ -26,7 +28,9 @@ def test_same_index_same_scene_and_pools_differ():
     assert a.tobytes() != c.tobytes()
 
 
-@pytest.mark.parametrize("style, grammar", [("photo", "short"), ("photo", "relational"), ("drawing", "indirect")])
+@pytest.mark.parametrize(
+    "style, grammar", [("photo", "short"), ("photo", "relational"), ("drawing", "indirect")]
+)
 def test_boxes_lie_in_the_canvas_and_the_target_is_an_object(style, grammar):
     for image, meta in draw(style, grammar):
         assert image.size == (126, 126) and meta["size"] == [126, 126]
@@ -75,7 +79,11 @@ def test_hardness_and_noise_rates():
             assert m["box"] != m["objects"][0]["box"] and m["box"] in [o["box"] for o in m["objects"]]
         if m["noise"] == "ambiguous":  # the expression fits the target and its twin
             colour, cls = target_colour_class(m)
-            fits = [o for o in m["objects"] if o["class"] == cls and (colour in m["expression"]) <= (o["colour"] == colour)]
+            fits = [
+                o
+                for o in m["objects"]
+                if o["class"] == cls and (colour in m["expression"]) <= (o["colour"] == colour)
+            ]
             assert len(fits) >= 2
         if m["hardness"] == "occluded":
             assert 0.2 <= m["occlusion"] <= 0.5

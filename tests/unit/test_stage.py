@@ -5,10 +5,10 @@ import json
 import pytest
 from PIL import Image
 
+from dcsft.errors import StageError
+from dcsft.prepared import read_split
 from dcsft.rundir import RunDir, write_json
 from dcsft.stage import run_stage, upstream
-from dcsft.prepared import read_split
-from dcsft.errors import StageError
 
 
 def prepared_run(tmp_path, records):
@@ -23,12 +23,15 @@ def test_bad_records_are_skipped_counted_and_named(tmp_path, capsys):
     Image.new("RGB", (28, 28), "red").save(good)
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG not really")
-    rundir = prepared_run(tmp_path, [
-        {"id": "a", "problem": "q", "solution": "star", "image": str(good)},
-        {"id": "b", "problem": "q", "solution": "star", "image": str(corrupt)},
-        {"id": "c", "problem": "q", "solution": "goose", "image": str(good)},
-        {"id": "d", "problem": "q", "image": str(good)},
-    ])
+    rundir = prepared_run(
+        tmp_path,
+        [
+            {"id": "a", "problem": "q", "solution": "star", "image": str(good)},
+            {"id": "b", "problem": "q", "solution": "star", "image": str(corrupt)},
+            {"id": "c", "problem": "q", "solution": "goose", "image": str(good)},
+            {"id": "d", "problem": "q", "image": str(good)},
+        ],
+    )
     records, skipped = read_split(rundir, "train")
     assert [r["id"] for r in records] == ["a"] and skipped == 3
     out = capsys.readouterr().out

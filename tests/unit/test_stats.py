@@ -59,10 +59,10 @@ def test_mcnemar_is_the_exact_binomial_test_on_discordant_items():
         return np.array(a), np.array(b)
 
     # 8 vs 2 discordant: two-sided p = 2 * P(X <= 2 | n = 10, 1/2)
-    assert stats.mcnemar(*table(8, 2)) == pytest.approx(2 * sum(comb(10, k) for k in range(3)) / 2 ** 10)
+    assert stats.mcnemar(*table(8, 2)) == pytest.approx(2 * sum(comb(10, k) for k in range(3)) / 2**10)
     assert stats.mcnemar(*table(2, 8)) == stats.mcnemar(*table(8, 2))
     assert stats.mcnemar(*table(5, 5)) == pytest.approx(1.0)
-    assert stats.mcnemar(*table(0, 6)) == pytest.approx(2 / 2 ** 6)
+    assert stats.mcnemar(*table(0, 6)) == pytest.approx(2 / 2**6)
     assert stats.mcnemar(*table(0, 0)) == 1.0  # no discordant item: nothing to test
 
 
@@ -81,7 +81,9 @@ def test_mde_agrees_with_a_simulation(seeds, seed_sd):
         low, high = np.percentile(replicates, [2.5, 97.5])
         rejected += low > 0
     assert 0.72 <= rejected / trials <= 0.88
-    assert np.mean(sds) == pytest.approx(stats.standard_errors([discordance], [items], seeds, seed_sd)[0], rel=0.1)
+    assert np.mean(sds) == pytest.approx(
+        stats.standard_errors([discordance], [items], seeds, seed_sd)[0], rel=0.1
+    )
 
 
 def test_mde_shrinks_with_items_and_seeds():
@@ -104,10 +106,14 @@ def runs(*correct_lists):
 
 def test_comparison_reports_delta_interval_and_per_seed_tests():
     rng = np.random.default_rng(0)
-    ours = {"photo": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
-            "rendition": runs(*(rng.integers(0, 2, 200) for _ in range(2)))}
-    theirs = {"photo": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
-              "rendition": runs(*(rng.integers(0, 2, 200) for _ in range(2)))}
+    ours = {
+        "photo": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
+        "rendition": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
+    }
+    theirs = {
+        "photo": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
+        "rendition": runs(*(rng.integers(0, 2, 200) for _ in range(2))),
+    }
     out = paired_comparison(ours, theirs, ["rendition"], seed=0, key="x")
     assert set(out) == {"photo", "rendition", "ood_mean"}
     c = out["rendition"]

@@ -15,23 +15,35 @@ def test_values_are_read_as_yaml_and_repeated_keys_make_a_grid():
     assert point_name({"data.label_noise": 0.1, "train.lr": "1e-3"}) == "data.label_noise=0.1,train.lr=1e-3"
 
 
-@pytest.mark.parametrize("overs, message", [
-    ([], "at least one --over"),
-    (["data.label_noise"], "is not of the form"),
-    (["data.label_noise="], "no empty value"),
-    (["data.label_noise=0.1,0.1"], "a value is listed twice"),
-    (["data.label_noise=0", "data.label_noise=1"], "names a key twice"),
-])
+@pytest.mark.parametrize(
+    "overs, message",
+    [
+        ([], "at least one --over"),
+        (["data.label_noise"], "is not of the form"),
+        (["data.label_noise="], "no empty value"),
+        (["data.label_noise=0.1,0.1"], "a value is listed twice"),
+        (["data.label_noise=0", "data.label_noise=1"], "names a key twice"),
+    ],
+)
 def test_a_bad_grid_is_one_line(overs, message):
     with pytest.raises(ConfigError, match=message):
         grid(overs)
 
 
-@pytest.mark.parametrize("over, message", [
-    ("nosuch.key=1,2", "sweep point nosuch.key=1: --set nosuch.key=1: nosuch: Extra inputs are not permitted"),
-    ("data.label_noise=0,2", "--set data.label_noise=2: data.label_noise: Input should be less than or equal to 1"),
-    ("train.methods=[sft],[nonsense]", "unknown method"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        (
+            "nosuch.key=1,2",
+            "sweep point nosuch.key=1: --set nosuch.key=1: nosuch: Extra inputs are not permitted",
+        ),
+        (
+            "data.label_noise=0,2",
+            "--set data.label_noise=2: data.label_noise: Input should be less than or equal to 1",
+        ),
+        ("train.methods=[sft],[nonsense]", "unknown method"),
+    ],
+)
 def test_every_point_is_checked_before_any_work(tmp_path, over, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         point_configs(None, [], tmp_path / "sw", grid([over]))

@@ -33,8 +33,15 @@ def test_hard_mix_is_seeded():
 
 
 def _assignments():
-    rows = [("e1", "easy", 8), ("m1", "medium", 2), ("h1", "hard", 0), ("m2", "medium", 7), ("e2", "easy", 8),
-            ("m3", "medium", 4), ("h2", "hard", 0)]
+    rows = [
+        ("e1", "easy", 8),
+        ("m1", "medium", 2),
+        ("h1", "hard", 0),
+        ("m2", "medium", 7),
+        ("e2", "easy", 8),
+        ("m3", "medium", 4),
+        ("h2", "hard", 0),
+    ]
     return [{"id": i, "bucket": b, "pass_count": c, "k": 8} for i, b, c in rows]
 
 
@@ -65,7 +72,8 @@ def test_curriculum_of_nothing_is_empty():
     assert curriculum([], {}, total=10, seed=0) == []
 
 
-@pytest.mark.parametrize("n, batch, micro, seen", [(48, 8, 6, 48), (3, 8, 6, 18), (18, 8, 6, 36), (10, 4, 4, 14),
-                                                   (100, 8, 3, 24)])
+@pytest.mark.parametrize(
+    "n, batch, micro, seen", [(48, 8, 6, 48), (3, 8, 6, 18), (18, 8, 6, 36), (10, 4, 4, 14), (100, 8, 3, 24)]
+)
 def test_samples_seen_counts_short_last_batches(n, batch, micro, seen):
     assert samples_seen(n, batch, micro) == seen

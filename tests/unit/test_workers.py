@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsft.errors import ConfigError
-from dcsft.errors import AlreadyReported
+from dcsft.errors import AlreadyReported, ConfigError
 from dcsft.workers import Unit, run_units
 
 
@@ -36,8 +35,12 @@ def unit(folder: Path, name: str, needs: str | None = None, weight: float = 1.0)
 
 
 def test_every_unit_runs_once_in_a_worker_with_its_threads_after_what_it_needs(tmp_path):
-    units = [unit(tmp_path, "a"), unit(tmp_path, "b", needs="a", weight=9), unit(tmp_path, "c"),
-             unit(tmp_path, "d", needs="b")]
+    units = [
+        unit(tmp_path, "a"),
+        unit(tmp_path, "b", needs="a", weight=9),
+        unit(tmp_path, "c"),
+        unit(tmp_path, "d", needs="b"),
+    ]
     run_units(units, jobs=2, threads=1)
     runs = [json.loads((tmp_path / u.key).read_text()) for u in units]
     assert {r["threads"] for r in runs} == {1}
@@ -45,8 +48,12 @@ def test_every_unit_runs_once_in_a_worker_with_its_threads_after_what_it_needs(t
 
 
 def test_a_known_error_is_one_line_and_skips_only_the_units_that_need_it(tmp_path, capfd):
-    units = [unit(tmp_path, "bad"), unit(tmp_path, "needs-bad", needs="bad"), unit(tmp_path, "good"),
-             unit(tmp_path, "after-good", needs="good")]
+    units = [
+        unit(tmp_path, "bad"),
+        unit(tmp_path, "needs-bad", needs="bad"),
+        unit(tmp_path, "good"),
+        unit(tmp_path, "after-good", needs="good"),
+    ]
     with pytest.raises(AlreadyReported) as ended:
         run_units(units, jobs=2, threads=1)
     assert ended.value.code == 2

@@ -20,7 +20,18 @@ def _bytes(img) -> bytes:
 
 
 def test_constants():
-    assert CLASSES == ("circle", "square", "triangle", "star", "cross", "heart", "diamond", "arrow", "moon", "house")
+    assert CLASSES == (
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "cross",
+        "heart",
+        "diamond",
+        "arrow",
+        "moon",
+        "house",
+    )
     assert STYLES == ("photo", "rendition", "adversarial")
     assert set(SUBSTYLES) == set(STYLES)
     assert len(COLOURS) == 12 and all(" " not in name for name in COLOURS)
@@ -136,14 +147,17 @@ def test_distractor_is_another_class():
         assert meta["distractor"] in CLASSES and meta["distractor"] != cls
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(style="painting"), "photo, rendition, adversarial"),
-    (dict(style="photo", substyle="sketch"), "blotches, stripes"),
-    (dict(style="photo", label="dog"), "circle"),
-    (dict(style="photo", label_noise=1.5), "label_noise"),
-    (dict(style="photo", ambiguous=-0.1), "ambiguous"),
-    (dict(style="photo", label_noise=0.6, ambiguous=0.6), "at most 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(style="painting"), "photo, rendition, adversarial"),
+        (dict(style="photo", substyle="sketch"), "blotches, stripes"),
+        (dict(style="photo", label="dog"), "circle"),
+        (dict(style="photo", label_noise=1.5), "label_noise"),
+        (dict(style="photo", ambiguous=-0.1), "ambiguous"),
+        (dict(style="photo", label_noise=0.6, ambiguous=0.6), "at most 1"),
+    ],
+)
 def test_invalid_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         draw_sample(np.random.default_rng(0), **kwargs)
@@ -163,14 +177,23 @@ def test_caption_names_class_and_colour():
 
 
 def test_caption_examples():
-    assert caption(dict(drawn="star", colour="red", style="photo", substyle="stripes")) == "a red star in a photo"
+    assert (
+        caption(dict(drawn="star", colour="red", style="photo", substyle="stripes"))
+        == "a red star in a photo"
+    )
     assert caption(dict(drawn="heart", colour="blue", style="rendition", substyle="outline")) == (
-        "a blue heart drawn as an outline")
-    assert caption(dict(drawn="house", colour="black", style="rendition", substyle="sketch")) == "a sketch of a house"
+        "a blue heart drawn as an outline"
+    )
+    assert (
+        caption(dict(drawn="house", colour="black", style="rendition", substyle="sketch"))
+        == "a sketch of a house"
+    )
     assert caption(dict(drawn="moon", colour="green", style="rendition", substyle="cartoon")) == (
-        "a cartoon of a green moon")
+        "a cartoon of a green moon"
+    )
     assert caption(dict(drawn="arrow", colour="orange", style="adversarial", substyle="clutter")) == (
-        "an orange arrow in clutter")
+        "an orange arrow in clutter"
+    )
 
 
 def test_sample_rng_streams_are_independent():

@@ -22,8 +22,9 @@ STUDY = study_classes(4)
 def _border_mean(img) -> np.ndarray:
     """Mean colour of the outermost 4 px ring (objects keep clear of it in these layouts)."""
     a = np.asarray(img, dtype=np.float64)
-    ring = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3),
-                           a[:, -4:].reshape(-1, 3)])
+    ring = np.concatenate(
+        [a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3), a[:, -4:].reshape(-1, 3)]
+    )
     return ring.mean(0)
 
 
@@ -60,7 +61,9 @@ def test_context_puts_the_class_habitat_behind_photos_only():
 def test_a_habitat_background_is_near_its_colour_and_a_random_one_is_not():
     near, far = [], []
     for i in range(40):
-        image, meta = draw_sample(sample_rng(2, "bg", i), "photo", label="star", substyle="blotches", context=1.0)
+        image, meta = draw_sample(
+            sample_rng(2, "bg", i), "photo", label="star", substyle="blotches", context=1.0
+        )
         near.append(np.linalg.norm(_border_mean(image) - HABITATS["star"]))
         image, _ = draw_sample(sample_rng(2, "bg", i), "photo", label="star", substyle="blotches")
         far.append(np.linalg.norm(_border_mean(image) - HABITATS["star"]))
@@ -71,8 +74,9 @@ def test_small_share_draws_small_or_low_contrast_photos():
     metas = [draw_pool_item(3, "small", i, "photo", small=1.0, classes=STUDY)[1] for i in range(40)]
     assert {m["substyle"] for m in metas} == set(SMALL_KINDS)
     assert all(m["substyle"] in m["kinds"] for m in metas)
-    share = np.mean([draw_pool_item(3, "small", i, "photo", small=0.25)[1]["substyle"] in SMALL_KINDS
-                     for i in range(400)])
+    share = np.mean(
+        [draw_pool_item(3, "small", i, "photo", small=0.25)[1]["substyle"] in SMALL_KINDS for i in range(400)]
+    )
     assert 0.18 < share < 0.32
 
 
@@ -84,15 +88,20 @@ def test_dials_at_zero_leave_no_kind_but_noise():
 
 
 def test_a_mislabeled_novel_image_gets_a_study_class():
-    labels = {draw_pool_item(5, "noise", i, "photo", label_noise=1.0, classes=STUDY)[1]["label"] for i in range(280)}
+    labels = {
+        draw_pool_item(5, "noise", i, "photo", label_noise=1.0, classes=STUDY)[1]["label"] for i in range(280)
+    }
     assert labels == set(STUDY)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(small=1.5), "small must be in"),
-    (dict(context=-0.2), "context must be in"),
-    (dict(label="bolt"), "unknown label"),  # a novel class needs classes that include it
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(small=1.5), "small must be in"),
+        (dict(context=-0.2), "context must be in"),
+        (dict(label="bolt"), "unknown label"),  # a novel class needs classes that include it
+    ],
+)
 def test_invalid_dials_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         draw_sample(np.random.default_rng(0), "photo", **kwargs)

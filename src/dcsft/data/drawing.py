@@ -74,10 +74,12 @@ def _moon() -> np.ndarray:
     t0, p0 = np.arctan2(y, x), np.arctan2(y, x - d)
     outer = np.linspace(t0, 2 * np.pi - t0, 40)
     inner = np.linspace(2 * np.pi - p0, p0, 28)[1:-1]
-    return np.concatenate([
-        np.stack([np.cos(outer), np.sin(outer)], 1),
-        np.stack([d + big_r * np.cos(inner), big_r * np.sin(inner)], 1),
-    ])
+    return np.concatenate(
+        [
+            np.stack([np.cos(outer), np.sin(outer)], 1),
+            np.stack([d + big_r * np.cos(inner), big_r * np.sin(inner)], 1),
+        ]
+    )
 
 
 def _drop() -> np.ndarray:
@@ -87,28 +89,52 @@ def _drop() -> np.ndarray:
 
 def _heart() -> np.ndarray:
     t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-    return np.stack([16 * np.sin(t) ** 3,
-                     13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)], 1)
+    return np.stack(
+        [16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)], 1
+    )
 
 
 # Unit shapes in y-up coordinates.
-_SHAPES: dict[str, np.ndarray] = {name: _normalise(pts) for name, pts in {
-    "circle": ring_polygon(48, 1.0),
-    "square": ring_polygon(4, 1.0, np.pi / 4),
-    "triangle": ring_polygon(3, 1.0),
-    "star": ring_polygon(10, (1.0, 0.42)),
-    "cross": [(-0.3, 1), (0.3, 1), (0.3, 0.3), (1, 0.3), (1, -0.3), (0.3, -0.3), (0.3, -1),
-              (-0.3, -1), (-0.3, -0.3), (-1, -0.3), (-1, 0.3), (-0.3, 0.3)],
-    "heart": _heart(),
-    "diamond": [(0, 1), (0.6, 0), (0, -1), (-0.6, 0)],
-    "arrow": [(-1, 0.17), (0.15, 0.17), (0.15, 0.5), (1, 0), (0.15, -0.5), (0.15, -0.17), (-1, -0.17)],
-    "moon": _moon(),
-    "house": [(-0.7, -0.8), (0.7, -0.8), (0.7, 0.1), (0, 0.85), (-0.7, 0.1)],
-    "bolt": [(-0.15, 1), (0.55, 1), (0.12, 0.15), (0.5, 0.15), (-0.35, -1), (-0.05, -0.05), (-0.45, -0.05)],
-    "drop": _drop(),
-    "tree": [(0, 1), (0.7, -0.35), (0.16, -0.35), (0.16, -1), (-0.16, -1), (-0.16, -0.35), (-0.7, -0.35)],
-    "hourglass": [(-0.65, 1), (0.65, 1), (0.12, 0), (0.65, -1), (-0.65, -1), (-0.12, 0)],
-}.items()}
+_SHAPES: dict[str, np.ndarray] = {
+    name: _normalise(pts)
+    for name, pts in {
+        "circle": ring_polygon(48, 1.0),
+        "square": ring_polygon(4, 1.0, np.pi / 4),
+        "triangle": ring_polygon(3, 1.0),
+        "star": ring_polygon(10, (1.0, 0.42)),
+        "cross": [
+            (-0.3, 1),
+            (0.3, 1),
+            (0.3, 0.3),
+            (1, 0.3),
+            (1, -0.3),
+            (0.3, -0.3),
+            (0.3, -1),
+            (-0.3, -1),
+            (-0.3, -0.3),
+            (-1, -0.3),
+            (-1, 0.3),
+            (-0.3, 0.3),
+        ],
+        "heart": _heart(),
+        "diamond": [(0, 1), (0.6, 0), (0, -1), (-0.6, 0)],
+        "arrow": [(-1, 0.17), (0.15, 0.17), (0.15, 0.5), (1, 0), (0.15, -0.5), (0.15, -0.17), (-1, -0.17)],
+        "moon": _moon(),
+        "house": [(-0.7, -0.8), (0.7, -0.8), (0.7, 0.1), (0, 0.85), (-0.7, 0.1)],
+        "bolt": [
+            (-0.15, 1),
+            (0.55, 1),
+            (0.12, 0.15),
+            (0.5, 0.15),
+            (-0.35, -1),
+            (-0.05, -0.05),
+            (-0.45, -0.05),
+        ],
+        "drop": _drop(),
+        "tree": [(0, 1), (0.7, -0.35), (0.16, -0.35), (0.16, -1), (-0.16, -1), (-0.16, -0.35), (-0.7, -0.35)],
+        "hourglass": [(-0.65, 1), (0.65, 1), (0.12, 0), (0.65, -1), (-0.65, -1), (-0.12, 0)],
+    }.items()
+}
 
 
 class PlacedObject(NamedTuple):
@@ -203,9 +229,11 @@ def pil_coords(pts: np.ndarray) -> list[float]:
 
 def fill_mask(objs: list[PlacedObject], size: int) -> np.ndarray:
     """Coverage of the objects' filled silhouettes."""
+
     def paint(d, to_big):
         for o in objs:
             d.polygon(pil_coords(to_big(o.pts)), fill=255)
+
     return rasterise(size, [o.pts for o in objs], paint, 0)
 
 
@@ -226,9 +254,11 @@ def draw_stroke(d: ImageDraw.ImageDraw, pts: np.ndarray, width: int, fill: int, 
 
 def outline_mask(objs: list[PlacedObject], size: int, widths: list[float]) -> np.ndarray:
     """Coverage of the objects' outlines, each stroked `widths[i]` px wide."""
+
     def paint(d, to_big):
         for o, w in zip(objs, widths):
             draw_stroke(d, to_big(o.pts), max(1, round(w * SUPERSAMPLING)), 255, closed=True)
+
     return rasterise(size, [o.pts for o in objs], paint, max(widths))
 
 
@@ -335,8 +365,11 @@ def textured_background(rng, size: int, c0, c1, kind: str, amp: float) -> np.nda
         a = rng.uniform(0, np.pi)
         period = rng.uniform(0.12, 0.3) * size
         phase = (x * np.float32(np.cos(a)) + y * np.float32(np.sin(a))) * np.float32(2 * np.pi / period)
-        bg += amp * np.sin(phase + np.float32(rng.uniform(0, 2 * np.pi))) * colour_vector(
-            0.7 + 0.3 * rng.normal(0, 1, 3))
+        bg += (
+            amp
+            * np.sin(phase + np.float32(rng.uniform(0, 2 * np.pi)))
+            * colour_vector(0.7 + 0.3 * rng.normal(0, 1, 3))
+        )
     return bg
 
 
@@ -350,8 +383,15 @@ def _shaded(rng, size: int, obj: PlacedObject, rgb, strength: float) -> np.ndarr
     return rgb * (1 + t) + 40 * t
 
 
-def paint_shaded_objects(rng, size: int, img: np.ndarray, objs: list[PlacedObject], names: list[str],
-                         strength: float, jitter: float = 8.0) -> np.ndarray:
+def paint_shaded_objects(
+    rng,
+    size: int,
+    img: np.ndarray,
+    objs: list[PlacedObject],
+    names: list[str],
+    strength: float,
+    jitter: float = 8.0,
+) -> np.ndarray:
     """`img` with each object filled in its named colour (jittered by `jitter`), lit with shading
     of `strength`, as objects in a photo."""
     for obj, name in zip(objs, names):
@@ -363,8 +403,9 @@ def paint_shaded_objects(rng, size: int, img: np.ndarray, objs: list[PlacedObjec
 # ---------------------------------------------------------------- occluders
 
 
-def _occluder_mask(rng, size: int, obj: PlacedObject, mask: np.ndarray,
-                   coverage: float) -> tuple[np.ndarray, float]:
+def _occluder_mask(
+    rng, size: int, obj: PlacedObject, mask: np.ndarray, coverage: float
+) -> tuple[np.ndarray, float]:
     """Occluder mask hiding `coverage` of the object's area: a wall edge, a big blob or a pole across it.
 
     The pole is the most common because it leaves both ends of the object in view; the blob is large
@@ -408,8 +449,9 @@ def _occluder_mask(rng, size: int, obj: PlacedObject, mask: np.ndarray,
     return occ(x, y, t), float((occ(px, py, t) * m).sum() / total)
 
 
-def apply_occluder(rng, size: int, img: np.ndarray, obj: PlacedObject, colour: str, coverage: float,
-                   photo: bool) -> tuple[np.ndarray, float]:
+def apply_occluder(
+    rng, size: int, img: np.ndarray, obj: PlacedObject, colour: str, coverage: float, photo: bool
+) -> tuple[np.ndarray, float]:
     """`img` with an occluder over `coverage` of `obj`, in a colour far from the object's (`colour`,
     a name): textured when `photo`, flat otherwise.  Also returns the fraction actually hidden,
     rounded to 3 places."""
@@ -422,4 +464,3 @@ def apply_occluder(rng, size: int, img: np.ndarray, obj: PlacedObject, colour: s
     else:
         look = flat_image(size, COLOURS[name])
     return img * (1 - occ) + look * occ, round(hidden, 3)
-

@@ -24,19 +24,27 @@ Image paths come back absolute: a relative path is read relative to the file's f
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+from dcsft.data.records import (
+    REQUIRED_FIELDS,
+    LoadedRecords,
+    Skip,
+    from_sft,
+    read_json,
+    resolve_image,
+    to_sft,
+    to_trl,
+)
 from dcsft.errors import DataError
-from dcsft.data.records import (REQUIRED_FIELDS, LoadedRecords, Skip, from_sft, read_json, resolve_image,
-                                to_sft, to_trl)
 from dcsft.rundir import atomic_path
 
 FORMATS = ("records", "sft", "trl")
 
 
 def format_of(item: object) -> str | None:
-    """"records" or "sft" by the keys an item has, None if neither."""
+    """ "records" or "sft" by the keys an item has, None if neither."""
     if isinstance(item, dict) and "messages" in item and "images" in item:
         return "sft"
     if isinstance(item, dict) and all(name in item for name in REQUIRED_FIELDS):
@@ -50,7 +58,9 @@ def detect_format(items: list, path: Path) -> str:
         raise DataError(f"{path}: no records")
     found = next((f for f in map(format_of, items) if f is not None), None)
     if found is None:
-        raise DataError(f"{path}: no record is a problem/solution/image record or an ms-swift messages/images record")
+        raise DataError(
+            f"{path}: no record is a problem/solution/image record or an ms-swift messages/images record"
+        )
     return found
 
 
@@ -78,8 +88,11 @@ def item_problem(item: object, fmt: str) -> str | None:
     """Why one item of a `fmt` file cannot be used, or None."""
     found = format_of(item)
     if found is None:
-        return (f"missing field(s): expected {', '.join(REQUIRED_FIELDS)} (or ms-swift's messages and images)"
-                if isinstance(item, dict) else f"expected an object, found {type(item).__name__}")
+        return (
+            f"missing field(s): expected {', '.join(REQUIRED_FIELDS)} (or ms-swift's messages and images)"
+            if isinstance(item, dict)
+            else f"expected an object, found {type(item).__name__}"
+        )
     if found != fmt:
         return f"in the {found} format, the file's first record in the {fmt} format"
     problem = sft_problem(item) if fmt == "sft" else records_problem(item)
@@ -104,11 +117,16 @@ def import_records(path: Path) -> LoadedRecords:
     for index, item in enumerate(items):
         problem = item_problem(item, fmt)
         if problem:
-            loaded.skipped.append(Skip(str(path), index, item.get("id") if isinstance(item, dict) else None, problem))
+            loaded.skipped.append(
+                Skip(str(path), index, item.get("id") if isinstance(item, dict) else None, problem)
+            )
             continue
         fields = from_sft(item) if fmt == "sft" else {name: item[name] for name in REQUIRED_FIELDS}
-        record = {"id": item.get("id", f"{stem}-{index}"), **fields,
-                  "image": str(resolve_image(fields["image"], path.parent))}
+        record = {
+            "id": item.get("id", f"{stem}-{index}"),
+            **fields,
+            "image": str(resolve_image(fields["image"], path.parent)),
+        }
         if "meta" in item:
             record["meta"] = item["meta"]
         loaded.records.append(record)
@@ -130,7 +148,9 @@ def export_records(records: Iterable[dict], path: Path, fmt: str = "records", wi
         if suffix == ".json":
             tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         else:
-            tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+            tmp.write_text(
+                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+            )
     return len(rows)
 
 

@@ -97,8 +97,11 @@ def is_image(path: Path) -> bool:
 
 def class_folders(folder: Path) -> dict[str, list[Path]]:
     """wnid -> its image files (sorted by name) for every `<folder>/<wnid>/` class folder."""
-    return {sub.name: sorted(p for p in sub.iterdir() if is_image(p))
-            for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")}
+    return {
+        sub.name: sorted(p for p in sub.iterdir() if is_image(p))
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir() and not sub.name.startswith(".")
+    }
 
 
 def read_val_labels(path: Path) -> dict[str, str]:
@@ -127,7 +130,9 @@ def loc_labels(lines: list[str], path: Path) -> dict[str, str]:
         if number == 1 or not row:
             continue
         if len(row) < 2 or not row[1].split():
-            raise DataError(f"{path}: line {number}: expected `ImageId,PredictionString`, found {','.join(row)!r}")
+            raise DataError(
+                f"{path}: line {number}: expected `ImageId,PredictionString`, found {','.join(row)!r}"
+            )
         labels[Path(row[0]).stem] = row[1].split()[0]
     return labels
 
@@ -138,8 +143,10 @@ def flat_folder(folder: Path, labels: Path) -> dict[str, list[Path]]:
     images = sorted(p for p in folder.iterdir() if is_image(p))
     unlabelled = [p.name for p in images if p.stem not in wnid_of]
     if unlabelled:
-        raise DataError(f"{labels}: no label for {len(unlabelled)} of the {len(images)} images in {folder} "
-                        f"(first: {unlabelled[0]})")
+        raise DataError(
+            f"{labels}: no label for {len(unlabelled)} of the {len(images)} images in {folder} "
+            f"(first: {unlabelled[0]})"
+        )
     by_class: dict[str, list[Path]] = {}
     for image in images:
         by_class.setdefault(wnid_of[image.stem], []).append(image)
@@ -156,12 +163,18 @@ def scan(folder: Path, labels: Path | None = None) -> dict[str, list[Path]]:
     by_class = class_folders(folder)
     if not by_class:
         loose = sum(1 for p in folder.iterdir() if is_image(p))
-        hint = f"{loose} images lie directly in it: pass a labels file for a flat folder" if loose else "it is empty"
+        hint = (
+            f"{loose} images lie directly in it: pass a labels file for a flat folder"
+            if loose
+            else "it is empty"
+        )
         raise DataError(f"{folder}: no <wnid>/ class folders ({hint})")
     return by_class
 
 
-def choose_classes(available: list[str], classes: int | Iterable[str] | None, seed: int, folder: Path) -> list[str]:
+def choose_classes(
+    available: list[str], classes: int | Iterable[str] | None, seed: int, folder: Path
+) -> list[str]:
     """All classes, the given wnids (which must all be present), or n drawn with the seed."""
     if classes is None:
         return sorted(available)
@@ -179,13 +192,16 @@ def choose_classes(available: list[str], classes: int | Iterable[str] | None, se
 def check_names(chosen: list[str], names: dict[str, str], folder: Path, names_source: str) -> None:
     unnamed = [wnid for wnid in chosen if wnid not in names]
     if unnamed:
-        raise DataError(f"{folder}: class {unnamed[0]} has no name in {names_source} ({len(unnamed)} classes "
-                        f"unnamed); pass a name map covering them, or choose classes it names")
+        raise DataError(
+            f"{folder}: class {unnamed[0]} has no name in {names_source} ({len(unnamed)} classes "
+            f"unnamed); pass a name map covering them, or choose classes it names"
+        )
     seen: dict[str, str] = {}
     for wnid in chosen:
         answer = names[wnid].lower()
         if answer in seen:
-            # The verifier compares answers case-insensitively: two classes with one name cannot be told apart.
+            # The verifier compares answers case-insensitively: two classes with one name cannot be
+            # told apart.
             raise DataError(f"{names_source}: {seen[answer]} and {wnid} are both named {names[wnid]!r}")
         seen[answer] = wnid
 
@@ -198,8 +214,16 @@ def check_counts(pools: dict[str, list[Path]], per_class: int, folder: Path) -> 
         raise DataError(f"{folder}/{wnid}: {per_class} samples per class requested, only {have} images{more}")
 
 
-def draw_class(pool: list[Path], wnid: str, per_class: int | None, seed: int, split: str, folder: Path,
-               bad_images: str, skipped: list[Skip]) -> list[Path]:
+def draw_class(
+    pool: list[Path],
+    wnid: str,
+    per_class: int | None,
+    seed: int,
+    split: str,
+    folder: Path,
+    bad_images: str,
+    skipped: list[Skip],
+) -> list[Path]:
     """The class's images (all, or `per_class` drawn with the seed) that decode; an image that
     does not is skipped and the next drawn one taken instead, so every class gets per_class."""
     order = pool if per_class is None else random.Random(f"{seed}:{wnid}").sample(pool, len(pool))
@@ -218,15 +242,25 @@ def draw_class(pool: list[Path], wnid: str, per_class: int | None, seed: int, sp
             # index: the image's place among its class's candidates, sorted by file name
             skipped.append(Skip(str(folder), pool.index(image), record_id(split, wnid, image), problem))
     if per_class is not None and len(kept) < per_class:
-        raise DataError(f"{folder}/{wnid}: {per_class} samples per class requested, only {len(kept)} of its "
-                        f"{len(pool)} images usable ({bad} cannot be decoded)")
+        raise DataError(
+            f"{folder}/{wnid}: {per_class} samples per class requested, only {len(kept)} of its "
+            f"{len(pool)} images usable ({bad} cannot be decoded)"
+        )
     return sorted(kept)
 
 
-def load_split(folder: Path, split: str, *, names: dict[str, str] | Path | None = None,
-               classes: int | Iterable[str] | None = None, per_class: int | None = None, seed: int = 0,
-               labels: Path | None = None, exclude: Iterable[str | Path] = (),
-               bad_images: str = "skip") -> LoadedRecords:
+def load_split(
+    folder: Path,
+    split: str,
+    *,
+    names: dict[str, str] | Path | None = None,
+    classes: int | Iterable[str] | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    labels: Path | None = None,
+    exclude: Iterable[str | Path] = (),
+    bad_images: str = "skip",
+) -> LoadedRecords:
     """Records of one ImageNet-style split folder (see the module docstring).
 
     names: a wnid -> name dict or map file (default: the paper's names shipped with dcsft).
@@ -244,14 +278,26 @@ def load_split(folder: Path, split: str, *, names: dict[str, str] | Path | None 
     chosen = choose_classes(list(by_class), classes, seed, folder)
     check_names(chosen, name_of, folder, names_source)
     left_out = {str(Path(e).absolute()) if isinstance(e, Path) else e for e in exclude}
-    pools = {wnid: [p for p in by_class[wnid] if str(p) not in left_out and record_id(split, wnid, p) not in left_out]
-             for wnid in chosen}
+    pools = {
+        wnid: [
+            p for p in by_class[wnid] if str(p) not in left_out and record_id(split, wnid, p) not in left_out
+        ]
+        for wnid in chosen
+    }
     if per_class is not None:
         check_counts(pools, per_class, folder)
     loaded = LoadedRecords([])
     for wnid in chosen:
-        for image in draw_class(pools[wnid], wnid, per_class, seed, split, folder, bad_images, loaded.skipped):
-            loaded.records.append({"id": record_id(split, wnid, image), "problem": PROMPT,
-                                   "solution": name_of[wnid], "image": str(image),
-                                   "meta": {"wnid": wnid, "split": split}})
+        for image in draw_class(
+            pools[wnid], wnid, per_class, seed, split, folder, bad_images, loaded.skipped
+        ):
+            loaded.records.append(
+                {
+                    "id": record_id(split, wnid, image),
+                    "problem": PROMPT,
+                    "solution": name_of[wnid],
+                    "image": str(image),
+                    "meta": {"wnid": wnid, "split": split},
+                }
+            )
     return loaded

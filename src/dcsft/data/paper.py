@@ -36,12 +36,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import sys
 from pathlib import Path, PurePosixPath
 
-from dcsft.data.records import read_json
 from dcsft.data.imagenet import PAPER_ASSETS, record_id
-from dcsft.data.records import LoadedRecords, Skip
+from dcsft.data.records import LoadedRecords, Skip, read_json
 from dcsft.errors import DataError
 from dcsft.rundir import atomic_path
 from dcsft.tasks.classification import PROMPT
@@ -49,13 +47,22 @@ from dcsft.tasks.classification import PROMPT
 MANIFEST = PAPER_ASSETS / "imagenet_manifest.csv.gz"
 NAMES = PAPER_ASSETS / "imagenet_names.txt"
 COLUMNS = ("split", "file", "wnid", "name", "bucket_3b", "bucket_7b")
-SPLIT_FILES = {"coldstart": "imagenet_cold_sft.json.gz", "train": "imagenet_left_sft.json.gz",
-               "val": "imagenet_val_processed.json.gz", "imagenet-r": "imagenet-r_val_processed.json.gz",
-               "imagenet-a": "imagenet-a_val_processed.json.gz"}
+SPLIT_FILES = {
+    "coldstart": "imagenet_cold_sft.json.gz",
+    "train": "imagenet_left_sft.json.gz",
+    "val": "imagenet_val_processed.json.gz",
+    "imagenet-r": "imagenet-r_val_processed.json.gz",
+    "imagenet-a": "imagenet-a_val_processed.json.gz",
+}
 SPLITS = tuple(SPLIT_FILES)
 # The folder under the dataset root that holds each split's images (the cold start is drawn from train).
-SPLIT_FOLDER = {"coldstart": "train", "train": "train", "val": "val", "imagenet-r": "imagenet-r",
-                "imagenet-a": "imagenet-a"}
+SPLIT_FOLDER = {
+    "coldstart": "train",
+    "train": "train",
+    "val": "val",
+    "imagenet-r": "imagenet-r",
+    "imagenet-a": "imagenet-a",
+}
 SIZES = ("3b", "7b")
 AUTHORS_BUCKETS = {"easy": "easy", "middle": "medium", "hard": "hard"}  # their file names -> dcsft's buckets
 SHOWN_MISSING = 3
@@ -75,11 +82,21 @@ def bucket_file_name(authors_bucket: str, size: str) -> str:
 
 def image_and_answer(item: object, path: Path, index: int) -> tuple[str, str]:
     """(image path, answer) of an authors' record in either of their formats."""
-    if isinstance(item, dict) and isinstance(item.get("images"), list) and isinstance(item.get("messages"), list):
-        answers = [m.get("content") for m in item["messages"] if isinstance(m, dict) and m.get("role") == "assistant"]
+    if (
+        isinstance(item, dict)
+        and isinstance(item.get("images"), list)
+        and isinstance(item.get("messages"), list)
+    ):
+        answers = [
+            m.get("content") for m in item["messages"] if isinstance(m, dict) and m.get("role") == "assistant"
+        ]
         if item["images"] and answers:
             return str(item["images"][0]), str(answers[-1])
-    if isinstance(item, dict) and isinstance(item.get("image"), str) and isinstance(item.get("solution"), str):
+    if (
+        isinstance(item, dict)
+        and isinstance(item.get("image"), str)
+        and isinstance(item.get("solution"), str)
+    ):
         return item["image"], item["solution"]
     raise DataError(f"{path}: record {index}: neither a problem/solution/image nor a messages/images record")
 
@@ -114,12 +131,16 @@ def authors_bucket_lists(src_dir: Path, train_files: set[str]) -> dict[str, dict
                 if file not in train_files:
                     raise DataError(f"{source_file(src_dir, name)}: {image} is not in the training set")
                 if file in of_file:
-                    raise DataError(f"{source_file(src_dir, name)}: {image} is also in the {of_file[file]} bucket")
+                    raise DataError(
+                        f"{source_file(src_dir, name)}: {image} is also in the {of_file[file]} bucket"
+                    )
                 of_file[file] = ours
         unbucketed = train_files - set(of_file)
         if unbucketed:
-            raise DataError(f"{src_dir}: {len(unbucketed)} training images are in no {size} bucket "
-                            f"(first: {sorted(unbucketed)[0]})")
+            raise DataError(
+                f"{src_dir}: {len(unbucketed)} training images are in no {size} bucket "
+                f"(first: {sorted(unbucketed)[0]})"
+            )
         buckets[size] = of_file
     return buckets
 
@@ -131,8 +152,10 @@ def manifest_rows(src_dir: Path) -> list[dict]:
             file = relative_file(image, split)
             wnid = file.split("/")[1]
             if name_of.setdefault(wnid, answer) != answer:
-                raise DataError(f"{source_file(src_dir, name)}: {wnid} is named {answer!r} here and "
-                                f"{name_of[wnid]!r} elsewhere")
+                raise DataError(
+                    f"{source_file(src_dir, name)}: {wnid} is named {answer!r} here and "
+                    f"{name_of[wnid]!r} elsewhere"
+                )
             rows.append({"split": split, "file": file, "wnid": wnid, "name": answer})
     train_files = {r["file"] for r in rows if r["split"] == "train"}
     buckets = authors_bucket_lists(src_dir, train_files)
@@ -165,9 +188,11 @@ def build_name_map(manifest: Path = MANIFEST, out_path: Path = NAMES) -> int:
     rows = read_manifest(manifest)
     names = dict(sorted({r["wnid"]: r["name"] for r in rows}.items()))
     trained = {r["wnid"] for r in rows if r["split"] == "train"}
-    header = (f"# wnid -> one-word class name as the paper used them (byyx666/DC-SFT data/): the {len(trained)} "
-              f"training classes and\n# the classes of its ImageNet-R / ImageNet-A test sets; "
-              f"{len(names)} in all. Built by dcsft.data.paper.build_name_map.\n")
+    header = (
+        f"# wnid -> one-word class name as the paper used them (byyx666/DC-SFT data/): the {len(trained)} "
+        f"training classes and\n# the classes of its ImageNet-R / ImageNet-A test sets; "
+        f"{len(names)} in all. Built by dcsft.data.paper.build_name_map.\n"
+    )
     with atomic_path(Path(out_path)) as tmp:
         tmp.write_text(header + "".join(f"{w} {n}\n" for w, n in names.items()), encoding="utf-8")
         tmp.chmod(0o644)
@@ -184,7 +209,9 @@ def read_manifest(manifest: Path = MANIFEST) -> list[dict]:
         raise DataError(f"{manifest}: not a gzipped CSV manifest ({type(err).__name__})") from None
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise DataError(f"{manifest}: expected columns {','.join(COLUMNS)}, found {','.join(reader.fieldnames or [])}")
+        raise DataError(
+            f"{manifest}: expected columns {','.join(COLUMNS)}, found {','.join(reader.fieldnames or [])}"
+        )
     return list(reader)
 
 
@@ -213,9 +240,14 @@ def locate(row: dict, root: Path, roots: dict[str, Path]) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def import_paper_splits(manifest: Path, dataset_root: Path | str, *,
-                        roots: dict[str, Path] | None = None, splits: tuple[str, ...] = SPLITS,
-                        missing: str = "error") -> dict[str, LoadedRecords]:
+def import_paper_splits(
+    manifest: Path,
+    dataset_root: Path | str,
+    *,
+    roots: dict[str, Path] | None = None,
+    splits: tuple[str, ...] = SPLITS,
+    missing: str = "error",
+) -> dict[str, LoadedRecords]:
     """split -> records of the paper's splits with the images found under `dataset_root`.
 
     roots: another folder for any of train / val / imagenet-r / imagenet-a (the folder that
@@ -239,15 +271,18 @@ def import_paper_splits(manifest: Path, dataset_root: Path | str, *,
         image = locate(row, root, roots)
         if image is None:
             absent.append(row["file"])
-            result[row["split"]].skipped.append(Skip(str(manifest), index, row_id(row),
-                                                     f"image not found: {row['file']} under {root}"))
+            result[row["split"]].skipped.append(
+                Skip(str(manifest), index, row_id(row), f"image not found: {row['file']} under {root}")
+            )
             continue
         result[row["split"]].records.append(paper_record(row, image))
     if absent and missing == "error":
         listed = sum(len(loaded.records) + len(loaded.skipped) for loaded in result.values())
-        raise DataError(f"{root}: {len(absent)} of the {listed} images of the paper's "
-                        f"{', '.join(splits)} splits are missing (first: {', '.join(absent[:SHOWN_MISSING])}); "
-                        f"expected ROOT/train/<wnid>/, ROOT/val/, ROOT/imagenet-r/<wnid>/, ROOT/imagenet-a/<wnid>/")
+        raise DataError(
+            f"{root}: {len(absent)} of the {listed} images of the paper's "
+            f"{', '.join(splits)} splits are missing (first: {', '.join(absent[:SHOWN_MISSING])}); "
+            f"expected ROOT/train/<wnid>/, ROOT/val/, ROOT/imagenet-r/<wnid>/, ROOT/imagenet-a/<wnid>/"
+        )
     return result
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+
 from dcsft.errors import DataError
 
 REQUIRED_FIELDS = ("problem", "solution", "image")
@@ -109,8 +111,13 @@ def image_problem(path: Path, decode: bool = True) -> str | None:
     return None
 
 
-def record_problem(record: object, classes: set[str] | None, base: Path,
-                   check: Callable[[dict], str | None] | None = None, decode: bool = True) -> str | None:
+def record_problem(
+    record: object,
+    classes: set[str] | None,
+    base: Path,
+    check: Callable[[dict], str | None] | None = None,
+    decode: bool = True,
+) -> str | None:
     if not isinstance(record, dict):
         return f"expected an object with {', '.join(REQUIRED_FIELDS)}, found {type(record).__name__}"
     missing = [name for name in REQUIRED_FIELDS if name not in record]
@@ -128,8 +135,12 @@ def record_problem(record: object, classes: set[str] | None, base: Path,
     return image_problem(resolve_image(record["image"], base), decode)
 
 
-def load_records(path: Path, classes: list[str] | None = None,
-                 check: Callable[[dict], str | None] | None = None, decode: bool = True) -> LoadedRecords:
+def load_records(
+    path: Path,
+    classes: list[str] | None = None,
+    check: Callable[[dict], str | None] | None = None,
+    decode: bool = True,
+) -> LoadedRecords:
     """Usable records of a `problem/solution/image` file, each with an absolute image path;
     every unusable record is skipped with a reason naming the file and the record. `classes`
     limits the solutions to class names; `check` is a task's own test of a record; `decode`
@@ -143,32 +154,48 @@ def load_records(path: Path, classes: list[str] | None = None,
             rid = record.get("id") if isinstance(record, dict) else None
             loaded.skipped.append(Skip(str(path), index, rid, problem))
             continue
-        loaded.records.append({**record, "id": record.get("id", f"{path.stem}-{index}"),
-                               "image": str(resolve_image(record["image"], path.parent))})
+        loaded.records.append(
+            {
+                **record,
+                "id": record.get("id", f"{path.stem}-{index}"),
+                "image": str(resolve_image(record["image"], path.parent)),
+            }
+        )
     return loaded
 
 
 def to_sft(record: dict) -> dict:
     """ms-swift's SFT record for a `problem/solution/image` record."""
-    return {"messages": [{"role": "user", "content": "<image>" + record["problem"]},
-                         {"role": "assistant", "content": record["solution"]}],
-            "images": [record["image"]]}
+    return {
+        "messages": [
+            {"role": "user", "content": "<image>" + record["problem"]},
+            {"role": "assistant", "content": record["solution"]},
+        ],
+        "images": [record["image"]],
+    }
 
 
 def to_trl(record: dict) -> dict:
     """TRL's conversational prompt/completion row with an image: TRL's SFTTrainer puts the loss
     on the completion only, as ms-swift does on the assistant turn."""
-    return {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record["problem"]}]}],
-            "completion": [{"role": "assistant", "content": [{"type": "text", "text": record["solution"]}]}],
-            "images": [record["image"]]}
+    return {
+        "prompt": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record["problem"]}]}
+        ],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": record["solution"]}]}],
+        "images": [record["image"]],
+    }
 
 
 def from_sft(record: dict) -> dict:
     """The `problem/solution/image` record of an ms-swift SFT record."""
     user = next(m for m in record["messages"] if m["role"] == "user")
     assistant = [m for m in record["messages"] if m["role"] == "assistant"][-1]
-    return {"problem": user["content"].removeprefix("<image>"), "solution": assistant["content"],
-            "image": record["images"][0]}
+    return {
+        "problem": user["content"].removeprefix("<image>"),
+        "solution": assistant["content"],
+        "image": record["images"][0],
+    }
 
 
 def record_kinds(meta: dict) -> list[str]:

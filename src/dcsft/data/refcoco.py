@@ -1,4 +1,5 @@
-"""RefCOCO on disk -> dcsft grounding records, from the two layouts people have.
+"""RefCOCO on disk -> dcsft grounding records, from the two layouts people have (the parquet
+layout's reading is in dcsft.data.refcoco_parquet; what both share, and the classic layout, here).
 
 Reads
   * the classic layout of the `refer` toolkit: `refs(unc).p` (a pickled list of refs: ref_id,
@@ -55,18 +56,15 @@ wrong; a file that cannot be read at all is a one-line `DataError`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
-import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dcsft.data.records import LoadedRecords, Skip, image_problem, read_json
 from dcsft.errors import DataError
@@ -74,13 +72,7 @@ from dcsft.tasks import grounding
 
 CLIP_TOLERANCE_PX = 1.0
 BOX_DECIMALS = 2
-EXPRESSION_COLUMNS = ("sentences", "answer", "captions")
-IMAGE_COLUMNS = ("image", "image_path")
-OPTIONAL_COLUMNS = ("split", "ref_id", "question_id", "ann_id", "image_id", "category_id", "file_name")
-_SHARD_NAME = re.compile(r"^([A-Za-z]+)-\d{5}-of-\d{5}")
-_SPLIT_ALIASES = {"validation": "val"}
 _COCO_NAME = re.compile(r"^(.*_\d{12})_\d+(\.\w+)$")  # COCO_train2014_<image id>_<ann id>.jpg
-_COCO_IMAGE_ID = re.compile(r"_(\d{12})(?:_\d+)?\.\w+$")
 
 
 class BadRef(Exception):
@@ -88,8 +80,9 @@ class BadRef(Exception):
 
 
 @dataclass
-class _Ref:
-    """One referred object, whichever layout it came from: the common input of `_ref_records`."""
+class Ref:
+    """One referred object, whichever layout it came from: the common input of `ref_records`."""
+
     split: str
     ref_id: object
     ann_id: object
@@ -102,6 +95,7 @@ class _Ref:
 
 
 # ---------------------------------------------------------------- shared: boxes, sentences, records
+
 
 def coco_box(xywh: object, size: tuple[int, int]) -> list[float]:
     """The checked xyxy box of a COCO [x, y, w, h] box in an image of `size`, or BadRef."""
@@ -116,8 +110,12 @@ def coco_box(xywh: object, size: tuple[int, int]) -> list[float]:
         raise BadRef(f"bbox {list(xywh)} has zero or negative width or height")
     box = [round(v, BOX_DECIMALS) for v in (x, y, x + w, y + h)]
     width, height = size
-    if box[0] < -CLIP_TOLERANCE_PX or box[1] < -CLIP_TOLERANCE_PX or \
-            box[2] > width + CLIP_TOLERANCE_PX or box[3] > height + CLIP_TOLERANCE_PX:
+    if (
+        box[0] < -CLIP_TOLERANCE_PX
+        or box[1] < -CLIP_TOLERANCE_PX
+        or box[2] > width + CLIP_TOLERANCE_PX
+        or box[3] > height + CLIP_TOLERANCE_PX
+    ):
         raise BadRef(f"box {box} lies more than {CLIP_TOLERANCE_PX:g} px outside the {width}x{height} image")
     box = [float(v) for v in grounding.clip_box(tuple(box), size)]
     problem = grounding.box_problem(box, size)
@@ -153,7 +151,7 @@ def sentence_list(value: object) -> list:
     raise BadRef(f"sentences must be a list, got {type(value).__name__}")
 
 
-def _ref_records(ref: _Ref, one_sentence: bool, file: str, index: int) -> tuple[list[dict], list[Skip]]:
+def ref_records(ref: Ref, one_sentence: bool, file: str, index: int) -> tuple[list[dict], list[Skip]]:
     records, skips = [], []
     sentences = sentence_list(ref.sentences)
     if not sentences:
@@ -165,19 +163,32 @@ def _ref_records(ref: _Ref, one_sentence: bool, file: str, index: int) -> tuple[
         except BadRef as bad:
             skips.append(Skip(file, index, rid, str(bad)))
             continue
-        records.append({
-            "id": rid, "problem": grounding.prompt(expression), "solution": grounding.format_box(ref.box),
-            "image": ref.image,
-            "meta": {"expression": expression, "box": list(ref.box), "size": list(ref.size),
-                     "ref_id": ref.ref_id, "ann_id": ref.ann_id, "image_id": ref.image_id,
-                     "category_id": ref.category_id, "split": ref.split}})
+        records.append(
+            {
+                "id": rid,
+                "problem": grounding.prompt(expression),
+                "solution": grounding.format_box(ref.box),
+                "image": ref.image,
+                "meta": {
+                    "expression": expression,
+                    "box": list(ref.box),
+                    "size": list(ref.size),
+                    "ref_id": ref.ref_id,
+                    "ann_id": ref.ann_id,
+                    "image_id": ref.image_id,
+                    "category_id": ref.category_id,
+                    "split": ref.split,
+                },
+            }
+        )
         if one_sentence:
             break
     return records, skips
 
 
-def _collect(loaded: LoadedRecords, seen: set[str], records: list[dict], skips: list[Skip],
-             file: str, index: int) -> None:
+def collect_records(
+    loaded: LoadedRecords, seen: set[str], records: list[dict], skips: list[Skip], file: str, index: int
+) -> None:
     """Adds a ref's records, skipping ids already taken (two rows for one ref)."""
     loaded.skipped.extend(skips)
     for record in records:
@@ -188,7 +199,7 @@ def _collect(loaded: LoadedRecords, seen: set[str], records: list[dict], skips: 
         loaded.records.append(record)
 
 
-class _ImageChecker:
+class ImageChecker:
     """Decodes each image file once per load (many refs share one) and gives its size."""
 
     def __init__(self) -> None:
@@ -212,6 +223,7 @@ class _ImageChecker:
 
 
 # ---------------------------------------------------------------- classic layout
+
 
 class _DataOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
@@ -242,8 +254,11 @@ def read_refs(path: Path) -> list:
 def read_instances(path: Path) -> tuple[dict, dict]:
     """Annotations and images of a COCO instances.json, each by id."""
     data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
-            or not isinstance(data.get("images"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("annotations"), list)
+        or not isinstance(data.get("images"), list)
+    ):
         raise DataError(f"{path}: expected a COCO instances object with 'images' and 'annotations' lists")
     # Entries without an id cannot be referred to; a ref that needs one is skipped later.
     anns = {a["id"]: a for a in data["annotations"] if isinstance(a, dict) and _is_id(a.get("id"))}
@@ -265,10 +280,14 @@ def _image_file_name(image: dict | None, ref: dict) -> str:
     match = _COCO_NAME.match(name) if isinstance(name, str) else None
     if match:
         return match.group(1) + match.group(2)
-    raise BadRef(f"image_id {ref.get('image_id')!r} is not in instances.json and the ref has no usable file_name")
+    raise BadRef(
+        f"image_id {ref.get('image_id')!r} is not in instances.json and the ref has no usable file_name"
+    )
 
 
-def classic_target(ref: object, anns: dict, images: dict, image_root: Path) -> tuple[dict, object, dict | None, Path]:
+def classic_target(
+    ref: object, anns: dict, images: dict, image_root: Path
+) -> tuple[dict, object, dict | None, Path]:
     """(annotation, image id, instances.json image entry, image file) of a classic ref, or
     BadRef; the image is not opened (`dcsft plan` only checks that it exists)."""
     if not isinstance(ref, dict):
@@ -281,184 +300,60 @@ def classic_target(ref: object, anns: dict, images: dict, image_root: Path) -> t
         raise BadRef(f"ann_id {ref['ann_id']!r} is not in instances.json")
     image_id = ref.get("image_id", ann.get("image_id"))
     if ann.get("image_id", image_id) != image_id:
-        raise BadRef(f"ann_id {ref['ann_id']} belongs to image {ann.get('image_id')}, the ref says {image_id}")
+        raise BadRef(
+            f"ann_id {ref['ann_id']} belongs to image {ann.get('image_id')}, the ref says {image_id}"
+        )
     image = images.get(image_id) if _is_id(image_id) else None
     return ann, image_id, image, (image_root / _image_file_name(image, ref)).absolute()
 
 
-def _classic_ref(ref: object, anns: dict, images: dict, image_root: Path, checker: _ImageChecker) -> _Ref:
+def _classic_ref(ref: object, anns: dict, images: dict, image_root: Path, checker: ImageChecker) -> Ref:
     ann, image_id, image, path = classic_target(ref, anns, images, image_root)
     size = checker.size(path)
     if image and "width" in image and "height" in image and (image["width"], image["height"]) != size:
-        raise BadRef(f"instances.json says image {image_id} is {image['width']}x{image['height']}, "
-                     f"the file is {size[0]}x{size[1]}: {path}")
-    return _Ref(split=str(ref.get("split") or "unknown"), ref_id=ref["ref_id"], ann_id=ref["ann_id"], image_id=image_id,
-                category_id=ref.get("category_id", ann.get("category_id")), sentences=ref["sentences"],
-                image=str(path), size=size, box=coco_box(ann.get("bbox"), size))
+        raise BadRef(
+            f"instances.json says image {image_id} is {image['width']}x{image['height']}, "
+            f"the file is {size[0]}x{size[1]}: {path}"
+        )
+    return Ref(
+        split=str(ref.get("split") or "unknown"),
+        ref_id=ref["ref_id"],
+        ann_id=ref["ann_id"],
+        image_id=image_id,
+        category_id=ref.get("category_id", ann.get("category_id")),
+        sentences=ref["sentences"],
+        image=str(path),
+        size=size,
+        box=coco_box(ann.get("bbox"), size),
+    )
 
 
-def load_refcoco_classic(refs_path: Path, instances_path: Path, image_root: Path, split: str | None,
-                         one_sentence_per_ref: bool = False) -> LoadedRecords:
+def load_refcoco_classic(
+    refs_path: Path,
+    instances_path: Path,
+    image_root: Path,
+    split: str | None,
+    one_sentence_per_ref: bool = False,
+) -> LoadedRecords:
     """Records of one split (None: all) of a refer-toolkit `refs(*).p` + `instances.json` +
     COCO image folder; with `one_sentence_per_ref`, only each ref's first usable sentence."""
     refs_path, instances_path, image_root = Path(refs_path), Path(instances_path), Path(image_root)
     refs = read_refs(refs_path)
     anns, images = read_instances(instances_path)
-    checker, loaded, seen = _ImageChecker(), LoadedRecords([]), set()
+    checker, loaded, seen = ImageChecker(), LoadedRecords([]), set()
     for index, ref in enumerate(refs):
         if split is not None and isinstance(ref, dict) and ref.get("split") != split:
             continue
         ref_label = f"ref_id {ref.get('ref_id')}" if isinstance(ref, dict) else None
         try:
-            records, skips = _ref_records(_classic_ref(ref, anns, images, image_root, checker),
-                                          one_sentence_per_ref, str(refs_path), index)
+            records, skips = ref_records(
+                _classic_ref(ref, anns, images, image_root, checker),
+                one_sentence_per_ref,
+                str(refs_path),
+                index,
+            )
         except BadRef as bad:
             loaded.skipped.append(Skip(str(refs_path), index, ref_label, str(bad)))
             continue
-        _collect(loaded, seen, records, skips, str(refs_path), index)
-    return loaded
-
-
-# ---------------------------------------------------------------- parquet layout
-
-def _cached_image(data: bytes, cache: Path, known: dict) -> tuple[str, tuple[int, int]]:
-    """Path and size of image bytes stored in `cache` under their hash (written only if absent);
-    `known` remembers each hash's result for this load."""
-    digest = hashlib.sha256(data).hexdigest()
-    if digest not in known:
-        known[digest] = _store_image(data, digest, cache)
-    result = known[digest]
-    if isinstance(result, str):
-        raise BadRef(result)
-    return result
-
-
-def _store_image(data: bytes, digest: str, cache: Path) -> tuple[str, tuple[int, int]] | str:
-    # Decode fully before writing, so the cache only ever holds images that load.
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            size, fmt = im.size, (im.format or "img").lower()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return f"image bytes cannot be decoded ({type(err).__name__})"
-    suffix = {"jpeg": ".jpg"}.get(fmt, "." + fmt)
-    target = (cache / f"{digest[:32]}{suffix}").absolute()
-    # Same name = same bytes; a file of another length is a leftover of something else: replace it.
-    if not (target.is_file() and target.stat().st_size == len(data)):
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return str(target), size
-
-
-def _row_image(value: object, row: dict, image_root: Path, cache: Path, checker: _ImageChecker,
-               known: dict) -> tuple[str, tuple[int, int]]:
-    """The image of a row: bytes go to the cache, a path is checked where it lies."""
-    if isinstance(value, dict):
-        data, path = value.get("bytes"), value.get("path")
-    elif isinstance(value, (bytes, bytearray)):
-        data, path = bytes(value), None
-    else:
-        data, path = None, value
-    if path is None and data is None:
-        path = row.get("image_path")
-    if data:
-        return _cached_image(data, cache, known)
-    if not isinstance(path, str) or not path:
-        raise BadRef("row has no image bytes and no image path")
-    file = Path(path) if Path(path).is_absolute() else (image_root / path).absolute()
-    return str(file), checker.size(file)
-
-
-def file_split(path: Path) -> str | None:
-    """The split a Hugging Face shard name says (`val-00000-of-00004.parquet` -> "val")."""
-    match = _SHARD_NAME.match(path.name)
-    return _SPLIT_ALIASES.get(match.group(1), match.group(1)) if match else None
-
-
-def _image_id_from_name(name: object) -> int | None:
-    match = _COCO_IMAGE_ID.search(name) if isinstance(name, str) else None
-    return int(match.group(1)) if match else None
-
-
-def parquet_columns(path: Path):
-    """The ParquetFile and the columns to read, or DataError."""
-    import pyarrow.parquet as pq  # imported here: only parquet users pay for pyarrow's import
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a non-parquet file
-        raise DataError(f"{path}: not a readable parquet file ({type(err).__name__}: {err})".splitlines()[0]) from None
-    names = parquet.schema_arrow.names
-    lacking = [what for what, options in (("bbox", ("bbox",)), ("an expression", EXPRESSION_COLUMNS),
-                                          ("an image", IMAGE_COLUMNS)) if not any(c in names for c in options)]
-    if lacking:
-        raise DataError(f"{path}: no column for {', '.join(lacking)} (expected bbox, one of "
-                        f"{'/'.join(EXPRESSION_COLUMNS)}, one of {'/'.join(IMAGE_COLUMNS)}); "
-                        f"columns found: {', '.join(names)}")
-    wanted = ("bbox",) + EXPRESSION_COLUMNS + IMAGE_COLUMNS + OPTIONAL_COLUMNS
-    return parquet, [c for c in wanted if c in names]
-
-
-def _parquet_rows(path: Path, parquet, columns: list[str]):
-    """The rows of a parquet file as dicts, streamed in batches (a shard can hold GBs of images)."""
-    try:
-        for batch in parquet.iter_batches(batch_size=256, columns=columns):
-            yield from batch.to_pylist()
-    except Exception as err:  # a corrupt row group shows up only while reading it
-        raise DataError(f"{path}: cannot read rows ({type(err).__name__}: {err})".splitlines()[0]) from None
-
-
-def _parquet_ref(row: dict, path: Path, index: int, split: str, image_root: Path, cache: Path,
-                 checker: _ImageChecker, known: dict) -> _Ref:
-    expressions = next((row[c] for c in EXPRESSION_COLUMNS if row.get(c) is not None), None)
-    if expressions is None:
-        raise BadRef("row has no expressions")
-    image_col = row.get("image") if "image" in row else row.get("image_path")
-    image, size = _row_image(image_col, row, image_root, cache, checker, known)
-    ref_id = next((row[c] for c in ("ref_id", "question_id") if row.get(c) is not None), f"{path.stem}-{index}")
-    image_id = row.get("image_id")
-    if image_id is None:
-        image_id = _image_id_from_name(row.get("file_name"))
-    return _Ref(split=split, ref_id=ref_id, ann_id=row.get("ann_id"), image_id=image_id,
-                category_id=row.get("category_id"), sentences=expressions, image=image, size=size,
-                box=coco_box(row.get("bbox"), size))
-
-
-def load_refcoco_parquet(paths: list[Path], image_cache: Path, split: str | None,
-                         one_sentence_per_ref: bool = False, image_root: Path | None = None) -> LoadedRecords:
-    """Records of one split (None: all) of Hugging Face RefCOCO parquet files; image bytes are
-    written once into `image_cache`, image paths are taken relative to `image_root` (default:
-    the parquet file's folder)."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    cache, checker, known = Path(image_cache), _ImageChecker(), {}
-    loaded, seen = LoadedRecords([]), set()
-    for path in map(Path, paths):
-        parquet, columns = parquet_columns(path)
-        named_split = file_split(path)
-        if split is not None and "split" not in columns and named_split is None:
-            raise DataError(f"{path}: has no split column and its name does not say the split; "
-                            f"load it with split=None")
-        root = Path(image_root) if image_root is not None else path.parent
-        for index, row in enumerate(_parquet_rows(path, parquet, columns)):
-            row_split = str(row.get("split") or named_split or "unknown")
-            if split is not None and row_split != split:
-                continue
-            label = next((f"{c} {row[c]}" for c in ("ref_id", "question_id") if row.get(c) is not None), None)
-            try:
-                ref = _parquet_ref(row, path, index, row_split, root, cache, checker, known)
-                records, skips = _ref_records(ref, one_sentence_per_ref, str(path), index)
-            except BadRef as bad:
-                loaded.skipped.append(Skip(str(path), index, label, str(bad)))
-                continue
-            _collect(loaded, seen, records, skips, str(path), index)
+        collect_records(loaded, seen, records, skips, str(refs_path), index)
     return loaded

@@ -15,7 +15,9 @@ def fitted_size(width: int, height: int, min_pixels: int, max_pixels: int) -> tu
     return w, h
 
 
-def fit_image(image: Image.Image, min_pixels: int, max_pixels: int) -> tuple[Image.Image, tuple[float, float]]:
+def fit_image(
+    image: Image.Image, min_pixels: int, max_pixels: int
+) -> tuple[Image.Image, tuple[float, float]]:
     """Resize to the model's input size; returns the image and the (x, y) scale factors applied,
     so that coordinates labelled on the original can be put in the frame the model sees."""
     width, height = image.size

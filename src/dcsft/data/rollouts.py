@@ -36,13 +36,17 @@ class RolloutProfile:
     k: int  # draws (files)
     unmatched: list[str] = field(default_factory=list)  # rollout samples with no training record
     unprofiled: list[str] = field(default_factory=list)  # training record ids with no rollouts
-    label_mismatches: list[str] = field(default_factory=list)  # ids whose ground_truth differs from the record
+    label_mismatches: list[str] = field(
+        default_factory=list
+    )  # ids whose ground_truth differs from the record
 
     def summary(self) -> str:
         line = f"{len(self.rows)} samples profiled from {self.k} draws"
-        for what, items in (("rollout samples matched no training record", self.unmatched),
-                            ("training records have no rollouts", self.unprofiled),
-                            ("ground truths differ from the record's answer", self.label_mismatches)):
+        for what, items in (
+            ("rollout samples matched no training record", self.unmatched),
+            ("training records have no rollouts", self.unprofiled),
+            ("ground truths differ from the record's answer", self.label_mismatches),
+        ):
             if items:
                 line += f"; {len(items)} {what} (first: {', '.join(items[:SHOWN])})"
         return line
@@ -71,7 +75,7 @@ def read_draw(path: Path) -> dict[tuple[str, str], dict]:
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         found = "an object without a results list" if isinstance(data, dict) else type(data).__name__
-        raise DataError(f"{path}: expected a rollout file {{\"accuracy\", \"results\": [...]}}, found {found}")
+        raise DataError(f'{path}: expected a rollout file {{"accuracy", "results": [...]}}, found {found}')
     draw: dict[tuple[str, str], dict] = {}
     first_index: dict[tuple[str, str], int] = {}
     for index, result in enumerate(data["results"]):
@@ -84,11 +88,17 @@ def read_draw(path: Path) -> dict[tuple[str, str], dict]:
             raise DataError(f"{path}: results[{index}]: image and question must be text")
         key = (image_key(result["image"]), question_key(result["question"]))
         if key in draw:
-            raise DataError(f"{path}: results[{index}] repeats the sample of results[{first_index[key]}] "
-                            f"({result['image']})")
+            raise DataError(
+                f"{path}: results[{index}] repeats the sample of results[{first_index[key]}] "
+                f"({result['image']})"
+            )
         first_index[key] = index
-        draw[key] = {"response": result.get("model_output"), "correct": correct_value(result["correct"], path, index),
-                     "ground_truth": result.get("ground_truth"), "image": result["image"]}
+        draw[key] = {
+            "response": result.get("model_output"),
+            "correct": correct_value(result["correct"], path, index),
+            "ground_truth": result.get("ground_truth"),
+            "image": result["image"],
+        }
     return draw
 
 
@@ -97,9 +107,13 @@ def check_same_samples(draws: list[dict], files: list[Path]) -> None:
     for draw, path in zip(draws[1:], files[1:]):
         if set(draw) != first:
             extra, lacking = set(draw) - first, first - set(draw)
-            example = draw[next(iter(sorted(extra)))]["image"] if extra else draws[0][sorted(lacking)[0]]["image"]
-            raise DataError(f"{path}: draws over different samples: {len(extra)} not in {files[0]}, {len(lacking)} "
-                            f"of it missing (first: {example})")
+            example = (
+                draw[next(iter(sorted(extra)))]["image"] if extra else draws[0][sorted(lacking)[0]]["image"]
+            )
+            raise DataError(
+                f"{path}: draws over different samples: {len(extra)} not in {files[0]}, {len(lacking)} "
+                f"of it missing (first: {example})"
+            )
 
 
 def match_samples(keys: list[tuple[str, str]], records: list[dict]) -> dict[tuple[str, str], dict]:
@@ -139,8 +153,10 @@ def import_rollouts(files: list[Path], records: list[dict]) -> RolloutProfile:
         if record is None:
             profile.unmatched.append(first["image"])
             continue
-        if isinstance(first["ground_truth"], str) and \
-                first["ground_truth"].strip().lower() != record["solution"].strip().lower():
+        if (
+            isinstance(first["ground_truth"], str)
+            and first["ground_truth"].strip().lower() != record["solution"].strip().lower()
+        ):
             profile.label_mismatches.append(record["id"])
         outcomes[record["id"]] = ([d[key]["response"] for d in draws], [d[key]["correct"] for d in draws])
     for record in records:
@@ -154,6 +170,15 @@ def import_rollouts(files: list[Path], records: list[dict]) -> RolloutProfile:
 
 def profile_row(record: dict, responses: list, correct: list[int]) -> dict:
     """A row as dcsft.profiling writes it; token counts are unknown for imported rollouts (0)."""
-    return {"id": record["id"], "solution": record["solution"], "responses": responses, "correct": correct,
-            "pass_count": sum(correct), "k": len(correct), "pass_rate": sum(correct) / len(correct),
-            "prompt_tokens": 0, "generated_tokens": 0, "forwarded_tokens": 0}
+    return {
+        "id": record["id"],
+        "solution": record["solution"],
+        "responses": responses,
+        "correct": correct,
+        "pass_count": sum(correct),
+        "k": len(correct),
+        "pass_rate": sum(correct) / len(correct),
+        "prompt_tokens": 0,
+        "generated_tokens": 0,
+        "forwarded_tokens": 0,
+    }

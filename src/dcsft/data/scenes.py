@@ -110,8 +110,11 @@ def _render(rng, style: str, substyle: str, size: int, objs, names: list[str]) -
         return paint_shaded_objects(rng, size, img, objs, names, rng.uniform(0.15, 0.3))
     img = flat_image(size, light_colour(rng))
     for obj, name in zip(objs, names):
-        mask = fill_mask([obj], size) if substyle == "cartoon" else outline_mask(
-            [obj], size, [obj.radius * rng.uniform(0.14, 0.2)])
+        mask = (
+            fill_mask([obj], size)
+            if substyle == "cartoon"
+            else outline_mask([obj], size, [obj.radius * rng.uniform(0.14, 0.2)])
+        )
         img = blend(img, mask, COLOURS[name])
     if substyle == "cartoon":
         img = blend(img, outline_mask(objs, size, [o.radius * 0.12 for o in objs]), COLOURS["black"])
@@ -122,8 +125,11 @@ def _render(rng, style: str, substyle: str, size: int, objs, names: list[str]) -
 
 
 def _matches(objs, names, cls: str | None, colour: str | None) -> list[int]:
-    return [i for i, (o, n) in enumerate(zip(objs, names))
-            if (cls is None or o.cls == cls) and (colour is None or n == colour)]
+    return [
+        i
+        for i, (o, n) in enumerate(zip(objs, names))
+        if (cls is None or o.cls == cls) and (colour is None or n == colour)
+    ]
 
 
 def _extreme(objs, idx: list[int], key, sign: int, margin: float) -> bool:
@@ -150,7 +156,7 @@ def short_expression(rng, objs, names, size: int, vague: bool = False) -> str | 
         if _extreme(objs, idx, lambda o: o.radius, sign, 0.2 * objs[0].radius):
             steps.append((_noun(cls, colour, word), [0]))
     for phrase, (axis, sign) in POSITIONS.items():
-        if _extreme(objs, idx, lambda o: o.centre[axis], sign, _CLEAR * size):
+        if _extreme(objs, idx, lambda o, axis=axis: o.centre[axis], sign, _CLEAR * size):
             steps.append((_noun(cls, colour) + " " + phrase, [0]))
     if vague:
         return next((steps[i][0] for i in (1, 0) if len(steps[i][1]) == 2), None)
@@ -178,13 +184,20 @@ def relational_expression(rng, objs, names, size: int) -> str | None:
     """Object 0 described by its relation to another object, with as few of its own words as work."""
     for ref in rng.permutation(range(1, len(objs))):
         relation = _relation(objs[0], objs[ref], size)
-        ref_text = short_expression(rng, [objs[ref]] + [o for i, o in enumerate(objs) if i != ref],
-                                    [names[ref]] + [n for i, n in enumerate(names) if i != ref], size)
+        ref_text = short_expression(
+            rng,
+            [objs[ref]] + [o for i, o in enumerate(objs) if i != ref],
+            [names[ref]] + [n for i, n in enumerate(names) if i != ref],
+            size,
+        )
         if relation is None or ref_text is None:
             continue
         for cls, colour in ((objs[0].cls, None), (objs[0].cls, names[0])):
-            fits = [i for i in _matches(objs, names, cls, colour)
-                    if i != ref and _relation(objs[i], objs[ref], size) == relation]
+            fits = [
+                i
+                for i in _matches(objs, names, cls, colour)
+                if i != ref and _relation(objs[i], objs[ref], size) == relation
+            ]
             if fits == [0]:
                 return f"{_noun(cls, colour)} {relation} {ref_text}"
     return None
@@ -197,27 +210,43 @@ def indirect_expression(rng, objs, names, size: int) -> str | None:
     for word, sign in (("smallest", -1), ("largest", 1)):
         if _extreme(objs, all_idx, lambda o: o.radius, sign, 0.25 * objs[0].radius):
             options.append(f"the {word} object")
-    for word, (axis, sign) in (("leftmost", (0, -1)), ("rightmost", (0, 1)), ("topmost", (1, -1)),
-                               ("lowest", (1, 1))):
-        if _extreme(objs, all_idx, lambda o: o.centre[axis], sign, _CLEAR * size):
+    for word, (axis, sign) in (
+        ("leftmost", (0, -1)),
+        ("rightmost", (0, 1)),
+        ("topmost", (1, -1)),
+        ("lowest", (1, 1)),
+    ):
+        if _extreme(objs, all_idx, lambda o, axis=axis: o.centre[axis], sign, _CLEAR * size):
             options.append(f"the {word} object")
     same = [i for i in all_idx[1:] if names[i] == names[0]]
-    if (len(same) == 1 and len(_matches(objs, names, None, names[0])) == 2
-            and len(_matches(objs, names, objs[same[0]].cls, None)) == 1):
+    if (
+        len(same) == 1
+        and len(_matches(objs, names, None, names[0])) == 2
+        and len(_matches(objs, names, objs[same[0]].cls, None)) == 1
+    ):
         options.append(f"the object with the same colour as the {objs[same[0]].cls}")
     return options[rng.integers(len(options))] if options else None
 
 
-EXPRESSIONS = {"short": short_expression, "relational": relational_expression,
-               "indirect": indirect_expression}
+EXPRESSIONS = {
+    "short": short_expression,
+    "relational": relational_expression,
+    "indirect": indirect_expression,
+}
 
 
 # ---------------------------------------------------------------- scenes
 
 
-def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 126,
-               label_noise: float = 0.0, ambiguous: float = 0.0,
-               hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
+def draw_scene(
+    rng: np.random.Generator,
+    style: str,
+    grammar: str,
+    size: int = 126,
+    label_noise: float = 0.0,
+    ambiguous: float = 0.0,
+    hardness: dict[str | None, float] = HARDNESS,
+) -> tuple[Image.Image, dict]:
     """One scene and its referring expression. Redraws (from the same stream) until the grammar
     can describe the target, so every returned expression is satisfiable.
 
@@ -244,14 +273,22 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
             expression = EXPRESSIONS[grammar](rng, objs, names, size)
         if expression is not None:
             break
-    meta = {"expression": expression, "style": style, "substyle": substyle, "grammar": grammar,
-            "hardness": hardness, "noise": noise, "kinds": [kind for kind in (hardness, noise) if kind],
-            "size": [size, size],
-            "objects": [{"class": o.cls, "colour": n, "box": _box(o)} for o, n in zip(objs, names)]}
+    meta = {
+        "expression": expression,
+        "style": style,
+        "substyle": substyle,
+        "grammar": grammar,
+        "hardness": hardness,
+        "noise": noise,
+        "kinds": [kind for kind in (hardness, noise) if kind],
+        "size": [size, size],
+        "objects": [{"class": o.cls, "colour": n, "box": _box(o)} for o, n in zip(objs, names)],
+    }
     img = _render(rng, style, substyle, size, objs, names)
     if hardness == "occluded":
-        img, meta["occlusion"] = apply_occluder(rng, size, img, objs[0], names[0], rng.uniform(0.25, 0.45),
-                                                style == "photo")
+        img, meta["occlusion"] = apply_occluder(
+            rng, size, img, objs[0], names[0], rng.uniform(0.25, 0.45), style == "photo"
+        )
     if style == "photo":
         img = img + rng.standard_normal((size, size), dtype=np.float32) * np.float32(rng.uniform(3, 7))
     meta["box"] = meta["objects"][int(rng.integers(1, len(objs))) if noise == "mislabeled" else 0]["box"]
@@ -259,8 +296,16 @@ def draw_scene(rng: np.random.Generator, style: str, grammar: str, size: int = 1
     return Image.merge("RGB", [Image.fromarray(p) for p in planes]), meta
 
 
-def draw_scene_item(seed: int, pool: str, index: int, style: str, grammar: str, size: int = 126,
-                    label_noise: float = 0.0, ambiguous: float = 0.0,
-                    hardness: dict[str | None, float] = HARDNESS) -> tuple[Image.Image, dict]:
+def draw_scene_item(
+    seed: int,
+    pool: str,
+    index: int,
+    style: str,
+    grammar: str,
+    size: int = 126,
+    label_noise: float = 0.0,
+    ambiguous: float = 0.0,
+    hardness: dict[str | None, float] = HARDNESS,
+) -> tuple[Image.Image, dict]:
     """The index-th scene of a pool, regenerable alone (its own random stream)."""
     return draw_scene(sample_rng(seed, pool, index), style, grammar, size, label_noise, ambiguous, hardness)

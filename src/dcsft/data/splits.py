@@ -77,8 +77,12 @@ def is_real(cfg: Study) -> bool:
 
 def roles(cfg: Study) -> list[tuple[str, str]]:
     """(split name in the run directory, role) of every split, in order."""
-    return [("coldstart", "coldstart"), ("train", "train"), (id_split(cfg.task), "test"),
-            *((name, name) for name in cfg.data.ood_splits)]
+    return [
+        ("coldstart", "coldstart"),
+        ("train", "train"),
+        (id_split(cfg.task), "test"),
+        *((name, name) for name in cfg.data.ood_splits),
+    ]
 
 
 def check_world_splits(cfg: Study) -> None:
@@ -86,8 +90,10 @@ def check_world_splits(cfg: Study) -> None:
     known = OOD_SPLITS[cfg.task]
     unknown = [name for name in cfg.data.ood_splits if name not in known]
     if unknown:
-        raise ConfigError(f"data.ood_splits: {', '.join(unknown)} not an OOD split of task {cfg.task}; "
-                          f"known: {', '.join(known)}")
+        raise ConfigError(
+            f"data.ood_splits: {', '.join(unknown)} not an OOD split of task {cfg.task}; "
+            f"known: {', '.join(known)}"
+        )
 
 
 def check_data(cfg: Study) -> None:
@@ -98,21 +104,27 @@ def check_data(cfg: Study) -> None:
     if data.source == "embedded":
         check_world_splits(cfg)
         if task == "grounding" and data.small + data.occluded + data.twin > 1:
-            raise ConfigError(f"data.small + data.occluded + data.twin: {data.small} + {data.occluded} + "
-                              f"{data.twin} is above 1; a scene has one hardness, so the shares must sum to "
-                              f"at most 1")
+            raise ConfigError(
+                f"data.small + data.occluded + data.twin: {data.small} + {data.occluded} + "
+                f"{data.twin} is above 1; a scene has one hardness, so the shares must sum to at most 1"
+            )
         return
     taken = [n for n in data.ood_splits if n in (*ROLES, id_split(task))]
     if taken:
-        raise ConfigError(f"data.ood_splits: {taken[0]!r} is the name of another split; "
-                          f"name OOD splits after their data (e.g. imagenet-r)")
+        raise ConfigError(
+            f"data.ood_splits: {taken[0]!r} is the name of another split; "
+            f"name OOD splits after their data (e.g. imagenet-r)"
+        )
     expected = SOURCE_TASK.get(data.source)
     if expected and expected != task:
-        raise ConfigError(f"data.source {data.source} holds {expected} data, the task is {task}: "
-                          f"set task: {expected}")
+        raise ConfigError(
+            f"data.source {data.source} holds {expected} data, the task is {task}: set task: {expected}"
+        )
     if data.needs_a_root() and not data.root:
-        raise ConfigError(f"data.root: the dataset root is needed by data.source {data.source} "
-                          f"(--set data.root=/path/to/data)")
+        raise ConfigError(
+            f"data.root: the dataset root is needed by data.source {data.source} "
+            f"(--set data.root=/path/to/data)"
+        )
 
 
 def split_specs(cfg: Study) -> list[SplitSpec]:
@@ -123,11 +135,15 @@ def split_specs(cfg: Study) -> list[SplitSpec]:
         return [SplitSpec(name, data.source, data.known_size(role)) for name, role in roles(cfg)]
     check_world_splits(cfg)
     style, grammar = TRAIN_SOURCE[task]
-    return [SplitSpec("coldstart", style, data.n_coldstart, grammar=grammar),
-            SplitSpec("train", style, data.n_train, noisy=True, grammar=grammar),
-            SplitSpec(id_split(task), style, data.n_test, grammar=grammar),
-            *(SplitSpec(name, *OOD_SPLITS[task][name][:1], data.n_test, grammar=OOD_SPLITS[task][name][1])
-              for name in data.ood_splits)]
+    return [
+        SplitSpec("coldstart", style, data.n_coldstart, grammar=grammar),
+        SplitSpec("train", style, data.n_train, noisy=True, grammar=grammar),
+        SplitSpec(id_split(task), style, data.n_test, grammar=grammar),
+        *(
+            SplitSpec(name, *OOD_SPLITS[task][name][:1], data.n_test, grammar=OOD_SPLITS[task][name][1])
+            for name in data.ood_splits
+        ),
+    ]
 
 
 def eval_splits(cfg: Study) -> list[str]:

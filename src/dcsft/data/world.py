@@ -85,7 +85,16 @@ from dcsft.data.drawing import (
 
 # The classes the embedded base is pretrained on.
 CLASSES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "cross", "heart", "diamond", "arrow", "moon", "house",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "heart",
+    "diamond",
+    "arrow",
+    "moon",
+    "house",
 )
 # Classes only the study draws (`data.novel_classes` of them): the base never saw them or their
 # names, as a released VLM knows only part of a fine-grained label set.
@@ -101,7 +110,8 @@ SUBSTYLES: dict[str, tuple[str, ...]] = {
 # `data.context` the photos show it, as ImageNet's classes come with their typical scenes.
 HABITATS: dict[str, np.ndarray] = {
     name: np.array(colorsys.hsv_to_rgb(i / 14, 0.5, 0.75 if i % 2 else 0.5)) * 255
-    for i, name in enumerate(CLASSES + NOVEL_CLASSES)}
+    for i, name in enumerate(CLASSES + NOVEL_CLASSES)
+}
 
 
 # ---------------------------------------------------------------- photo-like rendering
@@ -168,8 +178,9 @@ def _clutter(rng, size: int, drawn: str, avoid) -> tuple[np.ndarray, np.ndarray,
             da.line(p, fill=255, width=w)
             continue
         if kind == 1:
-            pts = ring_polygon(7, rng.uniform(0.04, 0.11) * size * rng.uniform(0.6, 1.0, 7),
-                        rng.uniform(0, 2 * np.pi)) + rng.uniform(0, size, 2)
+            pts = ring_polygon(
+                7, rng.uniform(0.04, 0.11) * size * rng.uniform(0.6, 1.0, 7), rng.uniform(0, 2 * np.pi)
+            ) + rng.uniform(0, size, 2)
         else:
             # Centred just outside an edge so that only part of the shape shows.
             r = rng.uniform(0.15, 0.28) * size
@@ -181,11 +192,15 @@ def _clutter(rng, size: int, drawn: str, avoid) -> tuple[np.ndarray, np.ndarray,
         dc.polygon(poly, fill=fill)
         da.polygon(poly, fill=255)
     for _ in range(int(rng.integers(1, 3))):
-        df.line(pil_coords(rng.uniform(-0.1, 1.1, (2, 2)) * size * k), fill=255,
-                width=round(rng.uniform(1.0, 1.8) * k))
+        df.line(
+            pil_coords(rng.uniform(-0.1, 1.1, (2, 2)) * size * k),
+            fill=255,
+            width=round(rng.uniform(1.0, 1.8) * k),
+        )
 
     def down(im):
         return np.asarray(im.reduce(k), dtype=np.float32)
+
     return down(colour).transpose(2, 0, 1), down(alpha) * (1 / 255), down(front) * (1 / 255)
 
 
@@ -217,8 +232,9 @@ def _lowcontrast(rng, size, objs, meta, bg_kind) -> np.ndarray:
     else:
         bg = np.clip(rgb + np.where(rgb > 127, -36.0, 36.0), 0, 255)
     img = textured_background(rng, size, colour_vector(bg), colour_vector(bg), bg_kind, rng.uniform(4, 7))
-    return paint_shaded_objects(rng, size, img, objs, _object_colours(rng, objs, meta),
-                                rng.uniform(0.04, 0.08), jitter=3.0)
+    return paint_shaded_objects(
+        rng, size, img, objs, _object_colours(rng, objs, meta), rng.uniform(0.04, 0.08), jitter=3.0
+    )
 
 
 # ---------------------------------------------------------------- renditions
@@ -279,12 +295,16 @@ def _sketch(rng, size, objs, meta) -> np.ndarray:
     meta["colour"] = ("black", "gray")[rng.integers(2)]
     paper = colour_vector(248, 244, 234) - np.float32(rng.uniform(-5, 10))
     img = flat_image(size, paper) + 3 * smooth_noise(rng, size, 4)
-    lines = [(path, round(255 * rng.uniform(0.6, 1.0)), round(rng.uniform(0.9, 1.5) * SUPERSAMPLING))
-             for o in objs for path in _strokes(rng, o, int(rng.integers(2, 4)))]
+    lines = [
+        (path, round(255 * rng.uniform(0.6, 1.0)), round(rng.uniform(0.9, 1.5) * SUPERSAMPLING))
+        for o in objs
+        for path in _strokes(rng, o, int(rng.integers(2, 4)))
+    ]
 
     def paint(d, to_big):
         for path, ink, width in lines:
             draw_stroke(d, to_big(path), width, ink, closed=False)
+
     ink = rasterise(size, [p for p, _, _ in lines], paint, 2)
     if rng.random() < 0.5:  # pencil hatching inside the shape
         hatch = _stripe_mask(rng, size, rng.uniform(3.5, 5.5), 0.25, rng.uniform(0.5, 1.1) * np.pi / 2)
@@ -321,7 +341,8 @@ def _pattern(rng, size, objs, meta) -> np.ndarray:
 
 def _render_rendition(rng, size, objs, substyle, meta) -> np.ndarray:
     return {"outline": _outline, "sketch": _sketch, "cartoon": _cartoon, "pattern": _pattern}[substyle](
-        rng, size, objs, meta)
+        rng, size, objs, meta
+    )
 
 
 # ---------------------------------------------------------------- public API
@@ -347,8 +368,9 @@ def _other_class(rng, cls: str, classes: tuple[str, ...]) -> str:
     return classes[(classes.index(cls) + 1 + rng.integers(len(classes) - 1)) % len(classes)]
 
 
-def _layout(rng, drawn: str, substyle: str, ambiguity: str | None,
-            classes: tuple[str, ...]) -> tuple[list[str], list[float], str | None]:
+def _layout(
+    rng, drawn: str, substyle: str, ambiguity: str | None, classes: tuple[str, ...]
+) -> tuple[list[str], list[float], str | None]:
     """Classes and radii (fractions of the side) of the objects; the first is the labelled one."""
     other = _other_class(rng, drawn, classes)
     if ambiguity == "pair":
@@ -362,8 +384,14 @@ def _layout(rng, drawn: str, substyle: str, ambiguity: str | None,
     return [drawn], [rng.uniform(0.25, 0.42)], None
 
 
-def _check_dials(style: str, substyle: str | None, label: str | None, classes: tuple[str, ...], size: int,
-                 shares: dict[str, float]) -> None:
+def _check_dials(
+    style: str,
+    substyle: str | None,
+    label: str | None,
+    classes: tuple[str, ...],
+    size: int,
+    shares: dict[str, float],
+) -> None:
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; allowed: {', '.join(STYLES)}")
     if substyle is not None and substyle not in SUBSTYLES[style]:
@@ -399,10 +427,18 @@ def _kinds(meta: dict, backdrop: str | None) -> list[str]:
     return kinds
 
 
-def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str | None = None,
-                substyle: str | None = None, label_noise: float = 0.0, ambiguous: float = 0.0,
-                small: float = 0.0, context: float = 0.0, classes: tuple[str, ...] = CLASSES,
-                ) -> tuple[Image.Image, dict]:
+def draw_sample(
+    rng: np.random.Generator,
+    style: str,
+    size: int = 84,
+    label: str | None = None,
+    substyle: str | None = None,
+    label_noise: float = 0.0,
+    ambiguous: float = 0.0,
+    small: float = 0.0,
+    context: float = 0.0,
+    classes: tuple[str, ...] = CLASSES,
+) -> tuple[Image.Image, dict]:
     """Draw one image of the world.
 
     `label` picks the class to draw (random among `classes` when None); `substyle` is random within
@@ -416,8 +452,14 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
     of an ambiguous pair), ambiguity ("occluder" or "pair") and occlusion (hidden fraction of the
     labelled object).
     """
-    _check_dials(style, substyle, label, classes, size,
-                 {"label_noise": label_noise, "ambiguous": ambiguous, "small": small, "context": context})
+    _check_dials(
+        style,
+        substyle,
+        label,
+        classes,
+        size,
+        {"label_noise": label_noise, "ambiguous": ambiguous, "small": small, "context": context},
+    )
     drawn = label if label is not None else classes[rng.integers(len(classes))]
     substyle = substyle if substyle is not None else SUBSTYLES[style][rng.integers(len(SUBSTYLES[style]))]
     u = rng.random()
@@ -426,8 +468,15 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
     if style == "photo" and small > 0 and rng.random() < small:
         substyle = SMALL_KINDS[rng.integers(len(SMALL_KINDS))]
     backdrop = _backdrop_class(rng, style, substyle, drawn, context, classes)
-    meta = {"label": drawn, "drawn": drawn, "colour": None, "style": style, "substyle": substyle,
-            "noise": noise, "backdrop": backdrop}
+    meta = {
+        "label": drawn,
+        "drawn": drawn,
+        "colour": None,
+        "style": style,
+        "substyle": substyle,
+        "noise": noise,
+        "backdrop": backdrop,
+    }
     if ambiguity:
         meta["ambiguity"] = ambiguity
 
@@ -445,8 +494,11 @@ def draw_sample(rng: np.random.Generator, style: str, size: int = 84, label: str
         img = _render_adversarial(rng, size, objs, substyle, meta, habitat)
     photo = style != "rendition"
 
-    coverage = rng.uniform(0.6, 0.8) if ambiguity == "occluder" else (
-        rng.uniform(0.25, 0.45) if substyle == "occluded" else None)
+    coverage = (
+        rng.uniform(0.6, 0.8)
+        if ambiguity == "occluder"
+        else (rng.uniform(0.25, 0.45) if substyle == "occluded" else None)
+    )
     if coverage is not None:
         img, meta["occlusion"] = apply_occluder(rng, size, img, objs[0], meta["colour"], coverage, photo)
     if photo:  # sensor noise, luminance only: chroma noise would cost twice as much for little realism
@@ -474,8 +526,11 @@ def caption(meta: dict) -> str:
     elif sub == "cartoon":
         text = f"a cartoon of {_a(f'{c} {d}')}"
     elif sub == "pattern":
-        text = (f"{_a(d)} with {c} and {meta['colour2']} stripes" if meta["pattern"] == "stripes"
-                else f"{_a(f'{c} {d}')} with {meta['colour2']} dots")
+        text = (
+            f"{_a(d)} with {c} and {meta['colour2']} stripes"
+            if meta["pattern"] == "stripes"
+            else f"{_a(f'{c} {d}')} with {meta['colour2']} dots"
+        )
     elif sub == "clutter":
         text = f"{_a(f'{c} {d}')} in clutter"
     elif sub == "occluded":
@@ -500,11 +555,28 @@ def sample_rng(seed: int, pool: str, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, pool_key, index])))
 
 
-def draw_pool_item(seed: int, pool: str, index: int, style: str, size: int = 84, label_noise: float = 0.0,
-                   ambiguous: float = 0.0, small: float = 0.0, context: float = 0.0,
-                   classes: tuple[str, ...] = CLASSES) -> tuple[Image.Image, dict]:
+def draw_pool_item(
+    seed: int,
+    pool: str,
+    index: int,
+    style: str,
+    size: int = 84,
+    label_noise: float = 0.0,
+    ambiguous: float = 0.0,
+    small: float = 0.0,
+    context: float = 0.0,
+    classes: tuple[str, ...] = CLASSES,
+) -> tuple[Image.Image, dict]:
     """The index-th item of a pool: label classes[index % len(classes)], so every run of len(classes)
     indices is balanced."""
-    return draw_sample(sample_rng(seed, pool, index), style, size=size, label=classes[index % len(classes)],
-                       label_noise=label_noise, ambiguous=ambiguous, small=small, context=context,
-                       classes=classes)
+    return draw_sample(
+        sample_rng(seed, pool, index),
+        style,
+        size=size,
+        label=classes[index % len(classes)],
+        label_noise=label_noise,
+        ambiguous=ambiguous,
+        small=small,
+        context=context,
+        classes=classes,
+    )

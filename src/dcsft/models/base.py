@@ -73,7 +73,9 @@ def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
         g = cfg.grounding
         with progress("drawing grounding pool", g.pool_size) as pool_advance:
             with progress("pretraining grounding phase", g.steps) as advance:
-                model, processor, stats = pretrain.pretrain_grounding(parent, cfg, lambda _: advance(1), pool_advance)
+                model, processor, stats = pretrain.pretrain_grounding(
+                    parent, cfg, lambda _: advance(1), pool_advance
+                )
         info = {"key": embedded_key(cfg), "parent": shapes_key(cfg), "pretrain": cfg.model_dump(), **stats}
     save_model_atomic(model, processor, out)
     write_json(out / INFO_FILE, info)  # written last: its key marks the folder complete
@@ -106,4 +108,3 @@ def locate_or_build(cfg: PretrainConfig) -> Path:
 def base_identity(cfg: StudyConfig) -> str:
     """What stages downstream of the base depend on, known without loading or building it."""
     return cfg.model.base if cfg.model.base != "embedded" else f"embedded:{embedded_key(cfg.pretrain)}"
-

@@ -21,8 +21,14 @@ from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoP
 from trl.chat_template_utils import qwen2_5_vl_chat_template
 
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 SYSTEM_PROMPT = "You are a helpful assistant."
 PATCH_SIZE = 14
@@ -48,7 +54,9 @@ def build_tokenizer(corpus: list[str]) -> PreTrainedTokenizerFast:
     )
     # Each word also at line start and after a space, as it appears in answers and prompts.
     words = sorted({w for line in corpus for w in line.split()})
-    tokenizer.train_from_iterator(corpus + words + [" " + w for w in words] + ["\n" + w for w in words], trainer)
+    tokenizer.train_from_iterator(
+        corpus + words + [" " + w for w in words] + ["\n" + w for w in words], trainer
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -59,7 +67,9 @@ def build_tokenizer(corpus: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def build_processor(tokenizer: PreTrainedTokenizerFast, min_pixels: int, max_pixels: int) -> Qwen2_5_VLProcessor:
+def build_processor(
+    tokenizer: PreTrainedTokenizerFast, min_pixels: int, max_pixels: int
+) -> Qwen2_5_VLProcessor:
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     image_processor = Qwen2VLImageProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
     video_processor = Qwen2VLVideoProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
@@ -71,14 +81,21 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, min_pixels: int, max_pix
     )
 
 
-def build_config(tokenizer: PreTrainedTokenizerFast, vision_hidden: int, vision_depth: int,
-                 text_hidden: int, text_layers: int) -> Qwen2_5_VLConfig:
+def build_config(
+    tokenizer: PreTrainedTokenizerFast,
+    vision_hidden: int,
+    vision_depth: int,
+    text_hidden: int,
+    text_layers: int,
+) -> Qwen2_5_VLConfig:
     ids = tokenizer.convert_tokens_to_ids
     text_heads = 2
     head_dim = text_hidden // text_heads
     # M-RoPE splits head_dim/2 rotary frequencies over (time, height, width); they must sum to it.
     half = head_dim // 2
-    spatial = (half - half // 4) // 2  # Qwen's 16/24/24 ratio: a quarter to time, the rest to height and width
+    spatial = (
+        half - half // 4
+    ) // 2  # Qwen's 16/24/24 ratio: a quarter to time, the rest to height and width
     mrope_section = [half - 2 * spatial, spatial, spatial]
     config = Qwen2_5_VLConfig(
         text_config={
@@ -89,7 +106,11 @@ def build_config(tokenizer: PreTrainedTokenizerFast, vision_hidden: int, vision_
             "num_attention_heads": text_heads,
             "num_key_value_heads": 1,
             "max_position_embeddings": 2048,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": mrope_section,
+            },
             "bos_token_id": ids("<|endoftext|>"),
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": ids("<|endoftext|>"),

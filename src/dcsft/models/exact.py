@@ -24,13 +24,26 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from dcsft.models.generate import Sampling, branch, prefill, prompt_inputs, stop_token_ids
 from dcsft.errors import ExactUnsupported
+from dcsft.models.generate import Sampling, branch, prefill, prompt_inputs, stop_token_ids
 
 # Generation-config settings that change the sampling distribution and are not modelled here.
-UNMODELLED = ("no_repeat_ngram_size", "min_length", "min_new_tokens", "bad_words_ids", "suppress_tokens",
-              "begin_suppress_tokens", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-              "encoder_repetition_penalty", "sequence_bias", "renormalize_logits", "top_h")
+UNMODELLED = (
+    "no_repeat_ngram_size",
+    "min_length",
+    "min_new_tokens",
+    "bad_words_ids",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "encoder_repetition_penalty",
+    "sequence_bias",
+    "renormalize_logits",
+    "top_h",
+)
 
 
 def logits_processors(model, sampling: Sampling, padding_lengths: torch.Tensor) -> LogitsProcessorList:
@@ -39,8 +52,10 @@ def logits_processors(model, sampling: Sampling, padding_lengths: torch.Tensor) 
     config, default = model.generation_config, GenerationConfig()
     changed = [name for name in UNMODELLED if getattr(config, name, None) != getattr(default, name, None)]
     if changed:
-        raise ExactUnsupported(f"the model's generation config sets {changed}, which profile.method=exact does not "
-                               "model; use profile.method=sample")
+        raise ExactUnsupported(
+            f"the model's generation config sets {changed}, which profile.method=exact does not "
+            "model; use profile.method=sample"
+        )
     processors = LogitsProcessorList()
     penalty = getattr(config, "repetition_penalty", None)
     if penalty not in (None, 1.0):
@@ -65,8 +80,9 @@ def answer_tokens(tokenizer, accepted: list[list[str]]) -> list[list[tuple[int, 
 
 
 @torch.no_grad()
-def pass_probabilities(model, processor, records: list[dict], accepted: list[list[str]],
-                       sampling: Sampling) -> tuple[list[float], list[int], list[int]]:
+def pass_probabilities(
+    model, processor, records: list[dict], accepted: list[list[str]], sampling: Sampling
+) -> tuple[list[float], list[int], list[int]]:
     """Per record: P(one sampled response is accepted), prompt tokens and tokens forwarded.
     A record none of whose accepted strings tokenises to anything raises ValueError."""
     sequences = answer_tokens(processor.tokenizer, accepted)
@@ -98,7 +114,7 @@ def pass_probabilities(model, processor, records: list[dict], accepted: list[lis
     prompt_len = expanded["input_ids"].shape[1]
     log_p = torch.zeros(len(rows), device=device)
     for t in range(width + 1):
-        scores = processors(history[:, :prompt_len + t], steps[:, t]).log_softmax(dim=-1)
+        scores = processors(history[:, : prompt_len + t], steps[:, t]).log_softmax(dim=-1)
         for i, seq in enumerate(rows):
             if t < len(seq):
                 log_p[i] += scores[i, seq[t]]

@@ -24,8 +24,11 @@ class Sampling:
     max_new_tokens: int = 128
 
     def generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": self.num_return_sequences,
-                  "do_sample": self.do_sample}
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_return_sequences": self.num_return_sequences,
+            "do_sample": self.do_sample,
+        }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         else:
@@ -71,8 +74,12 @@ def prompt_inputs(processor, records: list[dict], device: torch.device | str = "
 
     def process():
         images = [Image.open(r["image"]).convert("RGB") for r in records]
-        return processor(text=[prompt_text(processor, r["problem"]) for r in records], images=images,
-                         return_tensors="pt", padding=True)
+        return processor(
+            text=[prompt_text(processor, r["problem"]) for r in records],
+            images=images,
+            return_tensors="pt",
+            padding=True,
+        )
 
     inputs = cached(processor, records, process)
     # copies: what a caller does with its batch never reaches the cache
@@ -118,38 +125,64 @@ def branch(model, encoded: Prefill, copies: int, rows: list[int] | None = None, 
         cache.batch_select_indices(index)
     cache.batch_repeat_interleave(copies)
     model.model.rope_deltas = encoded.rope_deltas[index].repeat_interleave(copies, dim=0)
-    return {key: encoded.inputs[key][index].repeat_interleave(copies, dim=0)
-            for key in TEXT_KEYS if key in encoded.inputs}, cache
+    return {
+        key: encoded.inputs[key][index].repeat_interleave(copies, dim=0)
+        for key in TEXT_KEYS
+        if key in encoded.inputs
+    }, cache
 
 
-def decoded(model, processor, output: torch.Tensor, prompt_width: int, n: int, prompt_tokens: list[int],
-            prompts_forwarded: list[int]) -> Generated:
+def decoded(
+    model,
+    processor,
+    output: torch.Tensor,
+    prompt_width: int,
+    n: int,
+    prompt_tokens: list[int],
+    prompts_forwarded: list[int],
+) -> Generated:
     new_tokens = output[:, prompt_width:]
     texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
     lengths = generated_lengths(new_tokens, stop_token_ids(model))
     count = len(prompt_tokens)
-    generated = [sum(lengths[i * n:(i + 1) * n]) for i in range(count)]
-    return Generated(responses=[texts[i * n:(i + 1) * n] for i in range(count)], prompt_tokens=prompt_tokens,
-                     generated_tokens=generated, forwarded_tokens=[f + g for f, g in zip(prompts_forwarded, generated)])
+    generated = [sum(lengths[i * n : (i + 1) * n]) for i in range(count)]
+    return Generated(
+        responses=[texts[i * n : (i + 1) * n] for i in range(count)],
+        prompt_tokens=prompt_tokens,
+        generated_tokens=generated,
+        forwarded_tokens=[f + g for f, g in zip(prompts_forwarded, generated)],
+    )
 
 
 @torch.no_grad()
-def respond_prefilled(model, processor, encoded: Prefill, rows: list[int], sampling: Sampling, seed: int,
-                      batch_index: int) -> Generated:
+def respond_prefilled(
+    model, processor, encoded: Prefill, rows: list[int], sampling: Sampling, seed: int, batch_index: int
+) -> Generated:
     """`num_return_sequences` responses for each prompt in `rows` of an already encoded batch,
     which stays reusable (adaptive profiling draws several rounds from one prefill). Tokens
     forwarded count each copy's last prompt token and the generated ones, not the prefill."""
     n = sampling.num_return_sequences
     expanded, cache = branch(model, encoded, n, rows, keep=True)
     torch.manual_seed(seed * 1_000_003 + batch_index)
-    output = model.generate(**expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1})
+    output = model.generate(
+        **expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1}
+    )
     prompt_tokens = encoded.inputs["attention_mask"][rows].sum(dim=1).tolist()
-    return decoded(model, processor, output, expanded["input_ids"].shape[1], n, prompt_tokens, [n] * len(rows))
+    return decoded(
+        model, processor, output, expanded["input_ids"].shape[1], n, prompt_tokens, [n] * len(rows)
+    )
 
 
 @torch.no_grad()
-def respond(model, processor, records: list[dict], sampling: Sampling, seed: int, batch_index: int,
-            share_prefill: bool = False) -> Generated:
+def respond(
+    model,
+    processor,
+    records: list[dict],
+    sampling: Sampling,
+    seed: int,
+    batch_index: int,
+    share_prefill: bool = False,
+) -> Generated:
     """`num_return_sequences` responses per record. The generator is seeded per batch, so a
     batch's responses do not depend on which batches ran before it. With `share_prefill`, the
     prompt is encoded once per record instead of once per response (same responses)."""
@@ -161,11 +194,27 @@ def respond(model, processor, records: list[dict], sampling: Sampling, seed: int
     if share_prefill and n > 1 and supports_shared_prefill(model):
         expanded, cache = branch(model, prefill(model, inputs), n)
         torch.manual_seed(seed * 1_000_003 + batch_index)
-        output = model.generate(**expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1})
+        output = model.generate(
+            **expanded, cache=cache, **{**sampling.generate_kwargs(), "num_return_sequences": 1}
+        )
         # The prefill forwards the prompt less its last token once; each copy then forwards that token.
-        return decoded(model, processor, output, expanded["input_ids"].shape[1], n, prompt_tokens,
-                       [p - 1 + n for p in prompt_tokens])
+        return decoded(
+            model,
+            processor,
+            output,
+            expanded["input_ids"].shape[1],
+            n,
+            prompt_tokens,
+            [p - 1 + n for p in prompt_tokens],
+        )
     torch.manual_seed(seed * 1_000_003 + batch_index)
     output = model.generate(**inputs, **sampling.generate_kwargs())
-    return decoded(model, processor, output, inputs["input_ids"].shape[1], n, prompt_tokens,
-                   [p * n for p in prompt_tokens])
+    return decoded(
+        model,
+        processor,
+        output,
+        inputs["input_ids"].shape[1],
+        n,
+        prompt_tokens,
+        [p * n for p in prompt_tokens],
+    )

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -60,11 +60,23 @@ def vocabulary() -> list[str]:
     """Every text the embedded model can meet: the tokenizer is trained on exactly this."""
     # Caption templates use a fixed set of words; a few seeded draws per substyle show them all.
     captions = {
-        world.caption(world.draw_sample(world.sample_rng(0, "vocabulary", i), style, size=28, substyle=sub)[1])
-        for style in world.STYLES for sub in world.SUBSTYLES[style] for i in range(24)
+        world.caption(
+            world.draw_sample(world.sample_rng(0, "vocabulary", i), style, size=28, substyle=sub)[1]
+        )
+        for style in world.STYLES
+        for sub in world.SUBSTYLES[style]
+        for i in range(24)
     }
-    return [SYSTEM_PROMPT, "system user assistant", *NAME_QUESTIONS, COLOUR_QUESTION, *CAPTION_QUESTIONS,
-            " ".join(world.CLASSES), " ".join(world.COLOURS), *sorted(captions)]
+    return [
+        SYSTEM_PROMPT,
+        "system user assistant",
+        *NAME_QUESTIONS,
+        COLOUR_QUESTION,
+        *CAPTION_QUESTIONS,
+        " ".join(world.CLASSES),
+        " ".join(world.COLOURS),
+        *sorted(captions),
+    ]
 
 
 @dataclass
@@ -134,10 +146,14 @@ class Batcher:
         mask = torch.zeros((len(seqs), length), dtype=torch.long)
         for row, (p, a) in enumerate(seqs):
             input_ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            labels[row, len(p): len(p) + len(a)] = torch.tensor(a)
+            labels[row, len(p) : len(p) + len(a)] = torch.tensor(a)
             mask[row, : len(p) + len(a)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
-                "mm_token_type_ids": (input_ids == self.image_token_id).int()}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "labels": labels,
+            "mm_token_type_ids": (input_ids == self.image_token_id).int(),
+        }
 
 
 def task_pair(rng: np.random.Generator, meta: dict) -> tuple[str, str]:
@@ -160,8 +176,14 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
 
 
-def train_vision(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: np.random.Generator,
-                 tick: Callable[[dict], None]) -> torch.nn.Module:
+def train_vision(
+    model,
+    batcher: Batcher,
+    pool: Pool,
+    cfg: PretrainConfig,
+    rng: np.random.Generator,
+    tick: Callable[[dict], None],
+) -> torch.nn.Module:
     """Phase 1; returns the linear head (not part of the model) for measuring the phase."""
     features = model.config.text_config.hidden_size * (cfg.image_size // 28) ** 2
     head = torch.nn.Sequential(torch.nn.LayerNorm(features), torch.nn.Linear(features, len(world.CLASSES)))
@@ -178,13 +200,24 @@ def train_vision(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: 
     return head
 
 
-def train_vlm(model, batcher: Batcher, pool: Pool, cfg: PretrainConfig, rng: np.random.Generator,
-              tick: Callable[[dict], None]) -> None:
+def train_vlm(
+    model,
+    batcher: Batcher,
+    pool: Pool,
+    cfg: PretrainConfig,
+    rng: np.random.Generator,
+    tick: Callable[[dict], None],
+) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     vision = {id(p) for p in model.model.visual.parameters()}
     # A fresh language model's early gradients would wash out what phase 1 taught the vision tower.
-    optimizer = make_optimizer([{"params": [p for p in params if id(p) in vision], "scale": cfg.vlm_vision_lr_scale},
-                                {"params": [p for p in params if id(p) not in vision], "scale": 1.0}], cfg.lr)
+    optimizer = make_optimizer(
+        [
+            {"params": [p for p in params if id(p) in vision], "scale": cfg.vlm_vision_lr_scale},
+            {"params": [p for p in params if id(p) not in vision], "scale": 1.0},
+        ],
+        cfg.lr,
+    )
     for step in range(cfg.vlm_steps):
         idx = rng.integers(len(pool.metas), size=cfg.batch_size)
         batch = batcher.text_batch([task_pair(rng, pool.metas[i]) for i in idx])
@@ -210,7 +243,9 @@ def by_style(pool: Pool, hits: list[bool]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def head_accuracy(model, head: torch.nn.Module, batcher: Batcher, pool: Pool, batch_size: int = 64) -> dict[str, float]:
+def head_accuracy(
+    model, head: torch.nn.Module, batcher: Batcher, pool: Pool, batch_size: int = 64
+) -> dict[str, float]:
     """Phase-1 accuracy of the vision tower + linear head per style."""
     model.eval()
     hits = []
@@ -223,7 +258,9 @@ def head_accuracy(model, head: torch.nn.Module, batcher: Batcher, pool: Pool, ba
 
 
 @torch.no_grad()
-def name_accuracy(model, batcher: Batcher, pool: Pool, question: str = PROMPT, batch_size: int = 64) -> dict[str, float]:
+def name_accuracy(
+    model, batcher: Batcher, pool: Pool, question: str = PROMPT, batch_size: int = 64
+) -> dict[str, float]:
     """First-token argmax accuracy of the object name per style (each class name is one token)."""
     model.eval()
     hits = []
@@ -232,8 +269,12 @@ def name_accuracy(model, batcher: Batcher, pool: Pool, question: str = PROMPT, b
     for start in range(0, len(pool.metas), batch_size):
         idx = np.arange(start, min(start + batch_size, len(pool.metas)))
         input_ids = torch.tensor([prompt] * len(idx))
-        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                    mm_token_type_ids=(input_ids == batcher.image_token_id).int(), **batcher.pixels(pool.images[idx]))
+        out = model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            mm_token_type_ids=(input_ids == batcher.image_token_id).int(),
+            **batcher.pixels(pool.images[idx]),
+        )
         predicted = out.logits[:, -1].argmax(-1).tolist()
         hits += [token == answer_first[pool.metas[i]["drawn"]] for i, token in zip(idx, predicted)]
     model.train()
@@ -247,8 +288,11 @@ def build_base(cfg: PretrainConfig, max_pixels: int):
     return build_model(config, cfg.seed), processor
 
 
-def pretrain(cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: None,
-             pool_progress: Callable[[int], None] | None = None):
+def pretrain(
+    cfg: PretrainConfig,
+    progress: Callable[[dict], None] = lambda _: None,
+    pool_progress: Callable[[int], None] | None = None,
+):
     """Train a base model; returns (model, processor, stats)."""
     torch.manual_seed(cfg.seed)
     max_pixels = cfg.image_size * cfg.image_size
@@ -262,9 +306,12 @@ def pretrain(cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: N
     head = train_vision(model, batcher, pool, cfg, rng, progress)
     vision_accuracy = head_accuracy(model, head, batcher, heldout)
     train_vlm(model, batcher, pool, cfg, rng, progress)
-    stats = {"seconds": round(time.time() - started, 1), "heldout_vision_head_accuracy": vision_accuracy,
-             "heldout_name_accuracy": name_accuracy(model, batcher, heldout),
-             "parameters": sum(p.numel() for p in model.parameters())}
+    stats = {
+        "seconds": round(time.time() - started, 1),
+        "heldout_vision_head_accuracy": vision_accuracy,
+        "heldout_name_accuracy": name_accuracy(model, batcher, heldout),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     return model.eval(), processor, stats
 
 
@@ -276,13 +323,23 @@ def pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return names[rng.choice(len(names), p=np.array(list(weights.values())) / sum(weights.values()))]
 
 
-def draw_scene_pool(seed: int, name: str, n: int, canvas: int, size: int, styles: dict[str, float],
-                    grammars: dict[str, float], progress: Callable[[int], None] | None = None) -> Pool:
+def draw_scene_pool(
+    seed: int,
+    name: str,
+    n: int,
+    canvas: int,
+    size: int,
+    styles: dict[str, float],
+    grammars: dict[str, float],
+    progress: Callable[[int], None] | None = None,
+) -> Pool:
     """Scenes resized to the model's `size` x `size` frame, boxes rescaled with them."""
     rng = np.random.default_rng([seed, 11])
     images, metas = np.empty((n, size, size, 3), np.uint8), []
     for i in range(n):
-        image, meta = scenes.draw_scene_item(seed, name, i, pick(rng, styles), pick(rng, grammars), size=canvas)
+        image, meta = scenes.draw_scene_item(
+            seed, name, i, pick(rng, styles), pick(rng, grammars), size=canvas
+        )
         fitted, factors = fit_image(image, MIN_PIXELS, size * size)
         images[i] = np.asarray(fitted)
         metas.append({**meta, "box": grounding.scale_box(meta["box"], factors), "size": list(fitted.size)})
@@ -314,16 +371,26 @@ def interleave_mrope(model) -> list[int]:
     frequencies (0.003 to 0.0002 rad per position), too slow to tell three token columns
     apart. Text tokens have equal time, height and width positions, so their rotation (and
     what phases 1-2 learnt from it) does not change."""
-    half = model.config.text_config.head_dim // 2 if getattr(model.config.text_config, "head_dim", None) else (
-        model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2)
+    half = (
+        model.config.text_config.head_dim // 2
+        if getattr(model.config.text_config, "head_dim", None)
+        else (model.config.text_config.hidden_size // model.config.text_config.num_attention_heads // 2)
+    )
     sections = [0, 1, 1] * (half // 2) + [0, 1] * (half % 2)
     model.config.text_config.rope_parameters["mrope_section"] = sections
     model.model.language_model.rotary_emb.mrope_section = sections
     return sections
 
 
-def train_grounding(model, batcher: Batcher, scene_pool: Pool, shape_pool: Pool, cfg: PretrainConfig,
-                    rng: np.random.Generator, tick: Callable[[dict], None]) -> None:
+def train_grounding(
+    model,
+    batcher: Batcher,
+    scene_pool: Pool,
+    shape_pool: Pool,
+    cfg: PretrainConfig,
+    rng: np.random.Generator,
+    tick: Callable[[dict], None],
+) -> None:
     g = cfg.grounding
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, g.lr)
@@ -332,8 +399,11 @@ def train_grounding(model, batcher: Batcher, scene_pool: Pool, shape_pool: Pool,
         task = "scenes" if u < g.scenes else "single" if u < g.scenes + g.single else "replay"
         pool = scene_pool if task == "scenes" else shape_pool
         idx = rng.integers(len(pool.metas), size=g.batch_size)
-        make_pair = {"scenes": lambda m: grounding_pair(m), "single": lambda m: single_object_pair(rng, m),
-                     "replay": lambda m: task_pair(rng, m)}[task]
+        make_pair = {
+            "scenes": lambda m: grounding_pair(m),
+            "single": lambda m: single_object_pair(rng, m),
+            "replay": lambda m: task_pair(rng, m),
+        }[task]
         batch, images = batcher.text_batch([make_pair(pool.metas[i]) for i in idx]), pool.images[idx]
         loss = model(**batch, **batcher.pixels(images)).loss
         step_update(optimizer, params, loss, lr_at(step, g.steps, g.lr))
@@ -348,40 +418,61 @@ def grounding_accuracy(model, processor, pool: Pool, batch_size: int = 64) -> di
     model.eval()
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(pool.metas), batch_size):
-        metas = pool.metas[start: start + batch_size]
-        inputs = processor(text=[prompt_text(processor, grounding.prompt(m["expression"])) for m in metas],
-                           images=list(pool.images[start: start + batch_size]), return_tensors="pt", padding=True)
+        metas = pool.metas[start : start + batch_size]
+        inputs = processor(
+            text=[prompt_text(processor, grounding.prompt(m["expression"])) for m in metas],
+            images=list(pool.images[start : start + batch_size]),
+            return_tensors="pt",
+            padding=True,
+        )
         out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-        responses = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        responses = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         for meta, response in zip(metas, responses):
             solution = grounding.format_box(meta["box"])
-            hits.setdefault(meta["grammar"], []).append(bool(grounding.score(response, solution, tuple(meta["size"]))))
+            hits.setdefault(meta["grammar"], []).append(
+                bool(grounding.score(response, solution, tuple(meta["size"])))
+            )
     return {grammar: round(100 * float(np.mean(h)), 1) for grammar, h in sorted(hits.items())}
 
 
-def pretrain_grounding(parent: str, cfg: PretrainConfig, progress: Callable[[dict], None] = lambda _: None,
-                       pool_progress: Callable[[int], None] | None = None):
+def pretrain_grounding(
+    parent: str,
+    cfg: PretrainConfig,
+    progress: Callable[[dict], None] = lambda _: None,
+    pool_progress: Callable[[int], None] | None = None,
+):
     """Phase 3 from the phase-2 base in `parent`; returns (model, processor, stats)."""
     from dcsft.config import ModelConfig
     from dcsft.models.loading import load_model, load_processor
 
     g = cfg.grounding
     torch.manual_seed(g.seed)
-    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=cfg.image_size ** 2)
+    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=cfg.image_size**2)
     model, processor = load_model(parent, frame), load_processor(parent, frame)
     interleave_mrope(model)
     batcher = Batcher(processor, cfg.image_size)
     started = time.time()
-    scene_pool = draw_scene_pool(g.seed, "pretrain-scenes", g.pool_size, g.canvas, cfg.image_size,
-                                 SCENE_STYLE_WEIGHTS, GRAMMAR_WEIGHTS, pool_progress)
+    scene_pool = draw_scene_pool(
+        g.seed,
+        "pretrain-scenes",
+        g.pool_size,
+        g.canvas,
+        cfg.image_size,
+        SCENE_STYLE_WEIGHTS,
+        GRAMMAR_WEIGHTS,
+        pool_progress,
+    )
     shape_pool = draw_pool(cfg.seed, "pretrain", min(cfg.pool_size, g.pool_size), cfg.image_size)
-    heldout = draw_scene_pool(g.seed, "pretrain-scenes-heldout", 600, g.canvas, cfg.image_size,
-                              {"photo": 1.0}, GRAMMAR_WEIGHTS)
+    heldout = draw_scene_pool(
+        g.seed, "pretrain-scenes-heldout", 600, g.canvas, cfg.image_size, {"photo": 1.0}, GRAMMAR_WEIGHTS
+    )
     shapes_heldout = draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
     model.train()
     train_grounding(model, batcher, scene_pool, shape_pool, cfg, np.random.default_rng([g.seed, 3]), progress)
-    stats = {"seconds": round(time.time() - started, 1),
-             "heldout_grounding_accuracy": grounding_accuracy(model, processor, heldout),
-             "heldout_name_accuracy": name_accuracy(model, batcher, shapes_heldout),
-             "parameters": sum(p.numel() for p in model.parameters())}
+    stats = {
+        "seconds": round(time.time() - started, 1),
+        "heldout_grounding_accuracy": grounding_accuracy(model, processor, heldout),
+        "heldout_name_accuracy": name_accuracy(model, batcher, shapes_heldout),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     return model.eval(), processor, stats

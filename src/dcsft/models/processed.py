@@ -19,7 +19,7 @@ import json
 import os
 import weakref
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -33,9 +33,13 @@ def processor_key(processor) -> str:
     """A hash of what a processor's outputs depend on (computed once per processor object)."""
     if processor not in _processor_keys:
         tokenizer = processor.tokenizer
-        settings = [processor.image_processor.to_dict(), sorted(tokenizer.get_vocab().items()),
-                    tokenizer.padding_side, tokenizer.chat_template,
-                    getattr(processor, "chat_template", None)]
+        settings = [
+            processor.image_processor.to_dict(),
+            sorted(tokenizer.get_vocab().items()),
+            tokenizer.padding_side,
+            tokenizer.chat_template,
+            getattr(processor, "chat_template", None),
+        ]
         text = json.dumps(settings, sort_keys=True, default=str)
         _processor_keys[processor] = hashlib.sha256(text.encode()).hexdigest()
     return _processor_keys[processor]

@@ -1,5 +1,6 @@
-"""A model's size and architecture without loading it: from its safetensors headers, its
-config.json, or the published numbers of the hub models dcsft knows (for `dcsft plan`)."""
+"""A model's size and architecture without loading it (from its safetensors headers, its
+config.json, or the published numbers of the hub models dcsft knows), and the formulas of the
+memory its training and inference take: what `dcsft plan` estimates with."""
 
 from __future__ import annotations
 
@@ -9,11 +10,34 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+# Activation bytes per token x hidden x layer, bf16, no recomputation (Korthikanti et al. 2022,
+# without the attention scores).
+ACTIVATION_BYTES = 34
 HUB_MODELS = {  # parameters and the architecture numbers the memory estimate needs (the models' config.json)
-    "Qwen/Qwen2.5-VL-3B-Instruct": dict(params=3.75e9, hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008,
-                                        vocab=151936, v_hidden=1280, v_depth=32, v_intermediate=3420),
-    "Qwen/Qwen2.5-VL-7B-Instruct": dict(params=8.29e9, hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944,
-                                        vocab=152064, v_hidden=1280, v_depth=32, v_intermediate=3420),
+    "Qwen/Qwen2.5-VL-3B-Instruct": dict(
+        params=3.75e9,
+        hidden=2048,
+        layers=36,
+        heads=16,
+        kv_heads=2,
+        intermediate=11008,
+        vocab=151936,
+        v_hidden=1280,
+        v_depth=32,
+        v_intermediate=3420,
+    ),
+    "Qwen/Qwen2.5-VL-7B-Instruct": dict(
+        params=8.29e9,
+        hidden=3584,
+        layers=28,
+        heads=28,
+        kv_heads=4,
+        intermediate=18944,
+        vocab=152064,
+        v_hidden=1280,
+        v_depth=32,
+        v_intermediate=3420,
+    ),
 }
 
 
@@ -28,8 +52,11 @@ class ModelInfo:
 def safetensors_params(folder: Path) -> int | None:
     """Exact parameter count from the safetensors headers (no weights are read)."""
     index = folder / "model.safetensors.index.json"
-    files = (sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()}) if index.is_file()
-             else sorted(folder.glob("*.safetensors")))
+    files = (
+        sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+        if index.is_file()
+        else sorted(folder.glob("*.safetensors"))
+    )
     if not files:
         return None
     total = 0
@@ -44,11 +71,17 @@ def safetensors_params(folder: Path) -> int | None:
 def arch_of(config: dict) -> dict:
     text = config.get("text_config", config)
     vision = config.get("vision_config", {})
-    arch = dict(hidden=text.get("hidden_size"), layers=text.get("num_hidden_layers"),
-                heads=text.get("num_attention_heads"), kv_heads=text.get("num_key_value_heads"),
-                intermediate=text.get("intermediate_size"), vocab=text.get("vocab_size") or config.get("vocab_size"),
-                v_hidden=vision.get("hidden_size"), v_depth=vision.get("depth"),
-                v_intermediate=vision.get("intermediate_size"))
+    arch = dict(
+        hidden=text.get("hidden_size"),
+        layers=text.get("num_hidden_layers"),
+        heads=text.get("num_attention_heads"),
+        kv_heads=text.get("num_key_value_heads"),
+        intermediate=text.get("intermediate_size"),
+        vocab=text.get("vocab_size") or config.get("vocab_size"),
+        v_hidden=vision.get("hidden_size"),
+        v_depth=vision.get("depth"),
+        v_intermediate=vision.get("intermediate_size"),
+    )
     arch["kv_heads"] = arch["kv_heads"] or arch["heads"]
     return arch
 
@@ -60,10 +93,51 @@ def config_params(arch: dict, config: dict) -> float | None:
         h, layers, inter, vocab = arch["hidden"], arch["layers"], arch["intermediate"], arch["vocab"]
         kv = h // arch["heads"] * arch["kv_heads"]
         text = layers * (2 * h * h + 2 * h * kv + 3 * h * inter) + vocab * h
-        if not config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", False)):
+        if not config.get(
+            "tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", False)
+        ):
             text += vocab * h
-        vision = (arch["v_depth"] or 0) * (4 * arch["v_hidden"] ** 2 + 3 * arch["v_hidden"] * arch["v_intermediate"]) \
-            if arch["v_hidden"] else 0
+        vision = (
+            (arch["v_depth"] or 0)
+            * (4 * arch["v_hidden"] ** 2 + 3 * arch["v_hidden"] * arch["v_intermediate"])
+            if arch["v_hidden"]
+            else 0
+        )
         return float(text + vision)
     except (TypeError, KeyError, ZeroDivisionError):
         return None
+
+
+def lora_params(lora, arch: dict) -> float:
+    """Adapter parameters: r x (in + out) per adapted linear layer (all-linear: every linear
+    of the language model and the vision tower; a list: the language model's named ones)."""
+    r, a = lora.r, arch
+    h, inter = a["hidden"], a["intermediate"]
+    kv = h // a["heads"] * a["kv_heads"]
+    text = {
+        "q_proj": h + h,
+        "k_proj": h + kv,
+        "v_proj": h + kv,
+        "o_proj": h + h,
+        "gate_proj": h + inter,
+        "up_proj": h + inter,
+        "down_proj": inter + h,
+    }
+    targets = lora.target_modules
+    per_layer = (
+        sum(text.values()) if targets == "all-linear" else sum(v for k, v in text.items() if k in targets)
+    )
+    total = a["layers"] * per_layer
+    if targets == "all-linear" and a.get("v_hidden"):
+        d, vi = a["v_hidden"], a["v_intermediate"]
+        total += a["v_depth"] * (d + 3 * d + d + d + 2 * (d + vi) + vi + d)
+    return float(r * total)
+
+
+def activations(arch: dict, tokens: float) -> float:
+    return tokens * arch["hidden"] * arch["layers"] * ACTIVATION_BYTES + tokens * arch["vocab"] * 4
+
+
+def kv_cache(arch: dict, tokens: float, weight_bytes: int) -> float:
+    head_dim = arch["hidden"] // arch["heads"]
+    return tokens * arch["layers"] * 2 * arch["kv_heads"] * head_dim * weight_bytes

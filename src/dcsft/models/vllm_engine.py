@@ -29,7 +29,6 @@ import atexit
 import gc
 import hashlib
 import importlib.util
-import os
 import shutil
 import sys
 import tempfile
@@ -39,8 +38,8 @@ from typing import Any
 from PIL import Image
 
 from dcsft.config import ModelConfig
-from dcsft.errors import ConfigError
 from dcsft.distributed import world_size
+from dcsft.errors import ConfigError
 from dcsft.models.generate import Generated, Sampling, prompt_text
 
 VLLM_MISSING = "vllm is not installed; pip install vllm on a CUDA machine"
@@ -69,25 +68,42 @@ def sampling_params(vllm, sampling: Sampling, seed: int):
     """vllm.SamplingParams for our Sampling: n responses, greedy as temperature 0; our top_k 0
     ("no top-k", as in transformers) is vLLM's -1."""
     if not sampling.do_sample:
-        return vllm.SamplingParams(n=sampling.num_return_sequences, temperature=0.0, top_p=1.0, top_k=-1,
-                                   max_tokens=sampling.max_new_tokens, seed=seed)
-    return vllm.SamplingParams(n=sampling.num_return_sequences, temperature=sampling.temperature,
-                               top_p=sampling.top_p, top_k=sampling.top_k if sampling.top_k > 0 else -1,
-                               max_tokens=sampling.max_new_tokens, seed=seed)
+        return vllm.SamplingParams(
+            n=sampling.num_return_sequences,
+            temperature=0.0,
+            top_p=1.0,
+            top_k=-1,
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+        )
+    return vllm.SamplingParams(
+        n=sampling.num_return_sequences,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k if sampling.top_k > 0 else -1,
+        max_tokens=sampling.max_new_tokens,
+        seed=seed,
+    )
 
 
 def vllm_prompt(processor, record: dict) -> dict:
     """One record as a vLLM prompt: the chat-templated text (as the HF path builds it) and its image."""
-    return {"prompt": prompt_text(processor, record["problem"]),
-            "multi_modal_data": {"image": Image.open(record["image"]).convert("RGB")}}
+    return {
+        "prompt": prompt_text(processor, record["problem"]),
+        "multi_modal_data": {"image": Image.open(record["image"]).convert("RGB")},
+    }
 
 
 def to_generated(outputs: list) -> Generated:
     """vLLM RequestOutputs (one per record, in order) as dcsft's Generated."""
     prompts = [len(o.prompt_token_ids) for o in outputs]
     generated = [sum(len(c.token_ids) for c in o.outputs) for o in outputs]
-    return Generated(responses=[[c.text for c in o.outputs] for o in outputs], prompt_tokens=prompts,
-                     generated_tokens=generated, forwarded_tokens=[p + g for p, g in zip(prompts, generated)])
+    return Generated(
+        responses=[[c.text for c in o.outputs] for o in outputs],
+        prompt_tokens=prompts,
+        generated_tokens=generated,
+        forwarded_tokens=[p + g for p, g in zip(prompts, generated)],
+    )
 
 
 class VllmEngine:
@@ -97,7 +113,9 @@ class VllmEngine:
     def __init__(self, llm, processor, vllm, merged_dir: Path | None = None):
         self.llm, self.processor, self.vllm, self.merged_dir = llm, processor, vllm, merged_dir
 
-    def respond_records(self, records: list[dict], sampling: Sampling, seed: int, batch_index: int) -> Generated:
+    def respond_records(
+        self, records: list[dict], sampling: Sampling, seed: int, batch_index: int
+    ) -> Generated:
         params = [sampling_params(self.vllm, sampling, record_seed(seed, str(r["id"]))) for r in records]
         outputs = self.llm.generate([vllm_prompt(self.processor, r) for r in records], params, use_tqdm=False)
         return to_generated(outputs)
@@ -133,9 +151,15 @@ def llm_kwargs(source: str, cfg: ModelConfig, seed: int, engine_args: dict[str, 
     """vllm.LLM's arguments: our dtype and pixel limits, one image per prompt, one engine per
     process of a launch, then engine_args (which win)."""
     launched = {"distributed_executor_backend": "external_launcher"} if world_size() > 1 else {}
-    return {"model": source, "dtype": cfg.dtype, "seed": seed, "limit_mm_per_prompt": {"image": 1},
-            "mm_processor_kwargs": {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels}, **launched,
-            **engine_args}
+    return {
+        "model": source,
+        "dtype": cfg.dtype,
+        "seed": seed,
+        "limit_mm_per_prompt": {"image": 1},
+        "mm_processor_kwargs": {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels},
+        **launched,
+        **engine_args,
+    }
 
 
 def merge_adapter(source: str | Path, cfg: ModelConfig, adapter: str | Path) -> Path:
@@ -148,8 +172,15 @@ def merge_adapter(source: str | Path, cfg: ModelConfig, adapter: str | Path) -> 
     return folder
 
 
-def load_generator(engine: str, source: str | Path, cfg: ModelConfig, adapter: str | Path | None = None,
-                   seed: int = 0, engine_args: dict[str, Any] | None = None, setting: str = "engine"):
+def load_generator(
+    engine: str,
+    source: str | Path,
+    cfg: ModelConfig,
+    adapter: str | Path | None = None,
+    seed: int = 0,
+    engine_args: dict[str, Any] | None = None,
+    setting: str = "engine",
+):
     """What profile and evaluate generate with: the transformers model ("hf", as load_model
     returns it) or a VllmEngine ("vllm"). `setting` names the config key in error messages."""
     from dcsft.models.loading import check_model, load_model, load_processor

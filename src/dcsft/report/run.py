@@ -25,20 +25,27 @@ from markdown_it import MarkdownIt
 from dcsft.config import StudyConfig, hard_mix_percent
 from dcsft.data.records import record_kinds
 from dcsft.data.splits import id_split
+from dcsft.prepared import read_split
 from dcsft.report import figures, stats, tables
+from dcsft.report.findings import findings, how_profiled
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import run_stage, upstream
-from dcsft.prepared import read_split
 
 EMBEDDED_WORLDS = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
-SOURCES = {"imagenet": "ImageNet", "paper": "the paper's ImageNet splits", "refcoco": "RefCOCO",
-           "records": "record files"}
+SOURCES = {
+    "imagenet": "ImageNet",
+    "paper": "the paper's ImageNet splits",
+    "refcoco": "RefCOCO",
+    "records": "record files",
+}
 
 
 def dataset_label(cfg: StudyConfig) -> str:
     if cfg.data.source == "embedded":
         return EMBEDDED_WORLDS.get(cfg.task, cfg.task)
     return f"{SOURCES[cfg.data.source]} ({cfg.task})"
+
+
 GALLERY_PER_BUCKET = 5
 BUCKET_METHODS = {"sft-e": "easy", "sft-m": "medium", "sft-h": "hard"}
 
@@ -46,8 +53,10 @@ BUCKET_METHODS = {"sft-e": "easy", "sft-m": "medium", "sft-h": "hard"}
 def accuracy_of(scores: list[dict], ood_splits: list[str]) -> dict:
     """column -> mean/std/runs over the given evaluations (one per training seed)."""
     cols = [*scores[0].keys(), "ood_mean"]
-    runs = {c: [s[c]["accuracy"] if c != "ood_mean" else tables.ood_mean(s, ood_splits) for s in scores]
-            for c in cols}
+    runs = {
+        c: [s[c]["accuracy"] if c != "ood_mean" else tables.ood_mean(s, ood_splits) for s in scores]
+        for c in cols
+    }
     return {c: tables.summary(values) for c, values in runs.items()}
 
 
@@ -70,8 +79,13 @@ def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
         for seed in cfg.train_seeds:
             inputs.append(upstream(rundir.evaluate(method, seed)))
             scores.append(read_json(rundir.evaluate(method, seed).root / "scores.json"))
-        models[method] = {"n_a": False, "runs": len(scores), "accuracy": accuracy_of(scores, cfg.data.ood_splits),
-                          "samples": trained[0]["samples"], "steps": trained[0]["steps"]}
+        models[method] = {
+            "n_a": False,
+            "runs": len(scores),
+            "accuracy": accuracy_of(scores, cfg.data.ood_splits),
+            "samples": trained[0]["samples"],
+            "steps": trained[0]["steps"],
+        }
         if "hard_percent" in trained[0]:
             models[method]["hard_percent"] = trained[0]["hard_percent"]
     return models
@@ -80,10 +94,16 @@ def collect_models(cfg: StudyConfig, inputs: list[str]) -> dict:
 def item_outcomes(cfg: StudyConfig, name: str, seeds: list[int | None]) -> dict[str, list[dict[str, int]]]:
     """split -> one {item id: correct} per run of a model, from its evaluation files."""
     rundir = RunDir(cfg.run_dir)
-    def run(seed: int | None, split: str) -> dict[str, int]:
-        return {row["id"]: int(row["correct"]) for row in read_jsonl(rundir.evaluate(name, seed).root / f"{split}.jsonl")}
 
-    return {split: [run(seed, split) for seed in seeds] for split in [id_split(cfg.task), *cfg.data.ood_splits]}
+    def run(seed: int | None, split: str) -> dict[str, int]:
+        return {
+            row["id"]: int(row["correct"])
+            for row in read_jsonl(rundir.evaluate(name, seed).root / f"{split}.jsonl")
+        }
+
+    return {
+        split: [run(seed, split) for seed in seeds] for split in [id_split(cfg.task), *cfg.data.ood_splits]
+    }
 
 
 def accuracy_by_kind(cfg: StudyConfig, outcomes: dict[str, list[dict[str, int]]]) -> dict:
@@ -97,13 +117,19 @@ def accuracy_by_kind(cfg: StudyConfig, outcomes: dict[str, list[dict[str, int]]]
             for kind in record_kinds(record.get("meta", {})) or ["none"]:
                 groups.setdefault(kind, []).append(record["id"])
         if set(groups) != {"none"}:
-            out[split] = {kind: {"accuracy": round(100 * float(np.mean([[run[i] for i in items] for run in runs])), 2),
-                                 "n": len(items)} for kind, items in sorted(groups.items())}
+            out[split] = {
+                kind: {
+                    "accuracy": round(100 * float(np.mean([[run[i] for i in items] for run in runs])), 2),
+                    "n": len(items),
+                }
+                for kind, items in sorted(groups.items())
+            }
     return out
 
 
-def paired_comparison(ours: dict[str, list[dict]], theirs: dict[str, list[dict]], ood_splits: list[str],
-                      seed: int, key: str) -> dict:
+def paired_comparison(
+    ours: dict[str, list[dict]], theirs: dict[str, list[dict]], ood_splits: list[str], seed: int, key: str
+) -> dict:
     """Per split and for the OOD mean: `ours` minus `theirs`, item by item, seed by seed
     (dcsft.report.stats); a column that cannot be paired is {"n_a": reason}."""
     first = next(iter(ours))
@@ -134,10 +160,13 @@ def add_comparisons(cfg: StudyConfig, models: dict) -> None:
     for method, entry in models.items():
         if method in (tables.BASELINE, *tables.REFERENCE_MODELS) or entry["n_a"]:
             continue
-        entry["vs_sft"] = paired_comparison(item_outcomes(cfg, method, cfg.train_seeds), sft, cfg.data.ood_splits,
-                                            cfg.seed, f"{method}-sft")
+        entry["vs_sft"] = paired_comparison(
+            item_outcomes(cfg, method, cfg.train_seeds), sft, cfg.data.ood_splits, cfg.seed, f"{method}-sft"
+        )
     coldstart = item_outcomes(cfg, "coldstart", [None])
-    baseline["vs_coldstart"] = paired_comparison(sft, coldstart, cfg.data.ood_splits, cfg.seed, "sft-coldstart")
+    baseline["vs_coldstart"] = paired_comparison(
+        sft, coldstart, cfg.data.ood_splits, cfg.seed, "sft-coldstart"
+    )
 
 
 def add_accuracy_by_kind(cfg: StudyConfig, models: dict) -> None:
@@ -153,28 +182,47 @@ def cost_of(stats: list[dict]) -> dict:
     cost = {}
     for field in tables.COST_FIELDS:
         values = [s.get(field, 0 if field == "steps" else None) for s in stats]
-        cost[field] = None if None in values else (round(sum(values) / len(values), 1) if field == "seconds"
-                                                   else round(sum(values) / len(values)))
+        cost[field] = (
+            None
+            if None in values
+            else (
+                round(sum(values) / len(values), 1)
+                if field == "seconds"
+                else round(sum(values) / len(values))
+            )
+        )
     return cost
 
 
 def collect_compute(cfg: StudyConfig, models: dict) -> dict:
     rundir = RunDir(cfg.run_dir)
-    rows = {"coldstart": cost_of([read_json(rundir.coldstart.root / "stats.json")]),
-            "profile": cost_of([read_json(rundir.profile.root / "stats.json")])}
+    rows = {
+        "coldstart": cost_of([read_json(rundir.coldstart.root / "stats.json")]),
+        "profile": cost_of([read_json(rundir.profile.root / "stats.json")]),
+    }
     for method in cfg.train.methods:
-        rows[method] = None if models[method]["n_a"] else cost_of(
-            [read_json(rundir.train(method, seed).root / "stats.json") for seed in cfg.train_seeds])
+        rows[method] = (
+            None
+            if models[method]["n_a"]
+            else cost_of(
+                [read_json(rundir.train(method, seed).root / "stats.json") for seed in cfg.train_seeds]
+            )
+        )
     compute = {"rows": rows, "grpo_over_dcsft": None}
     grpo, sft_m, profile = rows.get("grpo"), rows.get("sft-m"), rows["profile"]
     if grpo and sft_m:
         dcsft_seconds = profile["seconds"] + sft_m["seconds"]
-        tokens = (grpo["tokens_forwarded"] / (profile["tokens_forwarded"] + sft_m["tokens_forwarded"])
-                  if None not in (grpo["tokens_forwarded"], profile["tokens_forwarded"], sft_m["tokens_forwarded"])
-                  else math.nan)
-        compute["grpo_over_dcsft"] = {"seconds": round(grpo["seconds"] / dcsft_seconds, 2),
-                                      "tokens_forwarded": round(tokens, 2), "grpo_seconds": grpo["seconds"],
-                                      "dcsft_seconds": round(dcsft_seconds, 1)}
+        tokens = (
+            grpo["tokens_forwarded"] / (profile["tokens_forwarded"] + sft_m["tokens_forwarded"])
+            if None not in (grpo["tokens_forwarded"], profile["tokens_forwarded"], sft_m["tokens_forwarded"])
+            else math.nan
+        )
+        compute["grpo_over_dcsft"] = {
+            "seconds": round(grpo["seconds"] / dcsft_seconds, 2),
+            "tokens_forwarded": round(tokens, 2),
+            "grpo_seconds": grpo["seconds"],
+            "dcsft_seconds": round(dcsft_seconds, 1),
+        }
     return compute
 
 
@@ -185,17 +233,28 @@ def zero_advantage(cfg: StudyConfig, buckets: dict) -> dict | None:
     rundir = RunDir(cfg.run_dir)
     if "grpo" not in cfg.train.methods:
         return None
-    runs = [[s["zero_advantage_fraction"] for s in read_jsonl(rundir.train("grpo", seed).root / "loss.jsonl")
-             if s["zero_advantage_fraction"] is not None]
-            for seed in cfg.train_seeds if (rundir.train("grpo", seed).root / "loss.jsonl").exists()]
+    runs = [
+        [
+            s["zero_advantage_fraction"]
+            for s in read_jsonl(rundir.train("grpo", seed).root / "loss.jsonl")
+            if s["zero_advantage_fraction"] is not None
+        ]
+        for seed in cfg.train_seeds
+        if (rundir.train("grpo", seed).root / "loss.jsonl").exists()
+    ]
     runs = [r for r in runs if r]
     if not runs:
         return None
     g = cfg.grpo.num_generations
     rates = [row["pass_rate"] for row in read_jsonl(rundir.profile_file)]
-    return {"runs": runs, "mean": round(sum(map(sum, runs)) / sum(map(len, runs)), 4),
-            "profile_easy_hard_share": round((buckets["easy"]["count"] + buckets["hard"]["count"]) / buckets["total"], 4),
-            "predicted": round(sum(p ** g + (1 - p) ** g for p in rates) / len(rates), 4)}
+    return {
+        "runs": runs,
+        "mean": round(sum(map(sum, runs)) / sum(map(len, runs)), 4),
+        "profile_easy_hard_share": round(
+            (buckets["easy"]["count"] + buckets["hard"]["count"]) / buckets["total"], 4
+        ),
+        "predicted": round(sum(p**g + (1 - p) ** g for p in rates) / len(rates), 4),
+    }
 
 
 def gallery_examples(cfg: StudyConfig) -> dict[str, list[dict]]:
@@ -205,96 +264,66 @@ def gallery_examples(cfg: StudyConfig) -> dict[str, list[dict]]:
     examples = {b: [] for b in ("easy", "medium", "hard")}
     for row in read_jsonl(rundir.profile_file):
         a = assignments[row["id"]]
-        examples[a["bucket"]].append({"image": train[row["id"]]["image"], "solution": row["solution"],
-                                      "expression": train[row["id"]].get("meta", {}).get("expression"),
-                                      "responses": row["responses"], "noise": a.get("noise"),
-                                      "p_correct": row.get("p_correct")})
+        examples[a["bucket"]].append(
+            {
+                "image": train[row["id"]]["image"],
+                "solution": row["solution"],
+                "expression": train[row["id"]].get("meta", {}).get("expression"),
+                "responses": row["responses"],
+                "noise": a.get("noise"),
+                "p_correct": row.get("p_correct"),
+            }
+        )
     rng = random.Random(cfg.seed)
     return {b: rng.sample(rows, min(GALLERY_PER_BUCKET, len(rows))) for b, rows in examples.items()}
 
 
 def bucket_losses(cfg: StudyConfig, models: dict) -> dict[str, list[list[float]]]:
     rundir = RunDir(cfg.run_dir)
-    return {bucket: [[s["loss"] for s in read_jsonl(rundir.train(method, seed).root / "loss.jsonl")]
-                     for seed in cfg.train_seeds]
-            for method, bucket in BUCKET_METHODS.items() if method in models and not models[method]["n_a"]}
+    return {
+        bucket: [
+            [s["loss"] for s in read_jsonl(rundir.train(method, seed).root / "loss.jsonl")]
+            for seed in cfg.train_seeds
+        ]
+        for method, bucket in BUCKET_METHODS.items()
+        if method in models and not models[method]["n_a"]
+    }
 
 
 def draw_figures(cfg: StudyConfig, folder: Path, results: dict, zero: dict | None) -> dict[str, str]:
     """Draw what the run has data for; returns name -> caption."""
     out = folder / "figures"
-    drawn = {"accuracy": "Accuracy per model and split, the mean over training seeds. No error bars: every model "
-                         "answers the same test items, so the uncertainty that matters is that of the paired "
-                         "differences in the forest plot."}
+    drawn = {
+        "accuracy": "Accuracy per model and split, the mean over training seeds. No error bars: every model "
+        "answers the same test items, so the uncertainty that matters is that of the paired "
+        "differences in the forest plot."
+    }
     figures.accuracy_bars(results, out / "accuracy.png")
     if any(entry.get("vs_sft") for entry in results["models"].values()):
         figures.forest(results, out / "forest.png")
-        drawn["forest"] = ("Each method minus SFT per split and on the OOD mean, with the 95% paired bootstrap "
-                           "interval over training seeds and test items; an interval that crosses the zero line is "
-                           "\"cannot tell\".")
+        drawn["forest"] = (
+            "Each method minus SFT per split and on the OOD mean, with the 95% paired bootstrap "
+            "interval over training seeds and test items; an interval that crosses the zero line is "
+            '"cannot tell".'
+        )
     losses = bucket_losses(cfg, results["models"])
     if losses:
         figures.loss_per_bucket(losses, out / "loss_per_bucket.png")
-        drawn["loss_per_bucket"] = ("Training loss per step of SFT on each bucket (supplement Figure 1); faint: "
-                                    "per step, solid: moving average.")
+        drawn["loss_per_bucket"] = (
+            "Training loss per step of SFT on each bucket (supplement Figure 1); faint: "
+            "per step, solid: moving average."
+        )
     figures.gallery(gallery_examples(cfg), out / "gallery.png")
-    drawn["gallery"] = ("Random training samples of each bucket with the ground truth (and the noise injected "
-                        "into it, if any) and the cold-started model's k answers (supplement Figure 2).")
+    drawn["gallery"] = (
+        "Random training samples of each bucket with the ground truth (and the noise injected "
+        "into it, if any) and the cold-started model's k answers (supplement Figure 2)."
+    )
     if zero:
-        figures.zero_advantage(zero["runs"], zero["profile_easy_hard_share"], zero["predicted"],
-                               out / "zero_advantage.png")
+        figures.zero_advantage(
+            zero["runs"], zero["profile_easy_hard_share"], zero["predicted"], out / "zero_advantage.png"
+        )
         drawn["zero_advantage"] = "GRPO's fraction of prompt groups with zero advantage at each step."
     return drawn
-
-
-VERDICTS = {"better": "beats SFT", "worse": "is behind SFT", "cannot tell": "cannot be told apart from SFT"}
-MOVED = {"better": "SFT is above its starting point", "worse": "SFT is below its starting point",
-         "cannot tell": "SFT cannot be told apart from its starting point"}
-
-
-def findings(results: dict) -> str:
-    """What the run shows about the paper's claims, decided by each paired interval alone."""
-    models = results["models"]
-    sft = models.get(tables.BASELINE)
-    if not sft or sft["n_a"]:
-        return "No SFT baseline in this run, so no comparison against it."
-    lines = []
-    moved = sft.get("vs_coldstart", {}).get(results["id_split"], {})
-    if "delta" in moved:
-        lines.append(f"- What post-training moves: SFT minus the cold start on {results['id_split']} (ID) is "
-                     f"{tables.interval(moved)} points, so {MOVED[moved['verdict']]}.")
-    for name in ("sft-m", "sft-em", "grpo", "curriculum"):
-        entry = models.get(name)
-        if not entry or entry["n_a"]:
-            continue
-        ood = entry["vs_sft"]["ood_mean"]
-        if "n_a" in ood:
-            lines.append(f"- {tables.label(name)} against SFT: n/a ({ood['n_a']}).")
-            continue
-        lines.append(f"- {tables.label(name)} {VERDICTS[ood['verdict']]} out of distribution on this run: OOD mean "
-                     f"minus SFT's {tables.interval(ood)} points (95% paired interval over {ood['seeds']} seed(s) "
-                     f"and {sum(ood['items'])} test items; the two disagree on {ood['discordance']:.1%} of them).")
-    reference = models.get("sft-m", {}).get("vs_sft", {}).get("ood_mean", {})
-    if "mde" in reference:
-        missing = (" With one training seed the seed-to-seed term is missing, so the true MDE is larger; "
-                   "`--seeds 3` measures it." if reference["seeds"] == 1 else
-                   f" Seed-to-seed sd of the difference: {reference['seed_sd']:.2f} points.")
-        lines.append(f"- Power: the smallest OOD-mean difference of SFT-M against SFT this design detects with 80% "
-                     f"power at alpha = 0.05 (MDE) is {reference['mde']:.2f} points, from the measured discordance "
-                     f"({reference['discordance']:.1%}) and {reference['seeds']} seed(s).{missing}")
-    lines.append("- A difference whose interval covers 0 is \"cannot tell\", whatever its sign. Intervals come from a "
-                 "bootstrap over training seeds, then test items (see the README's \"Reading the tables\").")
-    return "\n".join(lines)
-
-
-def how_profiled(stats: dict) -> str:
-    """The profile as it was made (03_profile/stats.json), which an import or `adaptive` makes differ
-    from the config's profile section."""
-    if stats["method"] == "imported":
-        return f"Imported from {len(stats['files'])} rollout file(s): k = {stats['k']} draws per training example."
-    draws = {"adaptive": "at most ", "exact": "expected outcomes of "}.get(stats["method"], "")
-    at = f" at temperature {stats['temperature']}" if "temperature" in stats else ""
-    return f"k = {draws}{stats['k']} samples per training example{at} (profile.method {stats['method']})."
 
 
 def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]) -> str:
@@ -309,41 +338,58 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
         f"# DC-SFT study: {dataset}",
         f"Run directory `{cfg.run_dir}`, seed {cfg.seed}, training seeds {results['seeds']}.",
         "## Accuracy (ID and OOD), paired differences to SFT",
-        tables.accuracy_table(results), *figure("forest"),
-        "## What this run shows", findings(results),
+        tables.accuracy_table(results),
+        *figure("forest"),
+        "## What this run shows",
+        findings(results),
         "## Paired comparisons with SFT",
         tables.comparison_table(results),
         "McNemar: exact two-sided binomial test on the items the two models answer differently, per training "
-        "seed (pooled over the OOD splits for the OOD mean). Disagree: the share of items answered differently. "
-        "MDE: the smallest difference this design detects with 80% power at alpha = 0.05.",
+        "seed (pooled over the OOD splits for the OOD mean). Disagree: the share of items answered "
+        "differently. MDE: the smallest difference this design detects with 80% power at alpha = 0.05.",
         *figure("accuracy"),
         "## Difficulty buckets of the training set (profiled on the cold-started model)",
         tables.proportions_table("cold start", dataset, buckets),
         how_profiled(read_json(RunDir(cfg.run_dir).profile.root / "stats.json")),
-        *figure("gallery"), *figure("loss_per_bucket"),
+        *figure("gallery"),
+        *figure("loss_per_bucket"),
     ]
     if cfg.data.source == "embedded":  # only the embedded worlds inject (and so know) their noise
-        parts += ["## Where each kind of hard sample landed",
-                  "A sample can be of several kinds; each row counts the training samples of its kind.",
-                  tables.kinds_table(buckets["kinds_by_bucket"])]
+        parts += [
+            "## Where each kind of hard sample landed",
+            "A sample can be of several kinds; each row counts the training samples of its kind.",
+            tables.kinds_table(buckets["kinds_by_bucket"]),
+        ]
     by_kind = tables.kind_accuracy_tables(results)
     if by_kind:
-        parts += ["## Accuracy by kind of test item",
-                  "Accuracy % on the test items of each kind (mean over training seeds), n items in the header: "
-                  "where a method gains or loses, and whether it leans on the habitat background (`habitat "
-                  "background` in ID, `other class's habitat` in adversarial).", by_kind]
+        parts += [
+            "## Accuracy by kind of test item",
+            "Accuracy % on the test items of each kind (mean over training seeds), n items in the header: "
+            "where a method gains or loses, and whether it leans on the habitat background (`habitat "
+            "background` in ID, `other class's habitat` in adversarial).",
+            by_kind,
+        ]
     if len(ablation) > 1:
         parts += ["## Hard-fraction ablation (medium plus x% hard)", tables.ablation_table(results, ablation)]
     if zero:
-        parts += ["## RL's implicit filter",
-                  f"On average {zero['mean']:.1%} of GRPO's prompt groups per step had all {cfg.grpo.num_generations} "
-                  f"rewards equal (zero advantage, no gradient). The profile puts {zero['profile_easy_hard_share']:.1%} "
-                  f"of the training set in easy + hard, and its pass rates predict {zero['predicted']:.1%} all-equal "
-                  f"groups of {cfg.grpo.num_generations}.", *figure("zero_advantage")]
-    parts += ["## Compute", tables.cost_table(results["compute"]), tables.cost_ratio_line(results["compute"]),
-              "Tokens forwarded count every token that went through the model (prompt and image tokens included, "
-              "padding excluded; a prompt shared by k draws counts once, a prompt prefilled per draw k times); a "
-              "method's row is per training run, the mean over seeds."]
+        parts += [
+            "## RL's implicit filter",
+            f"On average {zero['mean']:.1%} of GRPO's prompt groups per step had all "
+            f"{cfg.grpo.num_generations} "
+            "rewards equal (zero advantage, no gradient). The profile puts "
+            f"{zero['profile_easy_hard_share']:.1%} "
+            f"of the training set in easy + hard, and its pass rates predict {zero['predicted']:.1%} "
+            f"all-equal groups of {cfg.grpo.num_generations}.",
+            *figure("zero_advantage"),
+        ]
+    parts += [
+        "## Compute",
+        tables.cost_table(results["compute"]),
+        tables.cost_ratio_line(results["compute"]),
+        "Tokens forwarded count every token that went through the model (prompt and image tokens included, "
+        "padding excluded; a prompt shared by k draws counts once, a prompt prefilled per draw k times); a "
+        "method's row is per training run, the mean over seeds.",
+    ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -356,12 +402,16 @@ def to_html(markdown: str, folder: Path, title: str) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="(figures/[\w.-]+\.png)"', inline, body)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-             "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child"
-             "{text-align:left}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}")
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style>"
-            f"</head><body>\n{body}</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+        "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child"
+        "{text-align:left}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"
+    )
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{title}</title><style>{style}</style>'
+        f"</head><body>\n{body}</body></html>\n"
+    )
 
 
 def stage_fingerprint(cfg: StudyConfig, inputs: list[str]) -> str:
@@ -376,12 +426,24 @@ def run(cfg: StudyConfig) -> dict:
     add_accuracy_by_kind(cfg, models)
     reference = read_json(rundir.evaluate("base").root / "scores.json")
     curate_stats = read_json(rundir.curate.root / "stats.json")
-    buckets = {"model": "coldstart", "dataset": cfg.task, **curate_stats["buckets"],
-               "kinds_by_bucket": curate_stats["kinds_by_bucket"]}
-    results = {"task": cfg.task, "id_split": id_split(cfg.task), "ood_splits": cfg.data.ood_splits,
-               "split_sizes": {s: v["n"] for s, v in reference.items()}, "baseline": tables.BASELINE,
-               "seed": cfg.seed, "seeds": cfg.train_seeds, "models": models,
-               "compute": collect_compute(cfg, models), "zero_advantage": zero_advantage(cfg, buckets)}
+    buckets = {
+        "model": "coldstart",
+        "dataset": cfg.task,
+        **curate_stats["buckets"],
+        "kinds_by_bucket": curate_stats["kinds_by_bucket"],
+    }
+    results = {
+        "task": cfg.task,
+        "id_split": id_split(cfg.task),
+        "ood_splits": cfg.data.ood_splits,
+        "split_sizes": {s: v["n"] for s, v in reference.items()},
+        "baseline": tables.BASELINE,
+        "seed": cfg.seed,
+        "seeds": cfg.train_seeds,
+        "models": models,
+        "compute": collect_compute(cfg, models),
+        "zero_advantage": zero_advantage(cfg, buckets),
+    }
 
     def body(folder: Path):
         drawn = draw_figures(cfg, folder, results, results["zero_advantage"])
@@ -393,7 +455,9 @@ def run(cfg: StudyConfig) -> dict:
         kill_point("report")
         write_text(folder / "report.md", markdown)
         write_text(folder / "report.html", to_html(markdown, folder, f"DC-SFT study: {cfg.run_dir}"))
-        return (f"tables and {len(drawn)} figures for {len(models)} models",
-                {"models": list(models), "figures": sorted(drawn)})
+        return (
+            f"tables and {len(drawn)} figures for {len(models)} models",
+            {"models": list(models), "figures": sorted(drawn)},
+        )
 
     return run_stage(rundir.report, stage_fingerprint(cfg, inputs), body)

@@ -32,9 +32,17 @@ BOOTSTRAP = 2000
 # and SFT disagree, and the seed-to-seed sd (points) of their OOD-mean difference, as measured
 # for SFT-M against SFT on the full preset (results/full/).
 PLANNING = {
-    "classification": {"discordance": 0.084, "seed_sd": 0.82, "source": "SFT-M vs SFT, full preset, results/full"},
-    "grounding": {"discordance": 0.134, "seed_sd": 0.0, "source": "SFT-M vs SFT, full preset, results/full; the "
-                  "seed term measured 0 after its item noise is taken out"},
+    "classification": {
+        "discordance": 0.084,
+        "seed_sd": 0.82,
+        "source": "SFT-M vs SFT, full preset, results/full",
+    },
+    "grounding": {
+        "discordance": 0.134,
+        "seed_sd": 0.0,
+        "source": "SFT-M vs SFT, full preset, results/full; the "
+        "seed term measured 0 after its item noise is taken out",
+    },
 }
 
 
@@ -71,8 +79,10 @@ def align(a_runs: list[dict[str, int]], b_runs: list[dict[str, int]]) -> Paired 
     ids = sorted(shared)
     if not ids:
         return None
-    return Paired(np.array([[r[i] for i in ids] for r in a_runs[:seeds]], dtype=np.int8),
-                  np.array([[r[i] for i in ids] for r in b_runs[:seeds]], dtype=np.int8))
+    return Paired(
+        np.array([[r[i] for i in ids] for r in a_runs[:seeds]], dtype=np.int8),
+        np.array([[r[i] for i in ids] for r in b_runs[:seeds]], dtype=np.int8),
+    )
 
 
 def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,7 +107,9 @@ def bootstrap(splits: list[Paired], rng: np.random.Generator, replicates: int = 
     return 100 * total / len(splits)
 
 
-def standard_errors(discordance: list[float], items: list[int], seeds: int, seed_sd: float | None) -> tuple[float, float]:
+def standard_errors(
+    discordance: list[float], items: list[int], seeds: int, seed_sd: float | None
+) -> tuple[float, float]:
     """(bootstrap, true) standard error, in points, of the mean over splits of a paired difference.
 
     Per-seed flips on split j (q_j of its n_j items discordant) give the estimate a variance of
@@ -110,8 +122,14 @@ def standard_errors(discordance: list[float], items: list[int], seeds: int, seed
     return 100 * math.sqrt(boot), 100 * math.sqrt(flips + seed_var)
 
 
-def mde(discordance: list[float], items: list[int], seeds: int, seed_sd: float | None,
-        confidence: float = CONFIDENCE, power: float = POWER) -> float:
+def mde(
+    discordance: list[float],
+    items: list[int],
+    seeds: int,
+    seed_sd: float | None,
+    confidence: float = CONFIDENCE,
+    power: float = POWER,
+) -> float:
     """Minimal detectable difference (points) of the bootstrap test above: the true difference
     whose interval excludes 0 with probability `power`, z_{1-a/2} se_boot + z_power se_true."""
     boot, true = standard_errors(discordance, items, seeds, seed_sd)
@@ -139,12 +157,18 @@ def compare(splits: list[Paired], rng: np.random.Generator) -> dict:
     pooled_b = np.concatenate([s.b for s in splits], axis=1)
     spread = seed_spread(splits)
     seeds = splits[0].seeds
-    return {"delta": round(float(delta), 2), "low": round(float(low), 2), "high": round(float(high), 2),
-            "verdict": verdict(low, high), "seeds": seeds, "items": [s.items for s in splits],
-            "discordance": round(float(np.mean(discordance)), 4),
-            "mcnemar_p": [round(mcnemar(pooled_a[i], pooled_b[i]), 4) for i in range(seeds)],
-            "seed_sd": None if spread is None else round(spread, 2),
-            "mde": round(mde(discordance, [s.items for s in splits], seeds, spread), 2)}
+    return {
+        "delta": round(float(delta), 2),
+        "low": round(float(low), 2),
+        "high": round(float(high), 2),
+        "verdict": verdict(low, high),
+        "seeds": seeds,
+        "items": [s.items for s in splits],
+        "discordance": round(float(np.mean(discordance)), 4),
+        "mcnemar_p": [round(mcnemar(pooled_a[i], pooled_b[i]), 4) for i in range(seeds)],
+        "seed_sd": None if spread is None else round(spread, 2),
+        "mde": round(mde(discordance, [s.items for s in splits], seeds, spread), 2),
+    }
 
 
 def verdict(low: float, high: float) -> str:

@@ -1,6 +1,6 @@
 """Markdown tables of a study: accuracy (mean ± std over training seeds) with paired intervals
-against SFT (the supplement's Table 1 layout), the comparisons in full, bucket proportions (its Table 2), the compute each
-method spent, and the hard-fraction ablation."""
+against SFT (the supplement's Table 1 layout), the comparisons in full, bucket proportions (its
+Table 2), the compute each method spent, and the hard-fraction ablation."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ from dcsft.tasks import get_task
 
 BASELINE = "sft"
 REFERENCE_MODELS = ("base", "coldstart")
-LABELS = {"base": "Base", "coldstart": "Cold start", "sft": "SFT", "sft-e": "SFT-E", "sft-m": "SFT-M",
-          "sft-h": "SFT-H", "sft-em": "SFT-EM", "curriculum": "Curriculum", "grpo": "GRPO",
-          "profile": "Profile (k draws per sample)"}
+LABELS = {
+    "base": "Base",
+    "coldstart": "Cold start",
+    "sft": "SFT",
+    "sft-e": "SFT-E",
+    "sft-m": "SFT-M",
+    "sft-h": "SFT-H",
+    "sft-em": "SFT-EM",
+    "curriculum": "Curriculum",
+    "grpo": "GRPO",
+    "profile": "Profile (k draws per sample)",
+}
 COST_FIELDS = ("seconds", "steps", "samples_seen", "tokens_forwarded", "tokens_generated")
 
 
@@ -24,8 +33,11 @@ def label(name: str) -> str:
 
 def summary(values: list[float]) -> dict:
     """mean, sample std (None for a single run) and the runs themselves."""
-    return {"mean": round(mean(values), 2), "std": round(stdev(values), 2) if len(values) > 1 else None,
-            "runs": values}
+    return {
+        "mean": round(mean(values), 2),
+        "std": round(stdev(values), 2) if len(values) > 1 else None,
+        "runs": values,
+    }
 
 
 def ood_mean(scores: dict, ood_splits: list[str]) -> float | None:
@@ -65,15 +77,19 @@ def accuracy_table(results: dict) -> str:
         lines.append(f"| {label(name)} | {entry['runs']} | " + " | ".join(cells) + " |")
     n_line = ", ".join(f"{s}: n={count}" for s, count in results["split_sizes"].items())
     metric = get_task(results["task"]).METRIC
-    return "\n".join(lines) + (f"\n\nAccuracy % (greedy, {metric}), mean ± sample std over the training seeds "
-                               f"{results['seeds']}; {n_line}. In parentheses: the method minus SFT on the same "
-                               f"items, with its 95% paired bootstrap interval over seeds and items.")
+    return "\n".join(lines) + (
+        f"\n\nAccuracy % (greedy, {metric}), mean ± sample std over the training seeds "
+        f"{results['seeds']}; {n_line}. In parentheses: the method minus SFT on the same "
+        f"items, with its 95% paired bootstrap interval over seeds and items."
+    )
 
 
 def comparison_table(results: dict) -> str:
     """Every paired comparison with SFT in full: interval, verdict, McNemar per seed, discordance, MDE."""
-    lines = ["| Method | Split | Minus SFT [95% interval] | Verdict | McNemar p per seed | Disagree | MDE |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Method | Split | Minus SFT [95% interval] | Verdict | McNemar p per seed | Disagree | MDE |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, entry in results["models"].items():
         for column, c in (entry.get("vs_sft") or {}).items():
             where = "OOD mean" if column == "ood_mean" else column
@@ -81,8 +97,10 @@ def comparison_table(results: dict) -> str:
                 lines.append(f"| {label(name)} | {where} | n/a: {c['n_a']} | | | | |")
                 continue
             p_values = ", ".join(f"{p:.3g}" for p in c["mcnemar_p"])
-            lines.append(f"| {label(name)} | {where} | {interval(c)} | {c['verdict']} | {p_values} | "
-                         f"{c['discordance']:.1%} | {c['mde']:.2f} |")
+            lines.append(
+                f"| {label(name)} | {where} | {interval(c)} | {c['verdict']} | {p_values} | "
+                f"{c['discordance']:.1%} | {c['mde']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -93,10 +111,19 @@ def proportions_table(model_name: str, dataset: str, buckets: dict) -> str:
     return "\n".join(lines)
 
 
-KIND_NAMES = {"mislabeled": "wrong label", "ambiguous": "ambiguous", "small": "small object",
-              "lowcontrast": "low contrast", "context": "habitat background", "novel": "class the base never saw",
-              "tiny": "tiny target", "occluded": "occluded target", "twin": "near-twin distractor",
-              "context-swap": "other class's habitat", "none": "none of these"}
+KIND_NAMES = {
+    "mislabeled": "wrong label",
+    "ambiguous": "ambiguous",
+    "small": "small object",
+    "lowcontrast": "low contrast",
+    "context": "habitat background",
+    "novel": "class the base never saw",
+    "tiny": "tiny target",
+    "occluded": "occluded target",
+    "twin": "near-twin distractor",
+    "context-swap": "other class's habitat",
+    "none": "none of these",
+}
 
 
 def kinds_table(kinds_by_bucket: dict) -> str:
@@ -104,7 +131,10 @@ def kinds_table(kinds_by_bucket: dict) -> str:
     lines = ["| Kind | Samples | Easy | Medium | Hard |", "|---|---|---|---|---|"]
     for kind, counts in kinds_by_bucket.items():
         total = sum(counts.values())
-        shares = [f"{100 * counts[b] / total:.1f}% ({counts[b]})" if total else "–" for b in ("easy", "medium", "hard")]
+        shares = [
+            f"{100 * counts[b] / total:.1f}% ({counts[b]})" if total else "–"
+            for b in ("easy", "medium", "hard")
+        ]
         lines.append(f"| {KIND_NAMES.get(kind, kind)} | {total} | " + " | ".join(shares) + " |")
     return "\n".join(lines)
 
@@ -117,23 +147,36 @@ def kind_accuracy_tables(results: dict) -> str:
     parts = []
     for split, kinds in next(iter(models.values()))["by_kind"].items():
         header = [f"{KIND_NAMES.get(k, k)} (n={v['n']})" for k, v in kinds.items()]
-        lines = [f"**{split}**", "", "| Model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-        lines += [f"| {label(name)} | " + " | ".join(f"{e['by_kind'][split][k]['accuracy']:.1f}" for k in kinds) + " |"
-                  for name, e in models.items()]
+        lines = [
+            f"**{split}**",
+            "",
+            "| Model | " + " | ".join(header) + " |",
+            "|---" * (len(header) + 1) + "|",
+        ]
+        lines += [
+            f"| {label(name)} | "
+            + " | ".join(f"{e['by_kind'][split][k]['accuracy']:.1f}" for k in kinds)
+            + " |"
+            for name, e in models.items()
+        ]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 def cost_table(compute: dict) -> str:
     """Compute per stage and per method (a method's figures are per training run)."""
-    lines = ["| Stage or method | Wall s | Optimizer steps | Samples seen | Tokens forwarded | Tokens generated |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| Stage or method | Wall s | Optimizer steps | Samples seen | Tokens forwarded | Tokens generated |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, cost in compute["rows"].items():
         if cost is None:
             lines.append(f"| {label(name)} | n/a (0 samples) | | | | |")
             continue
-        values = ["–" if cost[f] is None else f"{cost[f]:.1f}" if f == "seconds" else f"{cost[f]:,}"
-                  for f in COST_FIELDS]
+        values = [
+            "–" if cost[f] is None else f"{cost[f]:.1f}" if f == "seconds" else f"{cost[f]:,}"
+            for f in COST_FIELDS
+        ]
         lines.append(f"| {label(name)} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -142,22 +185,30 @@ def cost_ratio_line(compute: dict) -> str:
     ratio = compute.get("grpo_over_dcsft")
     if ratio is None:
         return "GRPO / DC-SFT: needs both `grpo` and `sft-m` in `train.methods`."
-    return (f"DC-SFT (profile + SFT-M) took {ratio['dcsft_seconds']:.1f} s, GRPO {ratio['grpo_seconds']:.1f} s: "
-            f"**GRPO / DC-SFT = {ratio['seconds']:.2f}x wall time**, {ratio['tokens_forwarded']:.2f}x tokens "
-            f"forwarded (paper: 4.9x on ImageNet, 3.2x on RefCOCO). Both start from the same cold start "
-            f"({compute['rows']['coldstart']['seconds']:.1f} s), which is not in the ratio.")
+    return (
+        f"DC-SFT (profile + SFT-M) took {ratio['dcsft_seconds']:.1f} s, GRPO {ratio['grpo_seconds']:.1f} s: "
+        f"**GRPO / DC-SFT = {ratio['seconds']:.2f}x wall time**, {ratio['tokens_forwarded']:.2f}x tokens "
+        f"forwarded (paper: 4.9x on ImageNet, 3.2x on RefCOCO). Both start from the same cold start "
+        f"({compute['rows']['coldstart']['seconds']:.1f} s), which is not in the ratio."
+    )
 
 
 def ablation_table(results: dict, methods: list[str]) -> str:
     """Medium plus x% hard: how OOD accuracy moves as hard samples come back into the mix."""
     cols = columns(results)
-    lines = ["| Training set | Hard share | " + " | ".join(cols[:-1]) + " | OOD mean |", "|---" * (len(cols) + 2) + "|"]
+    lines = [
+        "| Training set | Hard share | " + " | ".join(cols[:-1]) + " | OOD mean |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
     for name in methods:
         entry = results["models"][name]
         if entry["n_a"]:
             lines.append(f"| {label(name)} | – | " + " | ".join(["n/a (0 samples)"] * len(cols)) + " |")
             continue
         share = f"{entry.get('hard_percent', 0.0):.1f}%"
-        lines.append(f"| {label(name)} | {share} | " + " | ".join(cell(entry["accuracy"][c], None) for c in cols)
-                     + " |")
+        lines.append(
+            f"| {label(name)} | {share} | "
+            + " | ".join(cell(entry["accuracy"][c], None) for c in cols)
+            + " |"
+        )
     return "\n".join(lines)

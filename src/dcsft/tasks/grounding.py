@@ -136,4 +136,7 @@ def reward(completions: list, solution: list[str], size: list | None = None, **_
     """TRL-style reward callable; `size` is the dataset's (width, height) column, for clipping."""
     texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
     sizes = size if size is not None else [None] * len(texts)
-    return [score(text, answer, tuple(s) if s else None) for text, answer, s in zip(texts, solution, sizes, strict=True)]
+    return [
+        score(text, answer, tuple(s) if s else None)
+        for text, answer, s in zip(texts, solution, sizes, strict=True)
+    ]

@@ -42,9 +42,9 @@ def split_rows(batch: dict, examples: list[dict]) -> list[dict]:
         row = {key: batch[key][i, :length] for key in TEXT_KEYS if key in batch}
         images = len(example.get("images") or [])
         if images:
-            size = sum(patches[image:image + images])
-            row["pixel_values"] = batch["pixel_values"][patch:patch + size]
-            row["image_grid_thw"] = batch["image_grid_thw"][image:image + images]
+            size = sum(patches[image : image + images])
+            row["pixel_values"] = batch["pixel_values"][patch : patch + size]
+            row["image_grid_thw"] = batch["image_grid_thw"][image : image + images]
             image, patch = image + images, patch + size
         rows.append(row)
     return rows
@@ -61,14 +61,14 @@ class ProcessedOnce:
         self.rows = rows
 
     @classmethod
-    def build(cls, collator, keyed: list[tuple[str, dict]]) -> "ProcessedOnce | None":
+    def build(cls, collator, keyed: list[tuple[str, dict]]) -> ProcessedOnce | None:
         """Process every distinct example (decoded images, keyed by example_key of its undecoded
         row) once; None if their rows would pass MEMORY_BUDGET."""
         distinct = list(dict(keyed).items())
         rows: dict[str, dict] = {}
         held = 0  # bytes of the rows made so far
         for start in range(0, len(distinct), CHUNK):
-            chunk = distinct[start:start + CHUNK]
+            chunk = distinct[start : start + CHUNK]
             copies = [copy.deepcopy(e) for _, e in chunk]  # the collator edits the examples it is given
             made = split_rows(collator(copies), [e for _, e in chunk])
             rows.update((key, row) for (key, _), row in zip(chunk, made))
@@ -79,10 +79,12 @@ class ProcessedOnce:
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         rows = [self.rows[example_key(e)] for e in examples]
-        batch = {key: pad_right([r[key] for r in rows], -100 if key == "labels" else 0)
-                 for key in TEXT_KEYS if key in rows[0]}
+        batch = {
+            key: pad_right([r[key] for r in rows], -100 if key == "labels" else 0)
+            for key in TEXT_KEYS
+            if key in rows[0]
+        }
         if "pixel_values" in rows[0]:
             batch["pixel_values"] = torch.cat([r["pixel_values"] for r in rows])
             batch["image_grid_thw"] = torch.cat([r["image_grid_thw"] for r in rows])
         return batch
-

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from datasets import Dataset, Image
@@ -30,7 +31,15 @@ from trl import GRPOConfig, GRPOTrainer
 from dcsft.config import GrpoConfig, LoraConfig
 from dcsft.models.vllm_engine import require_vllm
 from dcsft.rundir import write_jsonl
-from dcsft.train.sft import Ticks, checkpointing, frozen_vision, peft_config, run_loss, run_trainer, save_trained
+from dcsft.train.sft import (
+    Ticks,
+    checkpointing,
+    frozen_vision,
+    peft_config,
+    run_loss,
+    run_trainer,
+    save_trained,
+)
 
 
 class CountedReward:
@@ -60,8 +69,9 @@ class CountedReward:
         return [self.checked(value) for value in values]
 
     def one(self, i: int, completions: list, kwargs: dict) -> object:
-        per_completion = {k: [v[i]] if isinstance(v, list) and len(v) == len(completions) else v
-                          for k, v in kwargs.items()}
+        per_completion = {
+            k: [v[i]] if isinstance(v, list) and len(v) == len(completions) else v for k, v in kwargs.items()
+        }
         try:
             return list(self.reward([completions[i]], **per_completion))[0]
         except Exception:  # noqa: BLE001 - scored 0 and counted by checked()
@@ -75,8 +85,14 @@ class CountedReward:
 
 
 def to_dataset(records: list[dict]) -> Dataset:
-    rows = [{"prompt": [{"role": "user", "content": r["problem"]}], "image": r["image"], "solution": r["solution"]}
-            for r in records]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": r["problem"]}],
+            "image": r["image"],
+            "solution": r["solution"],
+        }
+        for r in records
+    ]
     if records and all("size" in r.get("meta", {}) for r in records):  # grounding clips boxes to the image
         for row, r in zip(rows, records):
             row["size"] = r["meta"]["size"]
@@ -86,22 +102,46 @@ def to_dataset(records: list[dict]) -> Dataset:
 def trl_config(g: GrpoConfig, output_dir: Path, seed: int) -> GRPOConfig:
     on_gpu = torch.cuda.is_available()
     settings = dict(
-        output_dir=str(output_dir / "trainer"), learning_rate=g.lr,
+        output_dir=str(output_dir / "trainer"),
+        learning_rate=g.lr,
         per_device_train_batch_size=g.prompts_per_step * g.num_generations,
-        gradient_accumulation_steps=g.grad_accum, num_generations=g.num_generations,
-        temperature=g.temperature, beta=g.beta, max_completion_length=g.max_completion_length,
-        warmup_steps=g.warmup_ratio, max_steps=g.steps, seed=seed, data_seed=seed,
-        logging_steps=1, report_to="none", **checkpointing(g.save_steps), use_cpu=not on_gpu, bf16=on_gpu,
-        gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0,
-        use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
+        gradient_accumulation_steps=g.grad_accum,
+        num_generations=g.num_generations,
+        temperature=g.temperature,
+        beta=g.beta,
+        max_completion_length=g.max_completion_length,
+        warmup_steps=g.warmup_ratio,
+        max_steps=g.steps,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=1,
+        report_to="none",
+        **checkpointing(g.save_steps),
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_vllm=g.use_vllm,
+        vllm_mode=g.vllm_mode,
     )
     settings.update(g.extra)
     return GRPOConfig(**settings)
 
 
-def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig, lora: LoraConfig,
-          output_dir: Path, seed: int, advance=lambda _: None, freeze_vision: bool = False,
-          save_to: Path | None = None) -> tuple[Any, dict]:
+def train(
+    model,
+    processor,
+    records: list[dict],
+    reward: Callable,
+    g: GrpoConfig,
+    lora: LoraConfig,
+    output_dir: Path,
+    seed: int,
+    advance=lambda _: None,
+    freeze_vision: bool = False,
+    save_to: Path | None = None,
+) -> tuple[Any, dict]:
     """Train a LoRA adapter around `model` with GRPO; returns the model and stats, and writes
     the per-step log (loss, reward, zero-advantage fraction) to `output_dir`/loss.jsonl. With
     `save_to`, the adapter is saved there (from any number of processes, see sft.save_trained)."""
@@ -109,8 +149,13 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
         require_vllm("grpo.use_vllm=true")
     counted = CountedReward(reward)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[counted], args=trl_config(g, output_dir, seed), train_dataset=to_dataset(records),
-        processing_class=processor, peft_config=peft_config(lora, freeze_vision), callbacks=[Ticks(advance)],
+        model=model,
+        reward_funcs=[counted],
+        args=trl_config(g, output_dir, seed),
+        train_dataset=to_dataset(records),
+        processing_class=processor,
+        peft_config=peft_config(lora, freeze_vision),
+        callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)
     frozen = frozen_vision(trainer, freeze_vision)
@@ -120,22 +165,34 @@ def train(model, processor, records: list[dict], reward: Callable, g: GrpoConfig
     # completions per process.
     processes = trainer.args.world_size
     per_step = g.prompts_per_step * g.num_generations * g.grad_accum * processes
-    steps = [{"step": e["step"], "loss": e["loss"], "reward": e.get("reward"),
-              "zero_advantage_fraction": e.get("frac_reward_zero_std"), "lr": e.get("learning_rate"),
-              "tokens_generated": round(e.get("completions/mean_length", 0) * per_step),
-              "reward_failures": round(e.get("reward_failures", 0))}
-             for e in trainer.state.log_history if "loss" in e]
+    steps = [
+        {
+            "step": e["step"],
+            "loss": e["loss"],
+            "reward": e.get("reward"),
+            "zero_advantage_fraction": e.get("frac_reward_zero_std"),
+            "lr": e.get("learning_rate"),
+            "tokens_generated": round(e.get("completions/mean_length", 0) * per_step),
+            "reward_failures": round(e.get("reward_failures", 0)),
+        }
+        for e in trainer.state.log_history
+        if "loss" in e
+    ]
     if trainer.is_world_process_zero():
         write_jsonl(output_dir / "loss.jsonl", steps)
     if save_to is not None:
         save_trained(trainer, save_to)
     zero = [s["zero_advantage_fraction"] for s in steps if s["zero_advantage_fraction"] is not None]
     passes = 2 + (g.beta > 0)
-    return trainer.model, {"steps": trainer.state.global_step, "train_loss": run_loss(trainer),
-                           "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum * processes,
-                           "resumed_from_checkpoint": resumed, "completions": len(steps) * per_step,
-                           "reward_failures": sum(s["reward_failures"] for s in steps),
-                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen) * passes,
-                           "tokens_generated": sum(s["tokens_generated"] for s in steps),
-                           "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None,
-                           **frozen}
+    return trainer.model, {
+        "steps": trainer.state.global_step,
+        "train_loss": run_loss(trainer),
+        "samples_seen": trainer.state.global_step * g.prompts_per_step * g.grad_accum * processes,
+        "resumed_from_checkpoint": resumed,
+        "completions": len(steps) * per_step,
+        "reward_failures": sum(s["reward_failures"] for s in steps),
+        "tokens_forwarded": int(trainer.state.num_input_tokens_seen) * passes,
+        "tokens_generated": sum(s["tokens_generated"] for s in steps),
+        "mean_zero_advantage_fraction": round(sum(zero) / len(zero), 4) if zero else None,
+        **frozen,
+    }

@@ -32,15 +32,22 @@ from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig, hard_mix_percent
 from dcsft.console import progress
 from dcsft.data.records import from_sft
 from dcsft.models.loading import load_model, load_processor
+from dcsft.prepared import read_split
 from dcsft.rundir import RunDir, fingerprint, read_jsonl
 from dcsft.stage import run_stage, upstream
-from dcsft.prepared import read_split
 from dcsft.tasks import get_task, verifier_version
 from dcsft.train import grpo, sft
 
 BUCKETS = ("easy", "medium", "hard")
-METHOD_BUCKETS = {"sft": BUCKETS, "sft-e": ("easy",), "sft-m": ("medium",), "sft-h": ("hard",),
-                  "sft-em": ("easy", "medium"), "curriculum": BUCKETS, "grpo": BUCKETS}
+METHOD_BUCKETS = {
+    "sft": BUCKETS,
+    "sft-e": ("easy",),
+    "sft-m": ("medium",),
+    "sft-h": ("hard",),
+    "sft-em": ("easy", "medium"),
+    "curriculum": BUCKETS,
+    "grpo": BUCKETS,
+}
 
 
 def buckets_of(method: str) -> tuple[str, ...]:
@@ -81,10 +88,16 @@ def curriculum(assignments: list[dict], train: dict[str, dict], total: int, seed
     rng = random.Random(f"{seed}-curriculum")
     shuffled = rng.sample(assignments, len(assignments))
     ordered = sorted(shuffled, key=lambda a: (BUCKETS.index(a["bucket"]), -a["pass_count"] / a["k"]))
-    return [train[ordered[(2 * i + 1) * len(ordered) // (2 * total)]["id"]] for i in range(total)] if ordered else []
+    return (
+        [train[ordered[(2 * i + 1) * len(ordered) // (2 * total)]["id"]] for i in range(total)]
+        if ordered
+        else []
+    )
 
 
-def records_for(cfg: StudyConfig, method: str, buckets: dict[str, list[dict]], seed: int) -> tuple[list[dict], dict]:
+def records_for(
+    cfg: StudyConfig, method: str, buckets: dict[str, list[dict]], seed: int
+) -> tuple[list[dict], dict]:
     """(records in training order, what the stats should say about them)."""
     t = cfg.train
     percent = hard_mix_percent(method)
@@ -107,11 +120,22 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
     rundir = RunDir(cfg.run_dir)
     settings = cfg.train.model_dump(exclude={"methods", *NOT_IN_FINGERPRINT})
     if method == "grpo":
-        settings = {"grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT), "lora": cfg.train.lora.model_dump(),
-                    "task": cfg.task, "verifier": verifier_version(cfg.task),
-                    **({"freeze_vision": True} if cfg.train.freeze_vision else {})}
-    return fingerprint("train", upstream(rundir.curate), upstream(rundir.coldstart),
-                       settings, method, cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT), seed)
+        settings = {
+            "grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT),
+            "lora": cfg.train.lora.model_dump(),
+            "task": cfg.task,
+            "verifier": verifier_version(cfg.task),
+            **({"freeze_vision": True} if cfg.train.freeze_vision else {}),
+        }
+    return fingerprint(
+        "train",
+        upstream(rundir.curate),
+        upstream(rundir.coldstart),
+        settings,
+        method,
+        cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
+        seed,
+    )
 
 
 def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, list[dict]]) -> dict:
@@ -126,24 +150,50 @@ def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, li
         model = load_model(rundir.coldstart_model, cfg.model)
         processor = load_processor(rundir.coldstart_model, cfg.model)
         if method == "grpo":
-            with progress(f"{name} (LoRA GRPO, {cfg.grpo.num_generations} generations per prompt)",
-                          cfg.grpo.steps) as advance:
-                model, stats = grpo.train(model, processor, records, get_task(cfg.task).reward, cfg.grpo, t.lora,
-                                          folder, seed, advance, freeze_vision=t.freeze_vision,
-                                          save_to=rundir.adapter(method, seed))
+            with progress(
+                f"{name} (LoRA GRPO, {cfg.grpo.num_generations} generations per prompt)", cfg.grpo.steps
+            ) as advance:
+                model, stats = grpo.train(
+                    model,
+                    processor,
+                    records,
+                    get_task(cfg.task).reward,
+                    cfg.grpo,
+                    t.lora,
+                    folder,
+                    seed,
+                    advance,
+                    freeze_vision=t.freeze_vision,
+                    save_to=rundir.adapter(method, seed),
+                )
             if stats["reward_failures"]:
-                console.warn(f"{name}: {stats['reward_failures']} of {stats['completions']} completions got no "
-                             "usable reward (raised or not a number) and scored 0")
+                console.warn(
+                    f"{name}: {stats['reward_failures']} of {stats['completions']} completions got no "
+                    "usable reward (raised or not a number) and scored 0"
+                )
         else:
-            run_cfg = sft.SFTRun(output_dir=folder, lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum,
-                                 warmup_ratio=t.warmup_ratio, max_steps=t.steps, seed=seed, lora=t.lora,
-                                 in_order=method == "curriculum", save_steps=t.save_steps, extra=t.extra,
-                                 freeze_vision=t.freeze_vision, save_to=rundir.adapter(method, seed))
+            run_cfg = sft.SFTRun(
+                output_dir=folder,
+                lr=t.lr,
+                batch_size=t.batch_size,
+                grad_accum=t.grad_accum,
+                warmup_ratio=t.warmup_ratio,
+                max_steps=t.steps,
+                seed=seed,
+                lora=t.lora,
+                in_order=method == "curriculum",
+                save_steps=t.save_steps,
+                extra=t.extra,
+                freeze_vision=t.freeze_vision,
+                save_to=rundir.adapter(method, seed),
+            )
             with progress(f"{name} (LoRA SFT on {len(records)})", t.steps) as advance:
                 model, stats = sft.train(model, processor, records, run_cfg, advance)
         samples = len({r["id"] for r in records}) if method == "curriculum" else len(records)
-        return (f"{name}: {stats['steps']} steps on {samples} samples, loss {stats['train_loss']}",
-                {**stats, **about, "samples": samples, "n_a": False})
+        return (
+            f"{name}: {stats['steps']} steps on {samples} samples, loss {stats['train_loss']}",
+            {**stats, **about, "samples": samples, "n_a": False},
+        )
 
     # under accelerate launch every rank trains; rank 0 writes the markers
     return run_stage(rundir.train(method, seed), stage_fingerprint(cfg, method, seed), body)
@@ -153,5 +203,7 @@ def run(cfg: StudyConfig) -> dict[str, dict[int, dict]]:
     rundir = RunDir(cfg.run_dir)
     upstream(rundir.curate)
     buckets = bucket_records(rundir)
-    return {method: {seed: train_method(cfg, method, seed, buckets) for seed in cfg.train_seeds}
-            for method in cfg.train.methods}
+    return {
+        method: {seed: train_method(cfg, method, seed, buckets) for seed in cfg.train_seeds}
+        for method in cfg.train.methods
+    }

@@ -21,17 +21,24 @@ from typing import Any
 
 import torch
 from datasets import Dataset, Image, Sequence
+from peft import PeftModel
 from transformers import PrinterCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from peft import PeftModel
 from trl import SFTConfig, SFTTrainer
 
 from dcsft.config import LoraConfig
-from dcsft.data.records import to_trl
-from dcsft.train.batches import ProcessedOnce, example_key
-from dcsft.models.loading import VISION_LORA_EXCLUDE, freeze_vision
 from dcsft.console import warn
-from dcsft.rundir import disk_full_is_oserror, kill_point, save_model_atomic, unit_finished, write_jsonl, write_text
+from dcsft.data.records import to_trl
+from dcsft.models.loading import VISION_LORA_EXCLUDE, freeze_vision
+from dcsft.rundir import (
+    disk_full_is_oserror,
+    kill_point,
+    save_model_atomic,
+    unit_finished,
+    write_jsonl,
+    write_text,
+)
+from dcsft.train.batches import ProcessedOnce, example_key
 
 
 @dataclass
@@ -77,13 +84,26 @@ def process_once(trainer, records: list[dict]) -> bool:
 def trl_config(run: SFTRun) -> SFTConfig:
     on_gpu = torch.cuda.is_available()
     settings = dict(
-        output_dir=str(run.output_dir / "trainer"), learning_rate=run.lr, per_device_train_batch_size=run.batch_size,
-        gradient_accumulation_steps=run.grad_accum, warmup_steps=run.warmup_ratio, max_steps=run.max_steps,
-        num_train_epochs=run.epochs, seed=run.seed, data_seed=run.seed, max_length=run.max_length,
-        lr_scheduler_type="cosine", logging_steps=1, report_to="none",
+        output_dir=str(run.output_dir / "trainer"),
+        learning_rate=run.lr,
+        per_device_train_batch_size=run.batch_size,
+        gradient_accumulation_steps=run.grad_accum,
+        warmup_steps=run.warmup_ratio,
+        max_steps=run.max_steps,
+        num_train_epochs=run.epochs,
+        seed=run.seed,
+        data_seed=run.seed,
+        max_length=run.max_length,
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        report_to="none",
         **checkpointing(run.save_steps),
-        use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, disable_tqdm=True,
-        dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="sequential" if run.in_order else "random",
     )
     settings.update(run.extra)
@@ -120,13 +140,18 @@ class Checkpoints(TrainerCallback):
 def last_complete_checkpoint(trainer_dir: Path) -> str | None:
     """The newest checkpoint whose save finished. Newer ones without the marker (torn by a kill or
     a full disk during the save) are removed, each named on one line."""
-    steps = sorted((int(m.group(1)), p) for p in trainer_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                   if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", p.name)))
+    steps = sorted(
+        (int(m.group(1)), p)
+        for p in trainer_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", p.name))
+    )
     for _, folder in reversed(steps):
         if (folder / COMPLETE).exists():
             return str(folder)
-        warn(f"{folder}: this checkpoint's save did not finish (killed or out of disk space); removed, "
-             f"resuming from the one before it")
+        warn(
+            f"{folder}: this checkpoint's save did not finish (killed or out of disk space); removed, "
+            f"resuming from the one before it"
+        )
         shutil.rmtree(folder)
     return None
 
@@ -209,9 +234,14 @@ def peft_config(lora: LoraConfig, freeze_vision: bool = False):
     """PEFT's LoraConfig; with a frozen vision tower no adapters are put on it."""
     from peft import LoraConfig as PeftLoraConfig
 
-    return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, task_type="CAUSAL_LM",
-                          exclude_modules=VISION_LORA_EXCLUDE if freeze_vision else None)
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+        exclude_modules=VISION_LORA_EXCLUDE if freeze_vision else None,
+    )
 
 
 def frozen_vision(trainer, freeze: bool) -> dict:
@@ -232,22 +262,36 @@ def train(model, processor, records: list[dict], run: SFTRun, advance=lambda _: 
     """Train `model` (in place, or a LoRA adapter around it); returns the trained model and
     stats, and writes the per-step loss log to `run.output_dir`/loss.jsonl."""
     trainer = SFTTrainer(
-        model=model, args=trl_config(run), train_dataset=to_dataset(records), processing_class=processor,
-        peft_config=peft_config(run.lora, run.freeze_vision) if run.lora else None, callbacks=[Ticks(advance)],
+        model=model,
+        args=trl_config(run),
+        train_dataset=to_dataset(records),
+        processing_class=processor,
+        peft_config=peft_config(run.lora, run.freeze_vision) if run.lora else None,
+        callbacks=[Ticks(advance)],
     )
     trainer.remove_callback(PrinterCallback)  # per-step dicts; the loss log goes to loss.jsonl instead
     processed_once = process_once(trainer, records)
     frozen = frozen_vision(trainer, run.freeze_vision)
     _, resumed = run_trainer(trainer, run.output_dir, run.stage)
-    losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
-              for e in trainer.state.log_history if "loss" in e]
+    losses = [
+        {"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
+        for e in trainer.state.log_history
+        if "loss" in e
+    ]
     if trainer.is_world_process_zero():
         write_jsonl(run.output_dir / "loss.jsonl", losses)
     if run.save_to is not None:
         save_trained(trainer, run.save_to, processor)
     # Each process reads its own share of every batch (num_input_tokens_seen is already summed over them).
-    return trainer.model, {"steps": trainer.state.global_step, "train_loss": run_loss(trainer),
-                           "samples_seen": samples_seen(len(records), run.batch_size * trainer.args.world_size,
-                                                        trainer.state.global_step * run.grad_accum),
-                           "tokens_forwarded": int(trainer.state.num_input_tokens_seen), "tokens_generated": 0,
-                           "resumed_from_checkpoint": resumed, "processed_once": processed_once, **frozen}
+    return trainer.model, {
+        "steps": trainer.state.global_step,
+        "train_loss": run_loss(trainer),
+        "samples_seen": samples_seen(
+            len(records), run.batch_size * trainer.args.world_size, trainer.state.global_step * run.grad_accum
+        ),
+        "tokens_forwarded": int(trainer.state.num_input_tokens_seen),
+        "tokens_generated": 0,
+        "resumed_from_checkpoint": resumed,
+        "processed_once": processed_once,
+        **frozen,
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -21,13 +21,28 @@ from dcsft.data.sources.common import Findings, SplitCheck, check_root
 from dcsft.data.splits import Study, check_data, is_real
 from dcsft.errors import ConfigError, DataError
 
-
-MODULES: dict[str, ModuleType] = {"embedded": embedded, "imagenet": imagenet, "paper": paper,
-                                  "refcoco": refcoco, "records": records}
+MODULES: dict[str, ModuleType] = {
+    "embedded": embedded,
+    "imagenet": imagenet,
+    "paper": paper,
+    "refcoco": refcoco,
+    "records": records,
+}
 CONFIGS: dict[str, type[BaseModel]] = {
-    "embedded": embedded.EmbeddedSource, "imagenet": imagenet.ImagenetSource, "paper": paper.PaperSource,
-    "refcoco": refcoco.RefcocoSource, "records": records.RecordsSource}
-DataConfig = Annotated[Union[tuple(CONFIGS.values())], Field(discriminator="source")]
+    "embedded": embedded.EmbeddedSource,
+    "imagenet": imagenet.ImagenetSource,
+    "paper": paper.PaperSource,
+    "refcoco": refcoco.RefcocoSource,
+    "records": records.RecordsSource,
+}
+DataConfig = Annotated[
+    embedded.EmbeddedSource
+    | imagenet.ImagenetSource
+    | paper.PaperSource
+    | refcoco.RefcocoSource
+    | records.RecordsSource,
+    Field(discriminator="source"),
+]
 DEFAULT_SOURCE = "embedded"
 SHOWN = 3  # missing images named per split
 
@@ -58,12 +73,18 @@ def survey(cfg: Study, sample: int) -> Findings:
         check_images(cfg, check, sample)
         if check.missing:
             first = ", ".join(check.missing[:SHOWN])
-            out.bad_input(bad_images, f"{check.name}: {len(check.missing)} image file(s) missing, "
-                                      f"{check.lost} record(s) left out (first: {first})",
-                          blocking=check.count == 0)
+            out.bad_input(
+                bad_images,
+                f"{check.name}: {len(check.missing)} image file(s) missing, "
+                f"{check.lost} record(s) left out (first: {first})",
+                blocking=check.count == 0,
+            )
         if check.unreadable:
-            out.bad_input(bad_images, f"{check.name}: {len(check.unreadable)} of {check.sampled} sampled "
-                                      f"images do not decode (first: {check.unreadable[0]})")
+            out.bad_input(
+                bad_images,
+                f"{check.name}: {len(check.unreadable)} of {check.sampled} sampled "
+                f"images do not decode (first: {check.unreadable[0]})",
+            )
         if check.count == 0 and not check.lost + (len(check.unreadable) if check.sampled else 0):
             out.problems.append(f"{check.name}: no records ({check.where})")
     return out

@@ -81,8 +81,9 @@ def unknown_keys(mapping: dict, allowed: set[str], key: str) -> None:
     """A per-split mapping of the data section names only splits (its role names)."""
     unknown = sorted(set(mapping) - allowed)
     if unknown:
-        raise ValueError(f"data.{key}: unknown key {unknown[0]!r}; keys are roles "
-                         f"({', '.join(sorted(allowed))})")
+        raise ValueError(
+            f"data.{key}: unknown key {unknown[0]!r}; keys are roles ({', '.join(sorted(allowed))})"
+        )
 
 
 def check_root(data: RealSourceConfig) -> None:
@@ -96,8 +97,10 @@ def check_disjoint(images: dict[str, set], test: str) -> None:
     for a, b in [("coldstart", "train"), ("coldstart", test), ("train", test)]:
         shared = images[a] & images[b]
         if shared:
-            raise DataError(f"{len(shared)} image(s) are in both {a} and {b} (first: {sorted(shared)[0]}); "
-                            f"the splits must be disjoint")
+            raise DataError(
+                f"{len(shared)} image(s) are in both {a} and {b} (first: {sorted(shared)[0]}); "
+                f"the splits must be disjoint"
+            )
 
 
 def ood_overlap(images: dict[str, set], ood_splits: list[str]) -> dict[str, int]:
@@ -115,8 +118,10 @@ def bad_record(data: RealSourceConfig, loaded: LoadedRecords) -> None:
     """`data.bad_images: error`: the first unusable record ends prepare in one line."""
     if data.bad_images == "error" and loaded.skipped:
         first = loaded.skipped[0]
-        raise DataError(f"{first.line()} ({len(loaded.skipped)} unusable record(s); "
-                        f"data.bad_images: skip leaves them out and counts them)")
+        raise DataError(
+            f"{first.line()} ({len(loaded.skipped)} unusable record(s); "
+            f"data.bad_images: skip leaves them out and counts them)"
+        )
 
 
 def subsample(seed: int, records: list[dict], n: int | None, what: str) -> list[dict]:

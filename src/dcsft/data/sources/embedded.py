@@ -20,7 +20,6 @@ from dcsft.rundir import atomic_path, unit_finished
 from dcsft.tasks import classification, grounding
 
 
-
 class EmbeddedSource(SourceConfig):
     source: Literal["embedded"] = "embedded"
     ood_splits: list[str] = ["rendition", "adversarial"]  # the grounding world's: relational, indirect
@@ -44,10 +43,12 @@ class EmbeddedSource(SourceConfig):
     novel_classes: int = Field(1, ge=0, le=4)
 
     @model_validator(mode="after")
-    def _exclusive_noise(self) -> "EmbeddedSource":
+    def _exclusive_noise(self) -> EmbeddedSource:
         if self.label_noise + self.ambiguous > 1:
-            raise ValueError(f"data.label_noise + data.ambiguous: {self.label_noise} + {self.ambiguous} is "
-                             f"above 1; the two kinds are exclusive, so their shares must sum to at most 1")
+            raise ValueError(
+                f"data.label_noise + data.ambiguous: {self.label_noise} + {self.ambiguous} is "
+                f"above 1; the two kinds are exclusive, so their shares must sum to at most 1"
+            )
         return self
 
     def known_size(self, role: str) -> int:
@@ -62,10 +63,12 @@ def hard_sample_dials(cfg: Study) -> str:
     shared = f"label_noise {d.label_noise}, ambiguous {d.ambiguous} (train)"
     if cfg.task == "grounding":
         return f"{shared}; tiny {d.small}, occluded {d.occluded}, twin {d.twin} (every ID split)"
-    novel = world.NOVEL_CLASSES[:d.novel_classes]
+    novel = world.NOVEL_CLASSES[: d.novel_classes]
     named = f" ({', '.join(novel)})" if novel else ""
-    return (f"{shared}; small {d.small}, context {d.context} (every photo split); "
-            f"{len(novel)} class(es) the base knows only partly{named}")
+    return (
+        f"{shared}; small {d.small}, context {d.context} (every photo split); "
+        f"{len(novel)} class(es) the base knows only partly{named}"
+    )
 
 
 def survey(cfg: Study, out: Findings) -> None:
@@ -96,8 +99,15 @@ def draw_split(cfg: Study, spec: SplitSpec, folder: Path, advance) -> list[dict]
                 # the default level 6, files about a third larger) gives the same pixels
                 image.save(tmp, format="PNG", compress_level=1)
             unit_finished("prepare", str(path))
-        records.append({"id": f"{spec.name}-{index:05d}", "problem": problem, "solution": solution,
-                        "image": str(path.resolve()), "meta": meta})
+        records.append(
+            {
+                "id": f"{spec.name}-{index:05d}",
+                "problem": problem,
+                "solution": solution,
+                "image": str(path.resolve()),
+                "meta": meta,
+            }
+        )
         advance(1)
     return records
 
@@ -105,17 +115,25 @@ def draw_split(cfg: Study, spec: SplitSpec, folder: Path, advance) -> list[dict]
 # The drawing modules import transformers' resize rule: imported when drawing, so that loading a
 # config and `dcsft plan` stay light.
 
+
 def classification_item(cfg: Study, spec: SplitSpec, index: int):
     """(image as the model sees it, meta, problem, solution) of one shape-world image."""
     from dcsft.data import world
     from dcsft.data.resize import fit_image
 
     data = cfg.data
-    image, meta = world.draw_pool_item(data.seed, f"study-{spec.name}", index, spec.style,
-                                       size=data.image_size,
-                                       label_noise=data.label_noise if spec.noisy else 0.0,
-                                       ambiguous=data.ambiguous if spec.noisy else 0.0, small=data.small,
-                                       context=data.context, classes=world.study_classes(data.novel_classes))
+    image, meta = world.draw_pool_item(
+        data.seed,
+        f"study-{spec.name}",
+        index,
+        spec.style,
+        size=data.image_size,
+        label_noise=data.label_noise if spec.noisy else 0.0,
+        ambiguous=data.ambiguous if spec.noisy else 0.0,
+        small=data.small,
+        context=data.context,
+        classes=world.study_classes(data.novel_classes),
+    )
     image, _ = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
     return image, meta, classification.PROMPT, meta["label"]
 
@@ -126,15 +144,26 @@ def grounding_item(cfg: Study, spec: SplitSpec, index: int):
     from dcsft.data.resize import fit_image
 
     data = cfg.data
-    image, meta = scenes.draw_scene_item(data.seed, f"study-{spec.name}", index, spec.style, spec.grammar,
-                                         size=data.image_size,
-                                         label_noise=data.label_noise if spec.noisy else 0.0,
-                                         ambiguous=data.ambiguous if spec.noisy else 0.0,
-                                         hardness=scenes.hardness_mix(data.small, data.occluded, data.twin))
+    image, meta = scenes.draw_scene_item(
+        data.seed,
+        f"study-{spec.name}",
+        index,
+        spec.style,
+        spec.grammar,
+        size=data.image_size,
+        label_noise=data.label_noise if spec.noisy else 0.0,
+        ambiguous=data.ambiguous if spec.noisy else 0.0,
+        hardness=scenes.hardness_mix(data.small, data.occluded, data.twin),
+    )
     fitted, factors = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
     box = [round(v, 2) for v in grounding.scale_box(meta["box"], factors)]
-    meta.update(orig_box=meta["box"], orig_size=meta["size"], box=box, size=list(fitted.size),
-                scale=[round(f, 6) for f in factors])
+    meta.update(
+        orig_box=meta["box"],
+        orig_size=meta["size"],
+        box=box,
+        size=list(fitted.size),
+        scale=[round(f, 6) for f in factors],
+    )
     return fitted, meta, grounding.prompt(meta["expression"]), grounding.format_box(box)
 
 

@@ -22,7 +22,6 @@ from dcsft.data.sources.common import ROLES, Findings, RealSourceConfig, SplitCh
 from dcsft.data.splits import Study, roles
 from dcsft.errors import DataError
 
-
 DEFAULT_FOLDER = {"train": "train", "coldstart": "train", "test": "val"}  # an OOD split: its name
 LOC_LABELS = "LOC_val_solution.csv"  # the Kaggle ImageNet layout's val labels, found at the root
 
@@ -47,7 +46,7 @@ class ImagenetSource(RealSourceConfig):
     needs_root: ClassVar[bool] = True
 
     @model_validator(mode="after")
-    def _per_split_keys(self) -> "ImagenetSource":
+    def _per_split_keys(self) -> ImagenetSource:
         unknown_keys(self.folders, self.split_names(), "folders")
         unknown_keys(self.labels, self.split_names(), "labels")
         unknown_keys(self.per_class, set(ROLES), "per_class")
@@ -55,8 +54,10 @@ class ImagenetSource(RealSourceConfig):
         if small:
             raise ValueError(f"data.per_class.{small[0]}: must be at least 1")
         if "coldstart" not in self.per_class:
-            raise ValueError("data.per_class.coldstart: the cold start is drawn per class from the training "
-                             "folder; say how many images per class (paper: 4)")
+            raise ValueError(
+                "data.per_class.coldstart: the cold start is drawn per class from the training "
+                "folder; say how many images per class (paper: 4)"
+            )
         return self
 
     def paths(self) -> list[str]:
@@ -88,18 +89,23 @@ def checked_folder(data: ImagenetSource, role: str, name: str) -> tuple[Path, Pa
     """A role's image folder and labels file, or a DataError naming the config key to set."""
     folder, labels = data.image_folder(role), data.labels_file(role)
     if not folder.is_dir():
-        raise DataError(f"{folder}: {'not a folder' if folder.exists() else 'folder does not exist'} "
-                        f"(split {name}; set data.folders.{role} or data.root)")
+        raise DataError(
+            f"{folder}: {'not a folder' if folder.exists() else 'folder does not exist'} "
+            f"(split {name}; set data.folders.{role} or data.root)"
+        )
     entries = list(folder.iterdir())
     if labels is None and not any(p.is_dir() for p in entries) and any(imagenet.is_image(p) for p in entries):
-        raise DataError(f"{folder}: a flat folder of images: set data.labels.{role} to its labels file "
-                        f"(`<file> <wnid>` lines or LOC_val_solution.csv)")
+        raise DataError(
+            f"{folder}: a flat folder of images: set data.labels.{role} to its labels file "
+            f"(`<file> <wnid>` lines or LOC_val_solution.csv)"
+        )
     return folder, labels
 
 
 @dataclass
 class StudyClasses:
     """The training folder's classes and the study's among them, every one named."""
+
     names_path: Path
     names: dict[str, str]
     folder: Path
@@ -122,13 +128,16 @@ def study_classes(data: ImagenetSource) -> StudyClasses:
     if short:
         wnid, have = next(iter(short.items()))
         more = f" (and {len(short) - 1} more classes short)" if len(short) > 1 else ""
-        raise DataError(f"{folder}/{wnid}: {cold} cold-start + {train or 'at least 1'} training images per "
-                        f"class requested, only {have} images{more}")
+        raise DataError(
+            f"{folder}/{wnid}: {cold} cold-start + {train or 'at least 1'} training images per "
+            f"class requested, only {have} images{more}"
+        )
     return StudyClasses(names_path, names, folder, by_class, chosen)
 
 
-def training_classes(data: ImagenetSource, by_class: dict, names: dict[str, str], names_path: Path,
-                     folder: Path) -> list[str]:
+def training_classes(
+    data: ImagenetSource, by_class: dict, names: dict[str, str], names_path: Path, folder: Path
+) -> list[str]:
     """Every class folder, the paper's 100, the listed ones, or n of the folders the name map
     names, drawn with the seed (the draw dcsft.data.imagenet.choose_classes makes)."""
     classes, available = data.classes, sorted(by_class)
@@ -139,8 +148,10 @@ def training_classes(data: ImagenetSource, by_class: dict, names: dict[str, str]
     if isinstance(classes, int):
         named = [wnid for wnid in available if wnid in names]
         if not 0 < classes <= len(named):
-            raise DataError(f"{folder}: {classes} classes requested, {len(named)} of its {len(available)} "
-                            f"class folders are named in {names_path}")
+            raise DataError(
+                f"{folder}: {classes} classes requested, {len(named)} of its {len(available)} "
+                f"class folders are named in {names_path}"
+            )
         return sorted(random.Random(f"classes:{data.seed}").sample(named, classes))
     return list(classes)
 
@@ -187,23 +198,37 @@ def survey(cfg: Study, out: Findings) -> None:
     data = cfg.data
     classes = study_classes(data)
     named = sum(w in classes.names for w in classes.by_class)
-    out.lines.append(f"  label map {classes.names_path}: names {named} of the {len(classes.by_class)} class "
-                     f"folders of {classes.folder}; the study uses {len(classes.chosen)} classes, all named")
+    out.lines.append(
+        f"  label map {classes.names_path}: names {named} of the {len(classes.by_class)} class "
+        f"folders of {classes.folder}; the study uses {len(classes.chosen)} classes, all named"
+    )
     cold, train, n_classes = data.per_class["coldstart"], data.per_class.get("train"), len(classes.chosen)
     pool = [p for w in classes.chosen for p in classes.by_class[w]]
-    out.splits["coldstart"] = SplitCheck("coldstart", f"{classes.folder} ({cold} per class)",
-                                         cold * n_classes, pool, True)
-    out.splits["train"] = SplitCheck("train", f"{classes.folder} ({train or 'the rest'} per class)",
-                                     train * n_classes if train else len(pool) - cold * n_classes, [], True,
-                                     note="images checked with coldstart's (the same folder)")
+    out.splits["coldstart"] = SplitCheck(
+        "coldstart", f"{classes.folder} ({cold} per class)", cold * n_classes, pool, True
+    )
+    out.splits["train"] = SplitCheck(
+        "train",
+        f"{classes.folder} ({train or 'the rest'} per class)",
+        train * n_classes if train else len(pool) - cold * n_classes,
+        [],
+        True,
+        note="images checked with coldstart's (the same folder)",
+    )
     for name, role, folder, labels, found, chosen, per in eval_folders(cfg, classes):
         images = [p for w in chosen for p in found[w]]
-        check = SplitCheck(name, f"{folder}{' + ' + str(labels) if labels else ''}",
-                           per * len(chosen) if per else len(images), images, True)
+        check = SplitCheck(
+            name,
+            f"{folder}{' + ' + str(labels) if labels else ''}",
+            per * len(chosen) if per else len(images),
+            images,
+            True,
+        )
         if role != "test":
             trained = sum(w in classes.chosen for w in chosen)
-            check.note = (f"{len(chosen)} of its {len(found)} classes ({data.ood_classes}), "
-                          f"{trained} of them trained")
+            check.note = (
+                f"{len(chosen)} of its {len(found)} classes ({data.ood_classes}), {trained} of them trained"
+            )
         out.splits[name] = check
 
 
@@ -211,20 +236,26 @@ def load(cfg: Study, folder: Path) -> dict[str, LoadedRecords]:
     data = cfg.data
     classes = study_classes(data)
     common = dict(names=classes.names_path, seed=data.seed, bad_images=data.bad_images)
-    cold = imagenet.load_split(classes.folder, "coldstart", classes=classes.chosen,
-                               per_class=data.per_class["coldstart"], **common)
-    train = imagenet.load_split(classes.folder, "train", classes=classes.chosen,
-                                per_class=data.per_class.get("train"),
-                                exclude=[Path(r["image"]) for r in cold.records], **common)
+    cold = imagenet.load_split(
+        classes.folder, "coldstart", classes=classes.chosen, per_class=data.per_class["coldstart"], **common
+    )
+    train = imagenet.load_split(
+        classes.folder,
+        "train",
+        classes=classes.chosen,
+        per_class=data.per_class.get("train"),
+        exclude=[Path(r["image"]) for r in cold.records],
+        **common,
+    )
     splits = {"coldstart": cold, "train": train}
     for name, role, where, labels, _, chosen, per in eval_folders(cfg, classes):
         split = "val" if role == "test" else name
-        splits[name] = imagenet.load_split(where, split, classes=chosen, per_class=per, labels=labels,
-                                           **common)
+        splits[name] = imagenet.load_split(
+            where, split, classes=chosen, per_class=per, labels=labels, **common
+        )
     return splits
 
 
 def describe(cfg: Study, role: str) -> str:
     per = cfg.data.per_class.get(role)
     return f"imagenet folder {cfg.data.image_folder(role)}" + (f", {per} per class" if per else "")
-

@@ -15,13 +15,22 @@ from dcsft.data.records import LoadedRecords
 from dcsft.data.sources.common import Findings, RealSourceConfig, SplitCheck, decoded, unknown_keys
 from dcsft.data.splits import Study, roles
 
-
 PAPER_OOD = ("imagenet-r", "imagenet-a")
 # The manifest's split of each role, and the image folder under the root it lies in.
-MANIFEST_SPLIT = {"coldstart": "coldstart", "train": "train", "test": "val", "imagenet-r": "imagenet-r",
-                  "imagenet-a": "imagenet-a"}
-FOLDER = {"coldstart": "train", "train": "train", "test": "val", "imagenet-r": "imagenet-r",
-          "imagenet-a": "imagenet-a"}
+MANIFEST_SPLIT = {
+    "coldstart": "coldstart",
+    "train": "train",
+    "test": "val",
+    "imagenet-r": "imagenet-r",
+    "imagenet-a": "imagenet-a",
+}
+FOLDER = {
+    "coldstart": "train",
+    "train": "train",
+    "test": "val",
+    "imagenet-r": "imagenet-r",
+    "imagenet-a": "imagenet-a",
+}
 
 
 class PaperSource(RealSourceConfig):
@@ -35,11 +44,13 @@ class PaperSource(RealSourceConfig):
     needs_root: ClassVar[bool] = True
 
     @model_validator(mode="after")
-    def _paper_splits(self) -> "PaperSource":
+    def _paper_splits(self) -> PaperSource:
         unknown = [n for n in self.ood_splits if n not in PAPER_OOD]
         if unknown:
-            raise ValueError(f"data.ood_splits: {', '.join(unknown)} not in the paper's splits; "
-                             f"known: {', '.join(PAPER_OOD)}")
+            raise ValueError(
+                f"data.ood_splits: {', '.join(unknown)} not in the paper's splits; "
+                f"known: {', '.join(PAPER_OOD)}"
+            )
         unknown_keys(self.folders, self.split_names(), "folders")
         return self
 
@@ -79,16 +90,23 @@ def survey(cfg: Study, out: Findings) -> None:
             check.images.append(image)
             check.count += 1
     trained = {r["wnid"] for r in rows if r["split"] == "train"}
-    out.lines.append(f"  label map: the manifest's names ({manifest}): {len(trained)} training classes, "
-                     f"{len({r['wnid'] for r in rows})} classes in all, every one named")
+    out.lines.append(
+        f"  label map: the manifest's names ({manifest}): {len(trained)} training classes, "
+        f"{len({r['wnid'] for r in rows})} classes in all, every one named"
+    )
 
 
 def load(cfg: Study, folder: Path) -> dict[str, LoadedRecords]:
     data = cfg.data
     manifest = data.manifest_file()
     wanted = {name: MANIFEST_SPLIT[role] for name, role in roles(cfg)}
-    found = paper.import_paper_splits(manifest, data.root_path(), roots=data.folder_roots(),
-                                      splits=tuple(wanted.values()), missing=data.bad_images)
+    found = paper.import_paper_splits(
+        manifest,
+        data.root_path(),
+        roots=data.folder_roots(),
+        splits=tuple(wanted.values()),
+        missing=data.bad_images,
+    )
     total = sum(len(found[split].records) for split in wanted.values())
     with progress("checking images", total) as advance:
         return {name: decoded(data, found[split], str(manifest), advance) for name, split in wanted.items()}

@@ -12,11 +12,17 @@ from pydantic import model_validator
 from dcsft.console import progress
 from dcsft.data.formats import import_records
 from dcsft.data.records import LoadedRecords
-from dcsft.data.sources.common import (ROLES, Findings, RealSourceConfig, SplitCheck, check_disjoint, decoded,
-                                       unknown_keys)
+from dcsft.data.sources.common import (
+    ROLES,
+    Findings,
+    RealSourceConfig,
+    SplitCheck,
+    check_disjoint,
+    decoded,
+    unknown_keys,
+)
 from dcsft.data.splits import Study, id_split, roles
 from dcsft.tasks import grounding
-
 
 
 def files_of(files: dict[str, str], splits: list[str], all_splits: set[str], source: str) -> None:
@@ -24,8 +30,10 @@ def files_of(files: dict[str, str], splits: list[str], all_splits: set[str], sou
     unknown_keys(files, all_splits, "files")
     absent = [n for n in splits if n not in files]
     if absent:
-        raise ValueError(f"data.files: no file for split {absent[0]!r} (source {source} reads "
-                         f"{', '.join(splits)} from data.files)")
+        raise ValueError(
+            f"data.files: no file for split {absent[0]!r} (source {source} reads "
+            f"{', '.join(splits)} from data.files)"
+        )
 
 
 class RecordsSource(RealSourceConfig):
@@ -33,7 +41,7 @@ class RecordsSource(RealSourceConfig):
     files: dict[str, str] = {}  # the record file of each role: coldstart, train, test and each OOD split
 
     @model_validator(mode="after")
-    def _a_file_per_split(self) -> "RecordsSource":
+    def _a_file_per_split(self) -> RecordsSource:
         files_of(self.files, [*ROLES, *self.ood_splits], self.split_names(), self.source)
         if self.files["coldstart"] == self.files["train"]:
             raise ValueError("data.files: coldstart and train are the same file; they must be disjoint")
@@ -58,15 +66,22 @@ def survey_file(cfg: Study, name: str, role: str, out: Findings) -> SplitCheck:
     records = loaded.records
     check = SplitCheck(name, str(path), len(records), [Path(r["image"]) for r in records])
     if loaded.skipped:
-        out.warnings.append(f"{loaded.skipped[0].line()}; prepare skips it and {len(loaded.skipped) - 1} "
-                            f"more unusable record(s) of this file")
+        out.warnings.append(
+            f"{loaded.skipped[0].line()}; prepare skips it and {len(loaded.skipped) - 1} "
+            f"more unusable record(s) of this file"
+        )
     if cfg.task == "grounding":
-        bad = [r["id"] for r in records
-               if grounding.parse_box(r["solution"]) is None and not ("box" in (r.get("meta") or {}))]
+        bad = [
+            r["id"]
+            for r in records
+            if grounding.parse_box(r["solution"]) is None and "box" not in (r.get("meta") or {})
+        ]
         if bad:
             check.note = f"{len(bad)} records without a box (first: {bad[0]})"
-            out.warnings.append(f"{path}: {len(bad)} records have no box [x1, y1, x2, y2] in their solution "
-                                f"(first: {bad[0]}); prepare skips them")
+            out.warnings.append(
+                f"{path}: {len(bad)} records have no box [x1, y1, x2, y2] in their solution "
+                f"(first: {bad[0]}); prepare skips them"
+            )
             check.count -= len(bad)
     else:
         check.note = f"{len({r['solution'].strip().lower() for r in records})} classes (answers)"

@@ -11,14 +11,21 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from dcsft.data import refcoco
+from dcsft.data import refcoco, refcoco_parquet
 from dcsft.data.records import LoadedRecords
-from dcsft.data.sources.common import (ROLES, Findings, RealSourceConfig, SplitCheck, bad_record, enough,
-                                       subsample, unknown_keys)
+from dcsft.data.sources.common import (
+    ROLES,
+    Findings,
+    RealSourceConfig,
+    SplitCheck,
+    bad_record,
+    enough,
+    subsample,
+    unknown_keys,
+)
 from dcsft.data.sources.records import file_splits, files_of, survey_file
 from dcsft.data.splits import Study, id_split, roles
 from dcsft.errors import DataError
-
 
 
 class RefcocoSource(RealSourceConfig):
@@ -38,15 +45,16 @@ class RefcocoSource(RealSourceConfig):
     one_sentence_per_ref: bool = False  # only each ref's first expression
 
     @model_validator(mode="after")
-    def _splits_named(self) -> "RefcocoSource":
+    def _splits_named(self) -> RefcocoSource:
         files_of(self.files, self.ood_splits, self.split_names(), self.source)
         unknown_keys(self.refcoco_splits, set(ROLES), "refcoco_splits")
         absent = [r for r in ROLES if r not in self.refcoco_splits]
         if absent:
             raise ValueError(f"data.refcoco_splits: no RefCOCO split named for role {absent[0]!r}")
         if self.refcoco_layout == "parquet" and not self.refcoco_parquet:
-            raise ValueError("data.refcoco_parquet: list the parquet files (or glob patterns) of layout "
-                             "parquet")
+            raise ValueError(
+                "data.refcoco_parquet: list the parquet files (or glob patterns) of layout parquet"
+            )
         return self
 
     def known_size(self, role: str) -> int:
@@ -88,8 +96,13 @@ def draw_sizes(data: RefcocoSource, cold_pool: int, train_pool: int, cold_images
     split_of = data.refcoco_splits
     enough(data.n_coldstart, cold_pool, "cold-start", f"RefCOCO {split_of['coldstart']} (data.n_coldstart)")
     shared = split_of["coldstart"] == split_of["train"]
-    after = (f", without the cold start's {cold_images} images" if cold_images is not None
-             else f", after the {data.n_coldstart} of the cold start" if shared else "")
+    after = (
+        f", without the cold start's {cold_images} images"
+        if cold_images is not None
+        else f", after the {data.n_coldstart} of the cold start"
+        if shared
+        else ""
+    )
     enough(data.n_train, train_pool, "training", f"RefCOCO {split_of['train']} (data.n_train{after})")
 
 
@@ -101,12 +114,18 @@ def load_pool(data: RefcocoSource, folder: Path, split: str) -> LoadedRecords:
     if data.refcoco_layout == "classic":
         loaded = refcoco.load_refcoco_classic(*data.classic_files(), split, data.one_sentence_per_ref)
     else:
-        loaded = refcoco.load_refcoco_parquet(data.parquet_files(), folder / "images" / "refcoco", split,
-                                              data.one_sentence_per_ref, data.parquet_images())
+        loaded = refcoco_parquet.load_refcoco_parquet(
+            data.parquet_files(),
+            folder / "images" / "refcoco",
+            split,
+            data.one_sentence_per_ref,
+            data.parquet_images(),
+        )
     bad_record(data, loaded)
     if not loaded.records:
-        raise DataError(f"{data.where()}: no usable records of RefCOCO split {split!r} "
-                        f"({len(loaded.skipped)} skipped)")
+        raise DataError(
+            f"{data.where()}: no usable records of RefCOCO split {split!r} ({len(loaded.skipped)} skipped)"
+        )
     return loaded
 
 
@@ -128,9 +147,11 @@ def load(cfg: Study, folder: Path) -> dict[str, LoadedRecords]:
         counted.add(split)
         return pools[split].skipped if first else []
 
-    splits = {"coldstart": LoadedRecords(cold, skips("coldstart")),
-              "train": LoadedRecords(train, skips("train")),
-              id_split(cfg.task): LoadedRecords(pools[split_of["test"]].records, skips("test"))}
+    splits = {
+        "coldstart": LoadedRecords(cold, skips("coldstart")),
+        "train": LoadedRecords(train, skips("train")),
+        id_split(cfg.task): LoadedRecords(pools[split_of["test"]].records, skips("test")),
+    }
     splits.update(file_splits(cfg, [(name, name) for name in data.ood_splits]))
     return splits
 
@@ -149,6 +170,7 @@ def describe(cfg: Study, role: str) -> str:
 class SplitSurvey:
     """One RefCOCO split as `dcsft plan` sees it: the records it gives, its image files
     (existing), and the files missing with the records they take along."""
+
     records: int = 0
     images: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -160,8 +182,11 @@ def survey(cfg: Study, out: Findings) -> None:
     pools = classic_pools(cfg, out) if data.refcoco_layout == "classic" else parquet_pools(cfg, out)
     shared = split_of["coldstart"] == split_of["train"]
     needed = data.n_coldstart + data.n_train if shared else data.n_train
-    draw_sizes(data, pools[split_of["coldstart"]].records,
-               pools[split_of["train"]].records - (data.n_coldstart if shared else 0))
+    draw_sizes(
+        data,
+        pools[split_of["coldstart"]].records,
+        pools[split_of["train"]].records - (data.n_coldstart if shared else 0),
+    )
     shown = set()  # a pool's missing files are listed on the first split drawn from it
     for name, role in roles(cfg)[:3]:
         pool = pools[split_of[role]]
@@ -174,9 +199,11 @@ def survey(cfg: Study, out: Findings) -> None:
     for name in data.ood_splits:
         out.splits[name] = survey_file(cfg, name, name, out)
     if shared:
-        out.lines.append(f"  cold start and training set: drawn from RefCOCO {split_of['train']}, the "
-                         f"training draw leaving out every image of the cold start (so it needs somewhat "
-                         f"more than {needed:,} records)")
+        out.lines.append(
+            f"  cold start and training set: drawn from RefCOCO {split_of['train']}, the "
+            f"training draw leaving out every image of the cold start (so it needs somewhat "
+            f"more than {needed:,} records)"
+        )
 
 
 def classic_pools(cfg: Study, out: Findings) -> dict[str, SplitSurvey]:
@@ -213,12 +240,15 @@ def classic_pools(cfg: Study, out: Findings) -> dict[str, SplitSurvey]:
             pool.records += records
         else:
             pool.lost += records
-    counts = ", ".join(f"{split} {pool.records:,} records of {len(pool.images):,} images"
-                       for split, pool in sorted(pools.items()))
+    counts = ", ".join(
+        f"{split} {pool.records:,} records of {len(pool.images):,} images"
+        for split, pool in sorted(pools.items())
+    )
     out.lines.append(f"  RefCOCO {refs_path}: {counts}")
     if bad:
-        out.bad_input(data.bad_images,
-                      f"{refs_path}: {len(bad)} refs with a bad box or annotation (first: {bad[0]})")
+        out.bad_input(
+            data.bad_images, f"{refs_path}: {len(bad)} refs with a bad box or annotation (first: {bad[0]})"
+        )
     return pools
 
 
@@ -229,18 +259,22 @@ def parquet_pools(cfg: Study, out: Findings) -> dict[str, SplitSurvey]:
     for path in data.parquet_files():
         if not path.is_file():
             raise DataError(f"{path}: file not found (data.refcoco_parquet)")
-        parquet, columns = refcoco.parquet_columns(path)
-        expressions = next(c for c in refcoco.EXPRESSION_COLUMNS if c in columns)
+        parquet, columns = refcoco_parquet.parquet_columns(path)
+        expressions = next(c for c in refcoco_parquet.EXPRESSION_COLUMNS if c in columns)
         table = parquet.read(columns=[expressions, *(["split"] if "split" in columns else [])])
         texts = table.column(expressions).to_pylist()
-        splits = (table.column("split").to_pylist() if "split" in columns
-                  else [refcoco.file_split(path) or "unknown"] * len(texts))
+        splits = (
+            table.column("split").to_pylist()
+            if "split" in columns
+            else [refcoco_parquet.file_split(path) or "unknown"] * len(texts)
+        )
         for split, value in zip(splits, texts):
             if split in pools:
                 pools[split].records += sentences(value, data.one_sentence_per_ref)
     counts = ", ".join(f"{s} {pool.records:,} records" for s, pool in sorted(pools.items()))
-    out.lines.append(f"  RefCOCO parquet: {counts} (images inside the files are decoded by prepare, "
-                     f"not here)")
+    out.lines.append(
+        f"  RefCOCO parquet: {counts} (images inside the files are decoded by prepare, not here)"
+    )
     return pools
 
 
