@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dcsft.config import StudyConfig
 from dcsft.errors import ConfigError
+from dcsft.rundir import RunDir
 from dcsft.stages import NAMES, STAGES
 
 MODEL_STAGES = {spec.name for spec in STAGES if spec.loads_model}
@@ -73,8 +74,9 @@ def check_task(cfg: StudyConfig, stages: set[str], cuda: bool | None) -> list[st
     if "train" in stages and "grpo" in cfg.train.methods and cfg.grpo.use_vllm:
         require_vllm("grpo.use_vllm=true")
         if cfg.grpo.vllm_mode == "server":
+            model = RunDir(cfg.run_dir).coldstart_model
             notes.append(
-                f"grpo.vllm_mode=server: start `trl vllm-serve --model {cfg.run_dir}/02_coldstart/model` "
+                f"grpo.vllm_mode=server: start `trl vllm-serve --model {model}` "
                 "on its own GPU(s) before training"
             )
     asker = deepspeed_requested(cfg, stages)

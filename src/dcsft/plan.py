@@ -15,9 +15,7 @@ Example: dcsft plan configs/paper/imagenet_3b.yaml --set data.root=/data/imagene
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from pathlib import Path
 
 from dcsft.config import StudyConfig, hard_mix_percent
@@ -26,14 +24,11 @@ from dcsft.data import splits as S
 from dcsft.data.sources.common import Findings
 from dcsft.models.size import (
     ACTIVATION_BYTES,
-    HUB_MODELS,
     ModelInfo,
     activations,
-    arch_of,
-    config_params,
+    inspect_model,
     kv_cache,
     lora_params,
-    safetensors_params,
 )
 
 GB = 1e9
@@ -57,68 +52,6 @@ def size(value: float) -> str:
         if value >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{value:.0f} B"
-
-
-# ---------------------------------------------------------------- model
-
-
-def inspect_model(cfg: StudyConfig, out: Findings) -> ModelInfo:
-    base = cfg.model.base
-    if base == "embedded":
-        from dcsft.models.base import PACKAGED, embedded_key, find_built
-
-        folder = find_built(embedded_key(cfg.pretrain))
-        if folder is None:
-            out.warnings.append(
-                "model.base embedded: no built base for this pretrain config; the first stage that "
-                "needs it pretrains it once (see `dcsft pretrain`); sizes below are the packaged one's"
-            )
-            folder = PACKAGED
-        return local_model(Path(folder), f"embedded ({folder})", out)
-    if base in HUB_MODELS:
-        known = dict(HUB_MODELS[base])
-        params = known.pop("params")
-        return ModelInfo(base, params, known, "the published size of this hub model (not downloaded here)")
-    folder = Path(base).expanduser()
-    if folder.is_dir():
-        return local_model(folder, str(folder.absolute()), out)
-    if base.startswith(("/", ".", "~")) or folder.exists() or base.count("/") != 1:
-        out.problems.append(
-            f"model.base {base}: no such folder (a local model folder, a hub id org/name, or embedded)"
-        )
-    else:
-        out.warnings.append(
-            f"model.base {base}: a hub id dcsft does not know the size of; it is downloaded at the "
-            f"first stage that loads it (memory not estimated)"
-        )
-    return ModelInfo(base, None, {}, "unknown")
-
-
-def local_model(folder: Path, label: str, out: Findings) -> ModelInfo:
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        out.problems.append(f"model.base {folder}: no config.json (not a save_pretrained folder)")
-        return ModelInfo(label, None, {}, "unknown")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        out.problems.append(f"{config_file}: not valid JSON ({err})")
-        return ModelInfo(label, None, {}, "unknown")
-    arch = arch_of(config)
-    if config.get("model_type") not in ("qwen2_5_vl", "qwen2_vl"):
-        out.warnings.append(
-            f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen2.5-VL"
-        )
-    try:
-        exact = safetensors_params(folder)
-    except (OSError, ValueError, KeyError, struct.error) as err:
-        out.warnings.append(
-            f"{folder}: safetensors headers unreadable ({type(err).__name__}); size from config.json"
-        )
-        exact = None
-    if exact is not None:
-        return ModelInfo(label, float(exact), arch, "counted from the safetensors headers")
-    return ModelInfo(label, config_params(arch, config), arch, "estimated from config.json")
 
 
 # ---------------------------------------------------------------- compute and memory
@@ -348,7 +281,7 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
     """Everything `dcsft plan` prints for one task; `problems` are blocking."""
     found = sources.survey(cfg, sample)
     found.problems += config_problems(cfg)
-    model = inspect_model(cfg, found)
+    model = inspect_model(cfg.model.base, cfg.pretrain, found)
     report = [
         f"task {cfg.task}, source {cfg.data.source}, run directory {cfg.run_dir}"
         f"{' (exists)' if Path(cfg.run_dir).exists() else ''}"

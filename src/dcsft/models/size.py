@@ -9,6 +9,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 # Activation bytes per token x hidden x layer, bf16, no recomputation (Korthikanti et al. 2022,
 # without the attention scores).
@@ -141,3 +142,70 @@ def activations(arch: dict, tokens: float) -> float:
 def kv_cache(arch: dict, tokens: float, weight_bytes: int) -> float:
     head_dim = arch["hidden"] // arch["heads"]
     return tokens * arch["layers"] * 2 * arch["kv_heads"] * head_dim * weight_bytes
+
+
+class Notes(Protocol):
+    """Where inspect_model writes what it finds (dcsft plan's findings)."""
+
+    problems: list[str]  # what would stop the study
+    warnings: list[str]
+
+
+def inspect_model(base: str, pretrain, out: Notes) -> ModelInfo:
+    """The size of `model.base` (the embedded base of the `pretrain` config, a local folder or a
+    known hub id), with what stands in the way noted in `out`."""
+    if base == "embedded":
+        from dcsft.models.base import PACKAGED, embedded_key, find_built
+
+        folder = find_built(embedded_key(pretrain))
+        if folder is None:
+            out.warnings.append(
+                "model.base embedded: no built base for this pretrain config; the first stage that "
+                "needs it pretrains it once (see `dcsft pretrain`); sizes below are the packaged one's"
+            )
+            folder = PACKAGED
+        return local_model(Path(folder), f"embedded ({folder})", out)
+    if base in HUB_MODELS:
+        known = dict(HUB_MODELS[base])
+        params = known.pop("params")
+        return ModelInfo(base, params, known, "the published size of this hub model (not downloaded here)")
+    folder = Path(base).expanduser()
+    if folder.is_dir():
+        return local_model(folder, str(folder.absolute()), out)
+    if base.startswith(("/", ".", "~")) or folder.exists() or base.count("/") != 1:
+        out.problems.append(
+            f"model.base {base}: no such folder (a local model folder, a hub id org/name, or embedded)"
+        )
+    else:
+        out.warnings.append(
+            f"model.base {base}: a hub id dcsft does not know the size of; it is downloaded at the "
+            f"first stage that loads it (memory not estimated)"
+        )
+    return ModelInfo(base, None, {}, "unknown")
+
+
+def local_model(folder: Path, label: str, out: Notes) -> ModelInfo:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        out.problems.append(f"model.base {folder}: no config.json (not a save_pretrained folder)")
+        return ModelInfo(label, None, {}, "unknown")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        out.problems.append(f"{config_file}: not valid JSON ({err})")
+        return ModelInfo(label, None, {}, "unknown")
+    arch = arch_of(config)
+    if config.get("model_type") not in ("qwen2_5_vl", "qwen2_vl"):
+        out.warnings.append(
+            f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen2.5-VL"
+        )
+    try:
+        exact = safetensors_params(folder)
+    except (OSError, ValueError, KeyError, struct.error) as err:
+        out.warnings.append(
+            f"{folder}: safetensors headers unreadable ({type(err).__name__}); size from config.json"
+        )
+        exact = None
+    if exact is not None:
+        return ModelInfo(label, float(exact), arch, "counted from the safetensors headers")
+    return ModelInfo(label, config_params(arch, config), arch, "estimated from config.json")

@@ -104,10 +104,11 @@ def run(cfg: StudyConfig, task_cfgs: list[StudyConfig]) -> Path:
     results = {task: r for task, (r, _) in loaded.items()}
     buckets = {task: b for task, (_, b) in loaded.items()}
     rows = method_means(results, task_cfgs)
-    links = "\n".join(
-        f"- {task}: [{c.task}/07_report/report.html]({c.task}/07_report/report.html)"
+    pages = {
+        task: (RunDir(c.run_dir).report.root / "report.html").relative_to(cfg.run_dir)
         for task, c in zip(results, task_cfgs)
-    )
+    }
+    links = "\n".join(f"- {task}: [{page}]({page})" for task, page in pages.items())
     markdown = (
         "\n\n".join(
             [
