@@ -210,6 +210,10 @@ class StudyConfig(Section):
         1, ge=1
     )  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
     task: Literal["classification", "grounding"] = "classification"
+    # The classification verifier's rule (dcsft.tasks.classification), for profiling, evaluation
+    # and the GRPO reward alike: `paper` as the paper states it, `authors` as the authors' released
+    # code (`strip().strip('.')`) to compare number for number with their files. Grounding ignores it.
+    verifier: Literal["paper", "authors"] = "paper"
     # Several tasks in one study: name -> overrides of the sections above; each task runs in
     # run_dir/<name>/ (empty: the one `task`, in run_dir itself).
     tasks: dict[str, dict[str, Any]] = {}

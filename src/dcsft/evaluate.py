@@ -89,13 +89,13 @@ def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
         cfg.evaluate.model_dump(),
         cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
         cfg.task,
-        verifier_version(cfg.task),
+        verifier_version(cfg.task, cfg.verifier),
     )
 
 
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
     rundir = RunDir(cfg.run_dir)
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.verifier)
     sampling = Sampling(do_sample=False, max_new_tokens=cfg.evaluate.max_new_tokens)
     current = stage_fingerprint(cfg, spec)
 

@@ -74,7 +74,7 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
         upstream(rundir.coldstart),
         cfg.profile.model_dump(),
         cfg.task,
-        verifier_version(cfg.task),
+        verifier_version(cfg.task, cfg.verifier),
         cfg.seed,
     )
 
@@ -246,7 +246,11 @@ def run(cfg: StudyConfig) -> dict:
                 setting="profile.engine",
             )
             profiler = Profiler(
-                model, load_processor(rundir.coldstart_model, cfg.model), get_task(cfg.task), p, cfg.seed
+                model,
+                load_processor(rundir.coldstart_model, cfg.model),
+                get_task(cfg.task, cfg.verifier),
+                p,
+                cfg.seed,
             )
             if p.method != "sample" and not supports_shared_prefill(profiler.model):
                 raise StageError(

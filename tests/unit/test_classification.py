@@ -1,74 +1,106 @@
-"""The classification verifier: the paper's rule (strip whitespace, strip a trailing period,
-case-insensitive exact match) and the TRL-style reward callable built on it."""
+"""The classification verifier's two rules (`verifier: paper`, the default, and `verifier:
+authors`), each one table, the TRL-style reward built on them, and the rule reaching every
+scorer: profiling, evaluation, the GRPO reward and their fingerprints."""
+
+import hashlib
+import inspect
+from types import SimpleNamespace
 
 import pytest
 
-from dcsft.tasks.classification import PROMPT, is_correct, normalize, reward, score
+from dcsft import evaluate, profiling
+from dcsft.config import StudyConfig
+from dcsft.rundir import RunDir, read_json, write_json
+from dcsft.tasks import classification, get_task, verifier_version
+from dcsft.tasks.classification import PROMPT, accepted_answers, is_correct, normalize, reward, score
+
+# The paper's stated rule: strip whitespace, then one trailing period, case-insensitively.
+PAPER = [
+    ("goose", True),
+    ("Goose", True),
+    ("GOOSE", True),
+    (" goose ", True),
+    ("\tgoose.\n", True),
+    ("goose.", True),
+    ("Goose. ", True),
+    ("goose .", False),  # whitespace is stripped once, before the period
+    ("goose..", False),  # one trailing period only
+    (".goose", False),  # a leading period stays
+    ("goose!", False),
+    ("", False),
+    (".", False),
+    ("geese", False),
+    ("a goose", False),
+    ("The answer is goose.", False),
+]
+
+# The authors' released code: strip().strip('.'), then lower-case (byyx666/DC-SFT).
+AUTHORS = [
+    ("goose", True),
+    ("Goose", True),
+    ("GOOSE", True),
+    (" goose ", True),
+    ("\tgoose.\n", True),
+    ("goose.", True),
+    ("Goose. ", True),
+    ("goose .", False),  # strip('.') leaves "goose ", and whitespace is not stripped again
+    ("goose..", True),  # every trailing period
+    (".goose", True),  # and every leading one
+    ("..goose...", True),
+    (". goose", False),
+    ("goose!", False),
+    ("", False),
+    (".", False),
+    ("geese", False),
+    ("a goose", False),
+    ("The answer is goose.", False),
+]
 
 
 def test_prompt_is_the_papers():
     assert PROMPT == "Please provide the object name in the image. Output the answer using one word."
 
 
-@pytest.mark.parametrize(
-    "response",
-    [
-        "goose",
-        "Goose",
-        "GOOSE",
-        "goose.",
-        "Goose.",
-        " GOOSE \n",
-        "\tgoose.\n",
-        "goose .",  # the period is stripped, then the whitespace before it
-        "  gOoSe.  ",
-    ],
-)
-def test_correct_variants(response):
-    assert is_correct(response, "goose")
-    assert score(response, "goose") == 1.0
+@pytest.mark.parametrize(("rule", "table"), [("paper", PAPER), ("authors", AUTHORS)])
+def test_each_rule_by_its_table(rule, table):
+    for response, verdict in table:
+        assert is_correct(response, "goose", rule) is verdict, (rule, response)
+        assert score(response, "goose", rule) == float(verdict), (rule, response)
+        assert get_task("classification", rule).score_record(response, {"solution": "goose"}) == verdict
 
 
-@pytest.mark.parametrize(
-    "response",
-    [
-        "goose..",  # only ONE trailing period is stripped
-        ".goose",  # a leading period is not stripped
-        "geese",
-        "goose!",
-        "a goose",
-        "goose bird",
-        "gooses",
-        "goos",
-        "go ose",
-        "The answer is goose.",
-    ],
-)
-def test_wrong_answers(response):
-    assert not is_correct(response, "goose")
-    assert score(response, "goose") == 0.0
+def test_paper_is_the_default_rule():
+    assert [is_correct(response, "goose") for response, _ in PAPER] == [verdict for _, verdict in PAPER]
+    assert StudyConfig().verifier == "paper"
+    assert get_task("classification") is classification
 
 
-def test_solution_is_normalized_too():
-    assert score("goose", "Goose.") == 1.0
-    assert score("GOOSE.", " goose ") == 1.0
+@pytest.mark.parametrize("rule", ["paper", "authors"])
+def test_solution_is_normalized_too(rule):
+    assert score("goose", "Goose.", rule) == 1.0
+    assert score("GOOSE.", " goose ", rule) == 1.0
 
 
 def test_normalize():
     assert normalize(" Goose. ") == "goose"
     assert normalize("goose..") == "goose."
-    assert normalize("") == ""
-    assert normalize(".") == ""
+    assert normalize(".goose.") == ".goose"
+    assert normalize("..goose.. ", "authors") == "goose"
+    assert normalize("") == "" and normalize(".") == "" and normalize("...", "authors") == ""
 
 
-@pytest.mark.parametrize("response", ["", " ", "\n", "."])
-def test_empty_response_is_wrong(response):
-    assert score(response, "goose") == 0.0
+@pytest.mark.parametrize("rule", ["paper", "authors"])
+def test_exact_counts_only_answers_the_rule_accepts(rule):
+    assert accepted_answers("goose", rule) == ["goose", "goose.", "Goose", "Goose."]
+    # a label written with its period: no "goose.." (the paper's rule rejects it), no duplicates
+    answers = accepted_answers("Goose.", rule)
+    assert len(answers) == len(set(answers)) and all(is_correct(a, "Goose.", rule) for a in answers)
 
 
 @pytest.mark.parametrize("response", [None, 3, 3.0, ["goose"], {"content": "goose"}, b"goose"])
 def test_non_string_scores_zero_without_raising(response):
     assert score(response, "goose") == 0.0
+    assert score(response, "goose", "authors") == 0.0
 
 
 def test_score_returns_float():
@@ -100,6 +132,12 @@ def test_reward_plain_strings():
     ]
 
 
+def test_grpo_reward_follows_the_rule():
+    completions = ["star..", ".star", "star"]
+    assert get_task("classification").reward(completions, solution=["star"] * 3) == [0.0, 0.0, 1.0]
+    assert get_task("classification", "authors").reward(completions, solution=["star"] * 3) == [1.0] * 3
+
+
 def test_reward_ignores_extra_trl_kwargs_and_bad_completions():
     out = reward(
         ["star", None, [], [{"role": "assistant", "content": None}]],
@@ -110,3 +148,76 @@ def test_reward_ignores_extra_trl_kwargs_and_bad_completions():
     )
     assert out == [1.0, 0.0, 0.0, 0.0]
     assert all(type(x) is float for x in out)
+
+
+# --- the rule reaches the stages ----------------------------------------------------------------
+
+RECORDS = [{"id": f"train-{i}", "problem": PROMPT, "solution": "goose", "image": "x.png"} for i in range(4)]
+ANSWERS = ["goose", "goose..", ".goose", "geese"]  # paper: 1 of 4 correct, authors: 3 of 4
+
+
+def study(tmp_path, verifier: str | None = None, task: str = "classification") -> StudyConfig:
+    """A run directory whose upstream stages are marked done, without running them."""
+    for stage in ("01_prepare", "02_coldstart", "04_curate"):
+        write_json(tmp_path / stage / "DONE", {"fingerprint": stage})
+    return StudyConfig(run_dir=str(tmp_path), task=task, **({"verifier": verifier} if verifier else {}))
+
+
+@pytest.fixture
+def answering(monkeypatch):
+    """Stages that read RECORDS and whose model answers ANSWERS, one per record, in order."""
+    by_id = dict(zip((r["id"] for r in RECORDS), ANSWERS, strict=True))
+
+    def respond(model, processor, batch, sampling, *_):
+        answers = [[by_id[r["id"]]] for r in batch]
+        zeros = [0] * len(batch)
+        return SimpleNamespace(
+            responses=answers, prompt_tokens=zeros, generated_tokens=zeros, forwarded_tokens=zeros
+        )
+
+    for module in (profiling, evaluate):
+        monkeypatch.setattr(module, "read_split", lambda rundir, split: (RECORDS, 0))
+        monkeypatch.setattr(module, "load_generator", lambda *a, **k: "model")
+        monkeypatch.setattr(module, "load_processor", lambda *a, **k: "processor")
+        monkeypatch.setattr(module, "respond", respond)
+    monkeypatch.setattr(evaluate, "eval_splits", lambda cfg: ["test"])
+
+
+@pytest.mark.parametrize(("verifier", "correct"), [("paper", 1), ("authors", 3)])
+def test_the_rule_reaches_profiling_and_evaluation(tmp_path, answering, verifier, correct):
+    cfg = study(tmp_path, verifier)
+    cfg.profile.k = 1
+    rundir = RunDir(cfg.run_dir)
+    profiling.run(cfg)
+    assert read_json(rundir.profile.root / "stats.json")["mean_pass_rate"] == correct / len(RECORDS)
+    evaluate.evaluate_model(cfg, evaluate.ModelToEvaluate("coldstart", None, "model", None, "coldstart"))
+    assert read_json(rundir.evaluate("coldstart", None).root / "scores.json")["test"]["correct"] == correct
+
+
+def fingerprints(cfg: StudyConfig) -> tuple[str, ...]:
+    from dcsft.train import run as train_run
+
+    spec = evaluate.ModelToEvaluate("coldstart", None, "model", None, "coldstart")
+    return (
+        profiling.stage_fingerprint(cfg),
+        evaluate.stage_fingerprint(cfg, spec),
+        train_run.stage_fingerprint(cfg, "grpo", 0),
+        train_run.stage_fingerprint(cfg, "sft", 0),
+    )
+
+
+def test_the_rule_enters_exactly_the_verifier_scored_fingerprints(tmp_path):
+    default = fingerprints(study(tmp_path))
+    assert fingerprints(study(tmp_path, "paper")) == default
+    authors = fingerprints(study(tmp_path, "authors"))
+    assert [a != d for a, d in zip(authors, default)] == [True, True, True, False]  # sft: no verifier
+
+
+def test_the_default_version_is_the_sources_hash_and_grounding_ignores_the_rule(tmp_path):
+    source = hashlib.sha256(inspect.getsource(classification).encode()).hexdigest()[:12]
+    assert verifier_version("classification") == verifier_version("classification", "paper") == source
+    assert verifier_version("classification", "authors") == f"{source}+authors"
+    assert verifier_version("grounding", "authors") == verifier_version("grounding")
+    assert fingerprints(study(tmp_path, "authors", "grounding")) == fingerprints(
+        study(tmp_path, None, "grounding")
+    )

@@ -10,6 +10,7 @@ from PIL import Image
 
 from dcsft.data.formats import export_records, import_records
 from dcsft.data.imagenet import NAMES_FILE, load_split, read_name_map, read_val_labels
+from dcsft.data.paper import NAMES as PAPER_NAMES
 from dcsft.data.records import Skip, read_json, to_sft
 from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
@@ -147,11 +148,28 @@ def test_sorted_val_and_renditions_use_the_same_reader(tmp_path):
     ]
 
 
-def test_the_shipped_name_map_has_the_papers_classes():
+def test_the_shipped_name_map_has_the_papers_classes_and_more():
+    papers = read_name_map(PAPER_NAMES)
+    assert len(papers) == 186  # 100 training classes + the other classes of its ImageNet-R / -A sets
     names = read_name_map(NAMES_FILE)
-    assert len(names) == 186  # 100 training classes + the other classes of its ImageNet-R / -A sets
+    assert len(names) == 482 >= 200  # the supplement's 200 classes can be drawn from it
+    assert {w: names[w] for w in papers} == papers  # the authors' names, unchanged
     assert names["n04355338"] == "sundial" and names["n02397096"] == "warthog"
-    assert all(" " not in name for name in names.values())
+    assert names["n01440764"] == "tench" and "n01484850" not in names  # great white shark: two words
+    lowered = [name.lower() for name in names.values()]
+    assert len(set(lowered)) == len(lowered) and all(" " not in name for name in names.values())
+
+
+def test_the_added_names_are_torchvisions_at_their_wnids():
+    """torchvision lists the 1,000 names in sorted-wnid order, so the map's names, in wnid order,
+    appear in that list in the same order: a name put at the wrong wnid breaks the order."""
+    from torchvision.models import ResNet50_Weights
+
+    categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+    names = read_name_map(NAMES_FILE)
+    indices = [categories.index(names[wnid]) for wnid in sorted(names)]
+    assert indices == sorted(indices)
+    assert categories[indices[0]] == "tench" and categories[indices[-1]] == "ear"
 
 
 def test_name_map_as_json_and_one_word_names(tmp_path):

@@ -440,3 +440,45 @@ def test_plan_and_prepare_agree_on_the_embedded_world(tmp_path):
     )
     surveyed, written = surveyed_and_prepared(cfg)
     assert surveyed == written == {"coldstart": 3, "train": 5, "photo": 2, "rendition": 2, "adversarial": 2}
+
+
+def hundred_k_tree(root: Path, per_class: int) -> Path:
+    """The supplement's 100k setting on disk, small: 200 classes the shipped map names, each with
+    `per_class` training images and one val image (val/<wnid>/), 3 classes it does not name
+    (two-word names), and ImageNet-R / -A folders of 2 classes each, one of the authors' and
+    goldfish (an ImageNet-R / -A class the authors did not test on); every image one tiny JPEG."""
+    from dcsft.data.imagenet import NAMES_FILE, read_name_map
+
+    one = root.parent / "one.jpg"
+    one.write_bytes(jpeg())
+    named = sorted(read_name_map(NAMES_FILE))[:200]
+    unnamed = ["n01484850", "n01491361", "n01494475"]  # great white shark, tiger shark, hammerhead
+    for wnid in [*named, *unnamed]:
+        for i in range(per_class):
+            link(one, root / "train" / wnid / f"{wnid}_{i}.JPEG")
+        link(one, root / "val" / wnid / f"ILSVRC2012_val_{wnid}.JPEG")
+    for ood in ("imagenet-r", "imagenet-a"):
+        authors = min(row["wnid"] for row in read_manifest() if row["split"] == ood)
+        for wnid in (authors, "n01443537"):
+            link(one, root / ood / wnid / f"{ood}_{wnid}.jpg")
+    return root
+
+
+def link(source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.link(source, path)
+
+
+def test_the_100k_config_plans_200_classes_with_the_shipped_map(tmp_path):
+    root = hundred_k_tree(tmp_path / "imagenet", per_class=6)
+    config = PAPER / "imagenet_100k_3b.yaml"
+    result = plan(config, "--set", f"data.root={root}", "--set", "data.per_class={coldstart: 4, train: 2}")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "names 200 of the 203 class folders" in out and "the study uses 200 classes, all named" in out
+    assert split_row(out, "coldstart")[:3] == ["coldstart", "800", "0"]
+    assert split_row(out, "train")[:3] == ["train", "400", "0"]
+    assert split_row(out, "photo")[:3] == ["photo", "200", "0"]
+    assert split_row(out, "imagenet-r")[:3] == ["imagenet-r", "1", "0"]  # the authors' class, not goldfish
+    assert split_row(out, "imagenet-a")[:3] == ["imagenet-a", "1", "0"]
+    assert "plan: no blocking problems" in out

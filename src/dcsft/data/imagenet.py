@@ -7,8 +7,11 @@ Reads:
   `LOC_val_solution.csv` layout (`ImageId,PredictionString`, the first token of
   PredictionString being the wnid); files are matched by name without extension;
 - a wnid -> one-word class name map: `wnid name` per line (`#` comments allowed) or a JSON
-  object. The paper's names (its 100 training classes and the classes of its ImageNet-R and
-  ImageNet-A test sets) ship as `dcsft/assets/paper/imagenet_names.txt`.
+  object. The default, `dcsft/assets/paper/imagenet_names_extended.txt` (NAMES_FILE), names
+  482 classes: the paper's 186 (its 100 training classes and the classes of its ImageNet-R and
+  ImageNet-A test sets, also alone in `imagenet_names.txt`) and 296 more one-word names from
+  torchvision's ImageNet-1K categories, none of them an ImageNet-R / -A class (the file's header
+  says how they were chosen).
 
 Each image becomes `{"id": "<split>/<wnid>/<file name>", "problem": PROMPT, "solution": name,
 "image": absolute path, "meta": {"wnid", "split"}}`, the authors' record format. The id does
@@ -18,8 +21,8 @@ buckets of the same images compare across machines and with the authors' lists.
 Classes are all class folders, a given list of wnids, or n of them drawn with `seed`; with
 `per_class`, each class contributes that many images drawn with `seed` (each class from its
 own stream, so changing the class list does not change the other classes' draws). The
-supplement's 100k setting is `load_split(root / "train", "train", classes=200,
-per_class=500, names=your_map)`.
+supplement's 100k setting is `load_split(root / "train", "train", classes=200, per_class=500)`:
+200 of the default map's classes.
 
 Bad input is a one-line `DataError` naming the folder or file: a missing folder, a class
 without a name, too few images for `per_class`. An image that does not decode is skipped,
@@ -40,7 +43,7 @@ from dcsft.errors import DataError
 from dcsft.tasks.classification import PROMPT
 
 PAPER_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "paper"
-NAMES_FILE = PAPER_ASSETS / "imagenet_names.txt"
+NAMES_FILE = PAPER_ASSETS / "imagenet_names_extended.txt"  # the paper's 186 names, 296 from torchvision
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 BAD_IMAGE_POLICIES = ("skip", "error")
 
@@ -263,7 +266,7 @@ def load_split(
 ) -> LoadedRecords:
     """Records of one ImageNet-style split folder (see the module docstring).
 
-    names: a wnid -> name dict or map file (default: the paper's names shipped with dcsft).
+    names: a wnid -> name dict or map file (default: NAMES_FILE, shipped with dcsft).
     classes: None (every class folder), wnids, or a number of classes drawn with `seed`.
     per_class: images per class drawn with `seed` (None: all).
     labels: labels file of a flat folder (val). exclude: image paths or record ids to leave

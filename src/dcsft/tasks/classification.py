@@ -1,7 +1,15 @@
 """Image classification with a one-word answer (ImageNet in the paper, the shape world here).
 
-Correct means: the response equals the answer after stripping whitespace and one trailing
-period, case-insensitively (the paper's verifier).
+Correct means the response equals the answer, case-insensitively, after the verifier rule's
+normalisation (`verifier` in the config; both rules apply to the answer as to the response):
+- `paper` (the default), the rule as the paper states it: strip whitespace, then one trailing
+  period, nothing more (`goose.` is correct, `goose .`, `goose..` and `.goose` are not);
+- `authors`, the released code's `strip().strip('.')` (byyx666/DC-SFT: the ExactAccuracy reward
+  and `exact` in infer/test_dp.py): whitespace, then every leading and trailing period
+  (`goose..` and `.goose` are correct, `goose .` is not), for number-for-number comparison with
+  the authors' files.
+Under either rule an empty answer is never correct (the authors' code would accept `.` for an
+empty label; dcsft's loaders skip empty labels, so no score differs).
 """
 
 from __future__ import annotations
@@ -10,41 +18,53 @@ PROMPT = "Please provide the object name in the image. Output the answer using o
 METRIC = "exact match"  # how a report names what counts as correct
 
 
-def normalize(text: str) -> str:
-    text = text.strip()
-    if text.endswith("."):
-        text = text[:-1].rstrip()
-    return text.lower()
+def paper_form(text: str) -> str:
+    """The paper's stated rule: whitespace, then one trailing period."""
+    return text.strip().removesuffix(".")
 
 
-def is_correct(response: str, solution: str) -> bool:
+def authors_form(text: str) -> str:
+    """The authors' code: whitespace, then every leading and trailing period."""
+    return text.strip().strip(".")
+
+
+RULES = {"paper": paper_form, "authors": authors_form}  # by the config's `verifier`
+RULE_FUNCTIONS = ("normalize", "is_correct", "accepted_answers", "score", "score_record", "reward")
+
+
+def normalize(text: str, rule: str = "paper") -> str:
+    return RULES[rule](text).lower()
+
+
+def is_correct(response: str, solution: str, rule: str = "paper") -> bool:
     """An empty answer is never correct, even against an empty label that slipped through."""
-    answer = normalize(response)
-    return bool(answer) and answer == normalize(solution)
+    answer = normalize(response, rule)
+    return bool(answer) and answer == normalize(solution, rule)
 
 
-def accepted_answers(solution: str) -> list[str]:
+def accepted_answers(solution: str, rule: str = "paper") -> list[str]:
     """The answer strings `profile.method=exact` sums the probability of: the answer as given,
-    lower-case and capitalised, each with and without the trailing period. The verifier also
-    accepts other capitalisations and surrounding whitespace; those are not counted, so exact
-    slightly underestimates P(correct) by their mass (benchmarks/profile_speed.py measures how
-    many sampled correct answers fall outside this set)."""
-    base = normalize(solution)
-    forms = dict.fromkeys([solution.strip(), base, base.capitalize()])
-    return [form + end for form in forms for end in ("", ".")]
+    lower-case and capitalised, each with and without the trailing period, kept only where the
+    rule accepts them. The rules also accept other capitalisations and surrounding whitespace
+    (`authors`: extra periods too); those are not counted, so exact slightly underestimates
+    P(correct) by their mass (benchmarks/profile_speed.py measures how many sampled correct
+    answers fall outside this set)."""
+    base = normalize(solution, rule)
+    candidates = [form + end for form in (solution.strip(), base, base.capitalize()) for end in ("", ".")]
+    return [answer for answer in dict.fromkeys(candidates) if is_correct(answer, solution, rule)]
 
 
-def score(response: object, solution: str) -> float:
+def score(response: object, solution: str, rule: str = "paper") -> float:
     """1.0 if correct else 0.0; a response that is not text scores 0 rather than raising."""
-    return float(isinstance(response, str) and is_correct(response, solution))
+    return float(isinstance(response, str) and is_correct(response, solution, rule))
 
 
-def score_record(response: object, record: dict, frame: str = "model") -> float:
+def score_record(response: object, record: dict, frame: str = "model", rule: str = "paper") -> float:
     """`frame` is for tasks whose answers have coordinates; a class name has none."""
-    return score(response, record["solution"])
+    return score(response, record["solution"], rule)
 
 
-def reward(completions: list, solution: list[str], **_: object) -> list[float]:
+def reward(completions: list, solution: list[str], rule: str = "paper", **_: object) -> list[float]:
     """TRL-style reward callable: completions are strings or [{"role", "content"}] turns."""
     texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
-    return [score(text, answer) for text, answer in zip(texts, solution, strict=True)]
+    return [score(text, answer, rule) for text, answer in zip(texts, solution, strict=True)]

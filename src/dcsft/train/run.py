@@ -124,7 +124,7 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
             "grpo": cfg.grpo.model_dump(exclude=NOT_IN_FINGERPRINT),
             "lora": cfg.train.lora.model_dump(),
             "task": cfg.task,
-            "verifier": verifier_version(cfg.task),
+            "verifier": verifier_version(cfg.task, cfg.verifier),
             **({"freeze_vision": True} if cfg.train.freeze_vision else {}),
         }
     return fingerprint(
@@ -157,7 +157,7 @@ def train_method(cfg: StudyConfig, method: str, seed: int, buckets: dict[str, li
                     model,
                     processor,
                     records,
-                    get_task(cfg.task).reward,
+                    get_task(cfg.task, cfg.verifier).reward,
                     cfg.grpo,
                     t.lora,
                     folder,

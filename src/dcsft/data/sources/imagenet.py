@@ -34,7 +34,9 @@ class ImagenetSource(RealSourceConfig):
     folders: dict[str, str] = {}
     # The labels file of a flat folder per role (test: `<file> <wnid>` lines or LOC_val_solution.csv).
     labels: dict[str, str] = {}
-    names: str | None = None  # the wnid -> one-word name map (default: the paper's, shipped with dcsft)
+    # The wnid -> one-word name map (default: dcsft.data.imagenet.NAMES_FILE, shipped with dcsft:
+    # the paper's 186 classes and 296 more, none of them an ImageNet-R / -A class).
+    names: str | None = None
     # The study's classes: None all folders, n named ones drawn with the seed, a list of wnids, or
     # the paper's 100.
     classes: int | list[str] | Literal["paper"] | None = None
