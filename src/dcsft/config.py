@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dcsft.conventions import template_problem
 from dcsft.data.sources import CONFIGS, DEFAULT_SOURCE, DataConfig, keys_of
 from dcsft.errors import ConfigError
 
@@ -50,6 +51,10 @@ class ModelConfig(Section):
     # a second thread spinning beside another busy process slows a stage up to 30x (measured); a
     # study uses the cores by running its units in worker processes instead (`jobs`).
     threads: int = Field(1, ge=1)
+    # grounding: the frame of boxes in answers, targets and scoring (dcsft.conventions): auto (from
+    # the base's model_type: Qwen2.5-VL absolute, Qwen2-VL and Qwen3-VL relative1000), absolute
+    # (pixels of the resized image), relative1000 (0-1000 grid relative to the image)
+    box_format: Literal["auto", "absolute", "relative1000"] = "auto"
 
 
 class GroundingPretrainConfig(Section):
@@ -106,7 +111,8 @@ class ColdStartConfig(Section):
 
 
 # Settings that change how a stage is run, not what it produces: left out of its fingerprint.
-NOT_IN_FINGERPRINT = {"save_steps", "threads"}
+# box_format enters, resolved, prepare's fingerprint (which every later stage's carries) instead.
+NOT_IN_FINGERPRINT = {"save_steps", "threads", "box_format"}
 
 
 class ProfileConfig(Section):
@@ -193,6 +199,26 @@ class GrpoConfig(Section):
     vllm_mode: Literal["colocate", "server"] = "colocate"
 
 
+class PromptsConfig(Section):
+    """How each task asks, and how grounding answers write boxes (dcsft.conventions). A prompt
+    is a preset name or the template itself: classification `paper`; grounding `paper` or `qwen`
+    (the Qwen2.5-VL cookbook's), a template holding {expression}."""
+
+    classification: str = "paper"
+    grounding: str = "paper"
+    # plain [x1, y1, x2, y2] (the paper's), bbox_2d ([{"bbox_2d": [...], "label": ...}], Qwen2.5-VL's
+    # and Qwen3-VL's JSON) or box_tokens (Qwen2-VL's <|box_start|>(x1,y1),(x2,y2)<|box_end|>)
+    answer_format: Literal["plain", "bbox_2d", "box_tokens"] = "plain"
+
+    @model_validator(mode="after")
+    def _templates_hold_their_placeholders(self) -> PromptsConfig:
+        for task in ("classification", "grounding"):
+            bad = template_problem(task, getattr(self, task))
+            if bad:
+                raise ValueError(f"prompts.{task}: {bad}")
+        return self
+
+
 class EvaluateConfig(Section):
     batch_size: int = 32
     max_new_tokens: int = 128
@@ -229,6 +255,7 @@ class StudyConfig(Section):
     train: TrainConfig = TrainConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    prompts: PromptsConfig = PromptsConfig()
 
     @field_validator("data", mode="before")
     @classmethod

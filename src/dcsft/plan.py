@@ -6,7 +6,8 @@ decodes them all); the model's config.json and safetensors headers (a local fold
 known size of Qwen2.5-VL-3B / 7B for their hub ids. Writes nothing.
 
 Prints, per task: data roots and counts per split, missing and unreadable images (the first
-few named, the total counted), label-map coverage, optimizer steps per stage, samples and
+few named, the total counted), label-map coverage, the prompt and (grounding) the box
+convention and answer format in force, optimizer steps per stage, samples and
 tokens generated, and a rough GPU-memory estimate per stage with its formula. Every blocking
 problem is one line `error: ...` and the exit code is 1 (a config that does not load: 2).
 
@@ -19,9 +20,11 @@ import math
 from pathlib import Path
 
 from dcsft.config import StudyConfig, hard_mix_percent
+from dcsft.conventions import wording
 from dcsft.data import sources
 from dcsft.data import splits as S
 from dcsft.data.sources.common import Findings
+from dcsft.errors import ConfigError
 from dcsft.models.size import (
     ACTIVATION_BYTES,
     ModelInfo,
@@ -277,6 +280,20 @@ def config_problems(cfg: StudyConfig) -> list[str]:
     return problems
 
 
+def wording_lines(cfg: StudyConfig, found: Findings) -> list[str]:
+    """The prompt in force and, for grounding, the box convention and answer format; a
+    box_format set against the base's family is a warning, one auto cannot resolve a problem."""
+    try:
+        words = wording(cfg)
+    except ConfigError as err:
+        found.problems.append(str(err))
+        return []
+    contradiction = words.box.contradiction() if words.box else None
+    if contradiction:
+        found.warnings.append(contradiction)
+    return [f"  {line}" for line in words.lines()]
+
+
 def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: float = 80.0) -> Findings:
     """Everything `dcsft plan` prints for one task; `problems` are blocking."""
     found = sources.survey(cfg, sample)
@@ -293,6 +310,7 @@ def plan_task(cfg: StudyConfig, gpus: int = 1, sample: int = 16, gpu_memory: flo
             f"{cfg.data.bad_images}{'; evaluation splits capped at ' + str(capped) if capped else ''}"
         )
     report += found.lines
+    report += wording_lines(cfg, found)
     if found.splits:
         width = max(len(name) for name in found.splits)
         report.append(f"  {'split':<{width}}  {'records':>9}  {'missing':>8}  {'unreadable':>11}  source")

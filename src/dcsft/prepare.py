@@ -19,11 +19,17 @@ image of either is in an evaluation split (a DataError otherwise). An image that
 decode, or a box that is unusable, is a counted skip (`data.bad_images: skip`) or a one-line
 error (`error`).
 
-Grounding, every source: `solution` and `meta.box` are in the frame the model sees (the
-image's size after dcsft.data.resize.fitted_size, `meta.size`), `meta.orig_box` and
-`meta.orig_size` in the image's own pixels, `meta.scale` holds the (x, y) factors, so
-`evaluate.frame: original` can map predictions back. Boxes of real records are read in the
-pixels of the image file (RefCOCO's, or a record file's `solution` / `meta.box`).
+Grounding, every source: `meta.box` is in the frame the model sees (the image's size after
+dcsft.data.resize.fitted_size, `meta.size`), `meta.orig_box` and `meta.orig_size` in the image's
+own pixels, `meta.scale` holds the (x, y) factors, so `evaluate.frame: original` can map
+predictions back. Boxes of real records are read in the pixels of the image file (RefCOCO's,
+or a record file's `solution` / `meta.box`).
+
+Wording (dcsft.conventions): every record's `problem` is the task's prompt template in force
+(`prompts.*`; a record file's own wording is kept, see Wording.reworded), and a grounding
+`solution` is the box in the convention in force (`model.box_format`, resolved once here) and
+the answer format (`prompts.answer_format`); a relative1000 record says so in
+`meta.box_format`, which the verifier follows. stats.json records the wording.
 
 Example: dcsft prepare --set data.n_train=1200
          dcsft prepare configs/paper/imagenet_3b.yaml --set data.root=/data/imagenet
@@ -35,7 +41,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from dcsft import console
 from dcsft.config import StudyConfig
+from dcsft.conventions import Wording, wording
 from dcsft.data import world
 from dcsft.data.records import LoadedRecords, Skip
 from dcsft.data.resize import fitted_size
@@ -49,7 +57,16 @@ from dcsft.tasks import grounding
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
-    return fingerprint("prepare", cfg.task, cfg.data.model_dump(), cfg.model.min_pixels, cfg.model.max_pixels)
+    """The data config, the resize bounds and the wording (only where it is not the paper's, so
+    that a run prepared before wording was a setting keeps its records)."""
+    return fingerprint(
+        "prepare",
+        cfg.task,
+        cfg.data.model_dump(),
+        cfg.model.min_pixels,
+        cfg.model.max_pixels,
+        *wording(cfg).fingerprint_part(),
+    )
 
 
 def original_box(record: dict) -> tuple[list | None, list | None, str | None]:
@@ -71,8 +88,9 @@ def original_box(record: dict) -> tuple[list | None, list | None, str | None]:
     return list(box), size, None
 
 
-def to_model_frame(cfg: StudyConfig, record: dict) -> tuple[dict | None, str | None]:
-    """The record with its box in the frame the model sees (the keys the embedded scenes write)."""
+def to_model_frame(cfg: StudyConfig, record: dict, words: Wording) -> tuple[dict | None, str | None]:
+    """The record with its box in the frame the model sees (the keys the embedded scenes write)
+    and its solution in the wording's convention and format."""
     box, size, problem = original_box(record)
     pair = isinstance(size, (list, tuple)) and len(size) == 2
     if problem is None:
@@ -88,11 +106,6 @@ def to_model_frame(cfg: StudyConfig, record: dict) -> tuple[dict | None, str | N
         return None, f"image {width}x{height} cannot be resized: {err}"
     factors = (new_w / width, new_h / height)
     scaled = [round(v, 2) for v in grounding.clip_box(grounding.scale_box(box, factors), (new_w, new_h))]
-    answer = grounding.format_box(scaled)
-    if grounding.parse_box(answer) is None:
-        return None, (
-            f"box {list(box)} has zero width or height in whole pixels of the model's {new_w}x{new_h} frame"
-        )
     meta = dict(record.get("meta") or {})
     meta.update(
         orig_box=list(box),
@@ -100,20 +113,28 @@ def to_model_frame(cfg: StudyConfig, record: dict) -> tuple[dict | None, str | N
         box=scaled,
         size=[new_w, new_h],
         scale=[round(f, 6) for f in factors],
+        **words.box_meta(),
     )
+    answer = words.solution(meta)
+    if grounding.parse_box(answer) is None:
+        unit = "units of the 0-1000 grid" if words.box_format == "relative1000" else "pixels of the model's"
+        frame = "" if words.box_format == "relative1000" else f" {new_w}x{new_h} frame"
+        return None, f"box {list(box)} has zero width or height in whole {unit}{frame}"
     return {**record, "solution": answer, "meta": meta}, None
 
 
-def finish_split(cfg: StudyConfig, name: str, loaded: LoadedRecords) -> LoadedRecords:
-    """Unique ids; grounding boxes into the model's frame; evaluation splits capped at max_test."""
+def finish_split(cfg: StudyConfig, name: str, loaded: LoadedRecords, words: Wording) -> LoadedRecords:
+    """Unique ids; the wording in force; grounding boxes into the model's frame; evaluation splits
+    capped at max_test."""
     done, seen = LoadedRecords([], list(loaded.skipped)), set()
     for index, record in enumerate(loaded.records):
         if record["id"] in seen:
             done.skipped.append(Skip(name, index, record["id"], "duplicate id in the split"))
             continue
         seen.add(record["id"])
+        record = words.reworded(record)
         if cfg.task == "grounding":
-            record, problem = to_model_frame(cfg, record)
+            record, problem = to_model_frame(cfg, record, words)
             if problem:
                 done.skipped.append(Skip(name, index, loaded.records[index]["id"], problem))
                 continue
@@ -132,11 +153,12 @@ def finish_split(cfg: StudyConfig, name: str, loaded: LoadedRecords) -> LoadedRe
 def load_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict]:
     """Load a real source's splits, finish them, check them disjoint and write them."""
     common.check_root(cfg.data)
+    words = wording(cfg)
     source = source_module(cfg)
     loaded = source.load(cfg, folder)
     splits, skipped = {}, []
     for name, _ in roles(cfg):
-        done = finish_split(cfg, name, loaded[name])
+        done = finish_split(cfg, name, loaded[name], words)
         splits[name] = done.records
         skipped += [(name, s) for s in done.skipped]
     images = {name: {r["image"] for r in records} for name, records in splits.items()}
@@ -161,6 +183,7 @@ def load_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict
         "skipped": {name: sum(split == name for split, _ in skipped) for name in splits},
         "splits": {name: source.describe(cfg, role) for name, role in roles(cfg)},
         "ood_images_in_training": overlap,
+        "wording": {**words.settings(), "own_prompt": own_prompts(splits, words)},
     }
     if cfg.task == "classification":
         stats["classes"] = sorted({r["solution"] for records in splits.values() for r in records})
@@ -174,7 +197,8 @@ def load_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict
 
 def draw_embedded(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict]:
     """Draw the embedded world's splits and write them, with the noise the training split carries."""
-    splits = embedded.load(cfg, folder)
+    words = wording(cfg)
+    splits = embedded.load(cfg, folder, words)
     counts, noise = {}, {}
     for spec in split_specs(cfg):
         records = splits[spec.name]
@@ -185,14 +209,28 @@ def draw_embedded(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, 
                 kind: sum(r["meta"]["noise"] == kind for r in records) for kind in ("mislabeled", "ambiguous")
             }
     what = "drew " + ", ".join(f"{n} {name}" for name, n in counts.items()) + " images"
-    stats = {"task": cfg.task, "records": counts, "noise": noise}
+    stats = {"task": cfg.task, "records": counts, "noise": noise, "wording": words.settings()}
     if cfg.task == "classification":
         stats["classes"] = list(world.study_classes(cfg.data.novel_classes))
     return what, stats
 
 
+def own_prompts(splits: dict[str, list[dict]], words: Wording) -> int:
+    """Records that keep their record file's own wording (dcsft could not word them)."""
+    return sum(not words.worded(r) for records in splits.values() for r in records)
+
+
+def warn_contradiction(cfg: StudyConfig) -> None:
+    """One line before any work when model.box_format is set against the base's family."""
+    if cfg.task == "grounding":
+        contradiction = wording(cfg).box.contradiction()
+        if contradiction:
+            console.warn(contradiction)
+
+
 def run(cfg: StudyConfig) -> dict:
     check_data(cfg)
+    warn_contradiction(cfg)
     rundir = RunDir(cfg.run_dir)
     body = load_real if is_real(cfg) else draw_embedded
     return run_stage(rundir.prepare, stage_fingerprint(cfg), lambda folder: body(cfg, rundir, folder))

@@ -5,6 +5,8 @@ The embedded base and every stage's checkpoint go through this same function as 
 checkpoint would; only the folder differs. `check_model` turns settings this machine cannot run
 (half precision or flash attention without a CUDA GPU, flash attention without its package)
 into one line before anything is loaded; `freeze_vision` freezes the vision tower for training.
+How each family writes grounding boxes, and `model.box_format: auto`, is dcsft.conventions'
+(read from config.json without loading anything).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dcsft.conventions import FAMILY_BOX_FORMATS
+
 # Activation bytes per token x hidden x layer, bf16, no recomputation (Korthikanti et al. 2022,
 # without the attention scores).
 ACTIVATION_BYTES = 34
@@ -79,12 +81,21 @@ def arch_of(config: dict) -> dict:
         kv_heads=text.get("num_key_value_heads"),
         intermediate=text.get("intermediate_size"),
         vocab=text.get("vocab_size") or config.get("vocab_size"),
-        v_hidden=vision.get("hidden_size"),
+        # Qwen2-VL's vision config says embed_dim and mlp_ratio where later families say hidden_size
+        # and intermediate_size
+        v_hidden=vision.get("hidden_size") or vision.get("embed_dim"),
         v_depth=vision.get("depth"),
-        v_intermediate=vision.get("intermediate_size"),
+        v_intermediate=vision.get("intermediate_size") or vision_mlp(vision),
     )
     arch["kv_heads"] = arch["kv_heads"] or arch["heads"]
     return arch
+
+
+def vision_mlp(vision: dict) -> int | None:
+    """The vision MLP's width from Qwen2-VL's embed_dim x mlp_ratio."""
+    if vision.get("embed_dim") and vision.get("mlp_ratio"):
+        return int(vision["embed_dim"] * vision["mlp_ratio"])
+    return None
 
 
 def config_params(arch: dict, config: dict) -> float | None:
@@ -195,9 +206,10 @@ def local_model(folder: Path, label: str, out: Notes) -> ModelInfo:
         out.problems.append(f"{config_file}: not valid JSON ({err})")
         return ModelInfo(label, None, {}, "unknown")
     arch = arch_of(config)
-    if config.get("model_type") not in ("qwen2_5_vl", "qwen2_vl"):
+    if config.get("model_type") not in FAMILY_BOX_FORMATS:
         out.warnings.append(
-            f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen2.5-VL"
+            f"{config_file}: model_type {config.get('model_type')!r}, dcsft expects a Qwen-VL "
+            f"({', '.join(FAMILY_BOX_FORMATS)})"
         )
     try:
         exact = safetensors_params(folder)

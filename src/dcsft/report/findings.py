@@ -1,9 +1,11 @@
 """The report's sentences: what a run shows about the paper's claims, each decided by its paired
-interval alone, and how the profile was made."""
+interval alone, how the model was asked and how the profile was made."""
 
 from __future__ import annotations
 
+from dcsft.conventions import Wording
 from dcsft.report import tables
+from dcsft.tasks import grounding
 
 VERDICTS = {"better": "beats SFT", "worse": "is behind SFT", "cannot tell": "cannot be told apart from SFT"}
 MOVED = {
@@ -57,6 +59,20 @@ def findings(results: dict) -> str:
         'bootstrap over training seeds, then test items (see the README\'s "Reading the tables").'
     )
     return "\n".join(lines)
+
+
+def how_asked(words: Wording, frame: str) -> str:
+    """The prompt, box convention and answer format in force, and where boxes are scored: a
+    baseline's accuracy turns on them (RefCOCO from 15% to 82% with the prompt, om-ai-lab/VLM-R1#6)."""
+    line = f"Asked with the prompt `{words.template}`"
+    if not words.box:
+        return line + "."
+    scored = "the original image's pixels" if frame == "original" else "the frame of the answers"
+    example = grounding.format_box((10, 20, 30, 40), words.answer_format, "the red star")
+    return (
+        f"{line}; answers `{words.answer_format}` (e.g. `{example}`), boxes {words.box.describe()}; "
+        f"scored at {grounding.METRIC} in {scored} (evaluate.frame {frame})."
+    )
 
 
 def how_profiled(stats: dict) -> str:

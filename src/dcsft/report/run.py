@@ -23,11 +23,12 @@ import numpy as np
 from markdown_it import MarkdownIt
 
 from dcsft.config import StudyConfig, hard_mix_percent
+from dcsft.conventions import wording
 from dcsft.data.records import record_kinds
 from dcsft.data.splits import id_split
 from dcsft.prepared import read_split
 from dcsft.report import figures, stats, tables
-from dcsft.report.findings import findings, how_profiled
+from dcsft.report.findings import findings, how_asked, how_profiled
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import run_stage, upstream
 
@@ -337,6 +338,7 @@ def render(cfg: StudyConfig, results: dict, buckets: dict, drawn: dict[str, str]
     parts = [
         f"# DC-SFT study: {dataset}",
         f"Run directory `{cfg.run_dir}`, seed {cfg.seed}, training seeds {results['seeds']}.",
+        how_asked(wording(cfg), cfg.evaluate.frame),
         "## Accuracy (ID and OOD), paired differences to SFT",
         tables.accuracy_table(results),
         *figure("forest"),
@@ -457,7 +459,9 @@ def run(cfg: StudyConfig) -> dict:
         write_text(folder / "report.html", to_html(markdown, folder, f"DC-SFT study: {cfg.run_dir}"))
         return (
             f"tables and {len(drawn)} figures for {len(models)} models",
-            {"models": list(models), "figures": sorted(drawn)},
+            # the wording goes here and into report.md, not results.json, whose keys stay those
+            # of every study before it was a setting
+            {"models": list(models), "figures": sorted(drawn), "wording": wording(cfg).settings()},
         )
 
     return run_stage(rundir.report, stage_fingerprint(cfg, inputs), body)

@@ -1,35 +1,88 @@
 """Visual grounding: a referring expression in, a bounding box `[x1, y1, x2, y2]` out (RefCOCO
 in the paper, the embedded scene world here).
 
-Boxes are in absolute pixels of the image as the model sees it (after Qwen2.5-VL's resize;
-see dcsft.data.resize). The verifier parses the first well-formed box of the response: four
-finite numbers (integers or decimals, any spacing) in square brackets with x1 < x2 and
-y1 < y2. It is clipped to the image when the image size is known, and the answer is correct
-when its IoU with the ground truth is at least 0.5 (the paper's rule). A response without a
-well-formed box scores 0 and counts as unparsable.
+Box conventions (`model.box_format`, resolved in dcsft.conventions): `absolute` pixels of the
+image as the model sees it (after Qwen2.5-VL's resize; see dcsft.data.resize), as Qwen2.5-VL
+writes them, or `relative1000`: each coordinate as a share of the image's width or height on a
+0-1000 grid, as Qwen2-VL and Qwen3-VL write them. prepare records the convention of a record's
+`solution` in `meta.box_format` (absent: absolute, as every record written before conventions
+existed), and the verifier scores in that frame.
+
+Answer formats (`prompts.answer_format`): `plain` `[x1, y1, x2, y2]` (the paper's), `bbox_2d`
+`[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]` (Qwen2.5-VL's and Qwen3-VL's JSON), `box_tokens`
+`<|object_ref_start|>...<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>` (Qwen2-VL's).
+
+The verifier parses the first well-formed box of the response in any of the three formats: four
+finite numbers (integers or decimals, any spacing) in square brackets (a plain list, or the list
+inside bbox_2d JSON), or two points `(x1,y1),(x2,y2)` (Qwen2-VL's box, with or without its
+special tokens, which decoding drops), with x1 < x2 and y1 < y2. It is clipped to the frame
+(the image, or the 1000 x 1000 grid), and the answer is correct when its IoU with the ground
+truth is at least 0.5 (the paper's rule). A response without a well-formed box scores 0 and
+counts as unparsable.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
 PROMPT = "Please provide the bounding box of the region this sentence describes: {expression}."
+# The official Qwen grounding prompt, the Qwen2.5-VL cookbook's (QwenLM/Qwen2.5-VL,
+# cookbooks/spatial_understanding.ipynb: "Locate the top right brown cake, output its bbox
+# coordinates using JSON format."), with the referring expression as the object.
+QWEN_PROMPT = "Locate {expression}, output its bbox coordinates using JSON format."
 IOU_THRESHOLD = 0.5
 METRIC = f"IoU >= {IOU_THRESHOLD}"  # how a report names what counts as correct
+BOX_FORMATS = ("absolute", "relative1000")
+ANSWER_FORMATS = ("plain", "bbox_2d", "box_tokens")
+GRID = 1000  # the side of relative1000's grid
 _NUMBER = r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
-_BOX = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
+_LIST = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
+_POINTS = re.compile(r"\(" + _NUMBER + "," + _NUMBER + r"\)\s*,\s*\(" + _NUMBER + "," + _NUMBER + r"\)")
 
 Box = tuple[float, float, float, float]
 
 
-def prompt(expression: str) -> str:
-    return PROMPT.format(expression=expression)
+def prompt(expression: str, template: str = PROMPT) -> str:
+    return template.format(expression=expression)
 
 
-def format_box(box) -> str:
-    """The answer text: integer pixel coordinates, as Qwen2.5-VL writes them."""
-    return "[" + ", ".join(str(round(v)) for v in box) + "]"
+def format_box(box, answer_format: str = "plain", label: str | None = None) -> str:
+    """The answer text of a box, in integer coordinates as the Qwen models write them; `label`
+    (the referring expression) names the object in the bbox_2d and box_tokens formats."""
+    x1, y1, x2, y2 = (round(v) for v in box)
+    if answer_format == "bbox_2d":
+        return json.dumps([{"bbox_2d": [x1, y1, x2, y2], **({"label": label} if label else {})}])
+    if answer_format == "box_tokens":
+        named = f"<|object_ref_start|>{label}<|object_ref_end|>" if label else ""
+        return f"{named}<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+    return f"[{x1}, {y1}, {x2}, {y2}]"
+
+
+def to_relative(box, size) -> Box:
+    """A box in pixels of an image of (width, height) -> on the 0-1000 grid."""
+    width, height = size
+    return box[0] * GRID / width, box[1] * GRID / height, box[2] * GRID / width, box[3] * GRID / height
+
+
+def from_relative(box, size) -> Box:
+    width, height = size
+    return box[0] * width / GRID, box[1] * height / GRID, box[2] * width / GRID, box[3] * height / GRID
+
+
+def frame_box(meta: dict, box_format: str) -> Box:
+    """A prepared record's box in a convention: absolute pixels of the model's frame (meta.box),
+    or relative1000 computed from the original box and size: the resize maps the whole image onto
+    the whole frame, so both give the same shares, the original without the frame's rounding."""
+    if box_format == "relative1000":
+        return to_relative(meta["orig_box"], meta["orig_size"])
+    return tuple(meta["box"])
+
+
+def answer_text(meta: dict, box_format: str = "absolute", answer_format: str = "plain") -> str:
+    """The `solution` of a prepared record (meta.box, size, orig_box, orig_size and expression)."""
+    return format_box(frame_box(meta, box_format), answer_format, meta.get("expression"))
 
 
 def box_problem(box: object, image_size: tuple[int, int] | None = None) -> str | None:
@@ -49,24 +102,42 @@ def box_problem(box: object, image_size: tuple[int, int] | None = None) -> str |
     return None
 
 
-def record_problem(record: dict) -> str | None:
-    """Why a grounding record cannot be used: its solution must be a box inside its image."""
-    match = _BOX.fullmatch(record["solution"].strip())
-    if not match:
-        return f"solution {record['solution']!r} is not a box [x1, y1, x2, y2]"
+def record_box_format(record: dict) -> str:
     meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-    return box_problem([float(v) for v in match.groups()], meta.get("size"))
+    return meta.get("box_format", "absolute")
+
+
+def record_problem(record: dict) -> str | None:
+    """Why a grounding record cannot be used: its solution must be a box inside its frame."""
+    found = candidates(record["solution"])
+    if not found:
+        return (
+            f"solution {record['solution']!r} is not a box [x1, y1, x2, y2] (a list, bbox_2d JSON "
+            f"or Qwen2-VL's box tokens)"
+        )
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    return box_problem(list(found[0]), extent(record_box_format(record), meta.get("size")))
+
+
+def candidates(text: str) -> list[tuple[float, ...]]:
+    """Every box-shaped group of four numbers, in the order they appear: lists and point pairs."""
+    matches = sorted([*_LIST.finditer(text), *_POINTS.finditer(text)], key=lambda m: m.start())
+    return [tuple(float(v) for v in match.groups()) for match in matches]
 
 
 def parse_box(text: object) -> Box | None:
     """The first well-formed box in a response, or None."""
     if not isinstance(text, str):
         return None
-    for match in _BOX.finditer(text):
-        x1, y1, x2, y2 = (float(v) for v in match.groups())
+    for x1, y1, x2, y2 in candidates(text):
         if all(map(math.isfinite, (x1, y1, x2, y2))) and x1 < x2 and y1 < y2:
             return x1, y1, x2, y2
     return None
+
+
+def extent(box_format: str, image_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The (width, height) a box of the convention lies in: the image, or the 1000 x 1000 grid."""
+    return (GRID, GRID) if box_format == "relative1000" else image_size
 
 
 def clip_box(box: Box, image_size: tuple[int, int]) -> Box:
@@ -91,21 +162,27 @@ def scale_box(box, factors: tuple[float, float]) -> Box:
     return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
 
 
-def box_iou_of(response: object, solution: str, image_size: tuple[int, int] | None = None) -> float | None:
-    """IoU of the response's box with the solution's, None when the response has no box."""
+def box_iou_of(
+    response: object, solution: str, image_size: tuple[int, int] | None = None, box_format: str = "absolute"
+) -> float | None:
+    """IoU of the response's box with the solution's, None when the response has no box. Both are
+    in `box_format`; the IoU is the same in pixels and on the grid (both axes scale alike)."""
     predicted = parse_box(response)
     if predicted is None:
         return None
-    if image_size is not None:
-        predicted = clip_box(predicted, image_size)
+    bounds = extent(box_format, image_size)
+    if bounds is not None:
+        predicted = clip_box(predicted, bounds)
     truth = parse_box(solution)
     if truth is None:
         raise ValueError(f"solution {solution!r} is not a box [x1, y1, x2, y2]")
     return iou(predicted, truth)
 
 
-def score(response: object, solution: str, image_size: tuple[int, int] | None = None) -> float:
-    overlap = box_iou_of(response, solution, image_size)
+def score(
+    response: object, solution: str, image_size: tuple[int, int] | None = None, box_format: str = "absolute"
+) -> float:
+    overlap = box_iou_of(response, solution, image_size, box_format)
     return float(overlap is not None and overlap >= IOU_THRESHOLD)
 
 
@@ -114,17 +191,26 @@ def unparsable(response: object) -> bool:
 
 
 def score_record(response: object, record: dict, frame: str = "model") -> float:
-    """Score in the frame the model sees, or (`frame="original"`) with the predicted box mapped
-    back to the original image by the inverse resize factors, against the original box."""
-    meta = record.get("meta", {})
+    """Score in the frame the model sees (the record's convention), or (`frame="original"`) with
+    the predicted box mapped back to the original image, against the original box."""
+    box_format = record_box_format(record)
     if frame == "model":
-        return score(response, record["solution"], record_size(record))
+        return score(response, record["solution"], record_size(record), box_format)
     predicted = parse_box(response)
     if predicted is None:
         return 0.0
+    meta = record["meta"]
+    return float(iou(to_original(predicted, meta, box_format), tuple(meta["orig_box"])) >= IOU_THRESHOLD)
+
+
+def to_original(box: Box, meta: dict, box_format: str) -> Box:
+    """A predicted box in the original image's pixels, clipped to it: from the grid by the
+    original size, from the model's frame by the inverse resize factors."""
+    size = tuple(meta["orig_size"])
+    if box_format == "relative1000":
+        return clip_box(from_relative(box, size), size)
     sx, sy = meta["scale"]
-    original = clip_box(scale_box(predicted, (1 / sx, 1 / sy)), tuple(meta["orig_size"]))
-    return float(iou(original, tuple(meta["orig_box"])) >= IOU_THRESHOLD)
+    return clip_box(scale_box(box, (1 / sx, 1 / sy)), size)
 
 
 def record_size(record: dict) -> tuple[int, int] | None:
@@ -132,11 +218,19 @@ def record_size(record: dict) -> tuple[int, int] | None:
     return tuple(size) if size else None
 
 
-def reward(completions: list, solution: list[str], size: list | None = None, **_: object) -> list[float]:
-    """TRL-style reward callable; `size` is the dataset's (width, height) column, for clipping."""
+def reward(
+    completions: list,
+    solution: list[str],
+    size: list | None = None,
+    box_format: list | None = None,
+    **_: object,
+) -> list[float]:
+    """TRL-style reward callable; `size` is the dataset's (width, height) column, for clipping, and
+    `box_format` its column of conventions (absent: absolute)."""
     texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
     sizes = size if size is not None else [None] * len(texts)
+    formats = box_format if box_format is not None else ["absolute"] * len(texts)
     return [
-        score(text, answer, tuple(s) if s else None)
-        for text, answer, s in zip(texts, solution, sizes, strict=True)
+        score(text, answer, tuple(s) if s else None, f)
+        for text, answer, s, f in zip(texts, solution, sizes, formats, strict=True)
     ]

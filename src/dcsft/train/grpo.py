@@ -96,6 +96,8 @@ def to_dataset(records: list[dict]) -> Dataset:
     if records and all("size" in r.get("meta", {}) for r in records):  # grounding clips boxes to the image
         for row, r in zip(rows, records):
             row["size"] = r["meta"]["size"]
+            if "box_format" in r["meta"]:  # relative1000 solutions (dcsft.tasks.grounding); absent: absolute
+                row["box_format"] = r["meta"]["box_format"]
     return Dataset.from_list(rows).cast_column("image", Image())
 
 

@@ -9,7 +9,7 @@ kinds real data has", gives each default's source).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,7 +17,10 @@ from dcsft.console import progress
 from dcsft.data.sources.common import Findings, SourceConfig, SplitCheck
 from dcsft.data.splits import SplitSpec, Study, split_specs
 from dcsft.rundir import atomic_path, unit_finished
-from dcsft.tasks import classification, grounding
+from dcsft.tasks import grounding
+
+if TYPE_CHECKING:
+    from dcsft.conventions import Wording
 
 
 class EmbeddedSource(SourceConfig):
@@ -78,21 +81,22 @@ def survey(cfg: Study, out: Findings) -> None:
     out.lines.append(f"  hard samples: {hard_sample_dials(cfg)}")
 
 
-def load(cfg: Study, folder: Path) -> dict[str, list[dict]]:
+def load(cfg: Study, folder: Path, words: Wording) -> dict[str, list[dict]]:
     """Every split drawn: its images under folder/images/<split>/ (one already on disk, from an
-    interrupted run, is reused) and its records."""
+    interrupted run, is reused) and its records, worded as `words` says."""
     specs = split_specs(cfg)
     with progress("drawing images", sum(s.size for s in specs)) as advance:
-        return {spec.name: draw_split(cfg, spec, folder, advance) for spec in specs}
+        return {spec.name: draw_split(cfg, spec, folder, words, advance) for spec in specs}
 
 
-def draw_split(cfg: Study, spec: SplitSpec, folder: Path, advance) -> list[dict]:
+def draw_split(cfg: Study, spec: SplitSpec, folder: Path, words: Wording, advance) -> list[dict]:
     images = folder / "images" / spec.name
     images.mkdir(parents=True, exist_ok=True)
     records = []
     for index in range(spec.size):
         path = images / f"{index:05d}.png"
-        image, meta, problem, solution = DRAW_ITEM[cfg.task](cfg, spec, index)
+        image, meta = DRAW_ITEM[cfg.task](cfg, spec, index)
+        meta.update(words.box_meta())
         if not path.exists():
             with atomic_path(path) as tmp:
                 # PNG is lossless at every level: the fastest compression (3x faster to write than
@@ -102,8 +106,8 @@ def draw_split(cfg: Study, spec: SplitSpec, folder: Path, advance) -> list[dict]
         records.append(
             {
                 "id": f"{spec.name}-{index:05d}",
-                "problem": problem,
-                "solution": solution,
+                "problem": words.problem(meta),
+                "solution": words.solution(meta) if cfg.task == "grounding" else meta["label"],
                 "image": str(path.resolve()),
                 "meta": meta,
             }
@@ -117,7 +121,7 @@ def draw_split(cfg: Study, spec: SplitSpec, folder: Path, advance) -> list[dict]
 
 
 def classification_item(cfg: Study, spec: SplitSpec, index: int):
-    """(image as the model sees it, meta, problem, solution) of one shape-world image."""
+    """(image as the model sees it, meta) of one shape-world image."""
     from dcsft.data import world
     from dcsft.data.resize import fit_image
 
@@ -135,11 +139,11 @@ def classification_item(cfg: Study, spec: SplitSpec, index: int):
         classes=world.study_classes(data.novel_classes),
     )
     image, _ = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
-    return image, meta, classification.PROMPT, meta["label"]
+    return image, meta
 
 
 def grounding_item(cfg: Study, spec: SplitSpec, index: int):
-    """(image as the model sees it, meta, problem, solution) of one scene; the box follows the resize."""
+    """(image as the model sees it, meta) of one scene; the box follows the resize."""
     from dcsft.data import scenes
     from dcsft.data.resize import fit_image
 
@@ -164,7 +168,7 @@ def grounding_item(cfg: Study, spec: SplitSpec, index: int):
         size=list(fitted.size),
         scale=[round(f, 6) for f in factors],
     )
-    return fitted, meta, grounding.prompt(meta["expression"]), grounding.format_box(box)
+    return fitted, meta
 
 
 DRAW_ITEM = {"classification": classification_item, "grounding": grounding_item}
