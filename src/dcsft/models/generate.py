@@ -110,6 +110,7 @@ def prefill(model, inputs: dict, keep_last: bool = False) -> Prefill:
     end = None if keep_last else -1  # generate must process at least the last prompt token itself
     head = {key: inputs[key][:, :end] for key in TEXT_KEYS if key in inputs}
     vision = {key: value for key, value in inputs.items() if key not in TEXT_KEYS}
+    # `cache`: the KV cache's name from transformers 5.24 on (past_key_values before), hence its lower bound
     out = model(**head, **vision, use_cache=True, logits_to_keep=1)
     return Prefill(inputs, out.cache, model.model.rope_deltas, out.logits[:, -1])
 

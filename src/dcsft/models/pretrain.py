@@ -378,7 +378,7 @@ def interleave_mrope(model) -> list[int]:
     )
     sections = [0, 1, 1] * (half // 2) + [0, 1] * (half % 2)
     model.config.text_config.rope_parameters["mrope_section"] = sections
-    model.model.language_model.rotary_emb.mrope_section = sections
+    model.model.language_model.rotary_emb.mrope_section = sections  # held there from transformers 5.17
     return sections
 
 

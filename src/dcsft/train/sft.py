@@ -159,7 +159,7 @@ def last_complete_checkpoint(trainer_dir: Path) -> str | None:
 def with_save_kill_point(trainer, stage: str) -> None:
     """A kill point inside every checkpoint save, after the model, optimizer and scheduler files
     and before the trainer state: where a pre-emption tears a checkpoint (the kill tests' hook)."""
-    save_rng_state = trainer._save_rng_state
+    save_rng_state = trainer._save_rng_state  # a private Trainer method (transformers 5.24-5.25)
 
     def save_then_maybe_die(output_dir):
         save_rng_state(output_dir)
@@ -190,6 +190,8 @@ def run_loss(trainer) -> float:
     return round(sum(losses) / len(losses), 4) if losses else math.nan
 
 
+# Needed on every transformers that pyproject.toml allows (5.24 and 5.25 checked: the Trainer's
+# _load_from_checkpoint has loaded without the key conversion since 5.0); README, Dependencies.
 def restore_full_model(trainer, checkpoint: str) -> None:
     """Load a full fine-tune's checkpoint weights through from_pretrained, which converts the
     saved key names; transformers 5.24's Trainer loads them without that conversion, misses
