@@ -14,63 +14,49 @@ from dcsft.rundir import RunDir, read_json, write_json
 from dcsft.tasks import classification, get_task, verifier_version
 from dcsft.tasks.classification import PROMPT, accepted_answers, is_correct, normalize, reward, score
 
-# The paper's stated rule: strip whitespace, then one trailing period, case-insensitively.
-PAPER = [
-    ("goose", True),
-    ("Goose", True),
-    ("GOOSE", True),
-    (" goose ", True),
-    ("\tgoose.\n", True),
-    ("goose.", True),
-    ("Goose. ", True),
-    ("goose .", False),  # whitespace is stripped once, before the period
-    ("goose..", False),  # one trailing period only
-    (".goose", False),  # a leading period stays
-    ("goose!", False),
-    ("", False),
-    (".", False),
-    ("geese", False),
-    ("a goose", False),
-    ("The answer is goose.", False),
+# Each response to the label "goose", and its verdict under the paper's stated rule (strip
+# whitespace, then one trailing period, case-insensitively) and under the authors' released code
+# (strip().strip('.'), then lower-case; byyx666/DC-SFT).
+VERDICTS = [  # (response, paper, authors)
+    ("goose", True, True),
+    ("Goose", True, True),
+    ("GOOSE", True, True),
+    (" goose ", True, True),
+    ("\tgoose.\n", True, True),
+    ("goose.", True, True),
+    ("Goose. ", True, True),
+    ("goose .", False, False),  # whitespace is stripped once, before the period(s)
+    ("goose..", False, True),  # paper: one trailing period only; authors: every one
+    (".goose", False, True),  # a leading period stays (paper) or goes (authors)
+    ("..goose...", False, True),
+    (". goose", False, False),
+    ("goose!", False, False),
+    ("", False, False),
+    (".", False, False),
+    ("geese", False, False),
+    ("a goose", False, False),
+    ("The answer is goose.", False, False),
 ]
-
-# The authors' released code: strip().strip('.'), then lower-case (byyx666/DC-SFT).
-AUTHORS = [
-    ("goose", True),
-    ("Goose", True),
-    ("GOOSE", True),
-    (" goose ", True),
-    ("\tgoose.\n", True),
-    ("goose.", True),
-    ("Goose. ", True),
-    ("goose .", False),  # strip('.') leaves "goose ", and whitespace is not stripped again
-    ("goose..", True),  # every trailing period
-    (".goose", True),  # and every leading one
-    ("..goose...", True),
-    (". goose", False),
-    ("goose!", False),
-    ("", False),
-    (".", False),
-    ("geese", False),
-    ("a goose", False),
-    ("The answer is goose.", False),
-]
+RULES = ("paper", "authors")
 
 
 def test_prompt_is_the_papers():
     assert PROMPT == "Please provide the object name in the image. Output the answer using one word."
 
 
-@pytest.mark.parametrize(("rule", "table"), [("paper", PAPER), ("authors", AUTHORS)])
-def test_each_rule_by_its_table(rule, table):
-    for response, verdict in table:
+@pytest.mark.parametrize("rule", RULES)
+def test_each_rule_by_its_table(rule):
+    for response, *verdicts in VERDICTS:
+        verdict = verdicts[RULES.index(rule)]
         assert is_correct(response, "goose", rule) is verdict, (rule, response)
         assert score(response, "goose", rule) == float(verdict), (rule, response)
         assert get_task("classification", rule).score_record(response, {"solution": "goose"}) == verdict
 
 
 def test_paper_is_the_default_rule():
-    assert [is_correct(response, "goose") for response, _ in PAPER] == [verdict for _, verdict in PAPER]
+    assert [is_correct(response, "goose") for response, _, _ in VERDICTS] == [
+        paper for _, paper, _ in VERDICTS
+    ]
     assert StudyConfig().verifier == "paper"
     assert get_task("classification") is classification
 
