@@ -43,7 +43,7 @@ from pathlib import Path
 
 from dcsft import console
 from dcsft.config import ProfileConfig, StudyConfig
-from dcsft.data.rollouts import RolloutProfile, import_rollouts
+from dcsft.data.rollouts import RolloutProfile, import_rollouts, profile_row
 from dcsft.errors import DataError, StageError
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (
@@ -120,7 +120,7 @@ class Profiler:
     def sample(self, batch: list[dict], batch_index: int) -> list[dict]:
         out = self.draw(batch, self.p.k, batch_index)
         return [
-            row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
+            profile_row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
             for r, responses, prompt, generated, forwarded in zip(
                 batch, out.responses, out.prompt_tokens, out.generated_tokens, out.forwarded_tokens
             )
@@ -155,7 +155,7 @@ class Profiler:
             done, round_ = done + n, round_ + 1
             open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2 and not self.settled(done)]
         return [
-            row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
+            profile_row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
             for r, s, p in zip(batch, state, prompts)
         ]
 
@@ -178,7 +178,7 @@ class Profiler:
             correct = [int(rng.random() < p_correct) for _ in range(k)]
             rows.append(
                 {
-                    **row(r, [], correct, prompt, 0, tokens),
+                    **profile_row(r, [], correct, prompt, 0, tokens),
                     "p_correct": round(p_correct, 6),
                     "bucket_probabilities": {
                         "easy": round(p_correct**k, 6),
@@ -191,23 +191,6 @@ class Profiler:
 
     def correct(self, record: dict, responses: list[str]) -> list[int]:
         return [int(self.task.score_record(response, record)) for response in responses]
-
-
-def row(
-    record: dict, responses: list[str], correct: list[int], prompt: int, generated: int, forwarded: int
-) -> dict:
-    return {
-        "id": record["id"],
-        "solution": record["solution"],
-        "responses": responses,
-        "correct": correct,
-        "pass_count": sum(correct),
-        "k": len(correct),
-        "pass_rate": sum(correct) / len(correct),
-        "prompt_tokens": prompt,
-        "generated_tokens": generated,
-        "forwarded_tokens": forwarded,
-    }
 
 
 def compute(rows: list[dict]) -> dict:

@@ -168,8 +168,11 @@ def import_rollouts(files: list[Path], records: list[dict]) -> RolloutProfile:
     return profile
 
 
-def profile_row(record: dict, responses: list, correct: list[int]) -> dict:
-    """A row as dcsft.profiling writes it; token counts are unknown for imported rollouts (0)."""
+def profile_row(
+    record: dict, responses: list, correct: list[int], prompt: int = 0, generated: int = 0, forwarded: int = 0
+) -> dict:
+    """A profile row, sampled (dcsft.profiling) or imported; token counts are unknown for imported
+    rollouts (0)."""
     return {
         "id": record["id"],
         "solution": record["solution"],
@@ -178,7 +181,7 @@ def profile_row(record: dict, responses: list, correct: list[int]) -> dict:
         "pass_count": sum(correct),
         "k": len(correct),
         "pass_rate": sum(correct) / len(correct),
-        "prompt_tokens": 0,
-        "generated_tokens": 0,
-        "forwarded_tokens": 0,
+        "prompt_tokens": prompt,
+        "generated_tokens": generated,
+        "forwarded_tokens": forwarded,
     }
