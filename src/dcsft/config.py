@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dcsft.conventions import template_problem
 from dcsft.data.sources import CONFIGS, DEFAULT_SOURCE, DataConfig, keys_of
 from dcsft.errors import ConfigError
+from dcsft.tasks import TaskNotFound, get_task
 
 METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
 # The paper's hard-fraction ablation: medium plus hard samples making up x% of the mix, e.g. sft-m+h5.
@@ -235,7 +236,9 @@ class StudyConfig(Section):
     seeds: int = Field(
         1, ge=1
     )  # training runs per method, with seeds seed, seed+1, ...; tables show mean ± std
-    task: Literal["classification", "grounding"] = "classification"
+    # classification, grounding, a Task class or TRL-style reward by import path
+    # (mypkg.tasks:Counting), or a `dcsft.tasks` entry point (dcsft.tasks)
+    task: str = "classification"
     # The classification verifier's rule (dcsft.tasks.classification), for profiling, evaluation
     # and the GRPO reward alike: `paper` as the paper states it, `authors` as the authors' released
     # code (`strip().strip('.')`) to compare number for number with their files. Grounding ignores it.
@@ -256,6 +259,15 @@ class StudyConfig(Section):
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     prompts: PromptsConfig = PromptsConfig()
+
+    @field_validator("task")
+    @classmethod
+    def _task_exists(cls, task: str) -> str:
+        try:
+            get_task(task)
+        except TaskNotFound as err:
+            raise ValueError(str(err)) from None
+        return task
 
     @field_validator("data", mode="before")
     @classmethod

@@ -15,8 +15,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(highlight=False, soft_wrap=True, stderr=True)  # a command's one-line errors go to stderr
+# emoji off: ":X:" in a path or an import path (mypkg.tasks:X: ...) is text, not an emoji code
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+errors = Console(highlight=False, soft_wrap=True, stderr=True, emoji=False)  # a command's one-line errors
 # Live bars redraw their terminal lines: off in worker processes (dcsft.workers), whose
 # siblings print to the same terminal; their one-line summaries still show.
 live_bars = True

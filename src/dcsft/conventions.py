@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.errors import ConfigError
-from dcsft.tasks import classification, grounding
+from dcsft.tasks import get_task, grounding
 
 FAMILY_BOX_FORMATS = {
     "qwen2_vl": "relative1000",
@@ -40,13 +40,6 @@ HUB_NAMES = (  # a hub id's name -> its model_type; 2.5 before 2, which its patt
     (re.compile(r"qwen3-vl", re.IGNORECASE), "qwen3_vl"),
     (re.compile(r"qwen2-vl", re.IGNORECASE), "qwen2_vl"),
 )
-# Each task's prompt presets (`prompts.<task>` names one, or is the template itself) and the
-# placeholders its template must hold.
-PROMPT_PRESETS = {
-    "classification": {"paper": classification.PROMPT},
-    "grounding": {"paper": grounding.PROMPT, "qwen": grounding.QWEN_PROMPT},
-}
-PLACEHOLDERS = {"classification": set(), "grounding": {"expression"}}
 
 
 @dataclass(frozen=True)
@@ -120,9 +113,19 @@ def box_convention(model) -> BoxConvention:
     return BoxConvention(native, family, native)
 
 
-def template_of(task: str, value: str) -> str:
-    """A `prompts.<task>` value as a template: a preset's text, or the value itself."""
-    return PROMPT_PRESETS[task].get(value, value)
+def default_prompt(task: str) -> str | None:
+    """The task's first prompt preset (the built-in tasks': `paper`), None for a task without presets."""
+    return next(iter(get_task(task).prompt_presets.values()), None)
+
+
+def template_of(task: str, value: str | None) -> str | None:
+    """A `prompts.<task>` value as a template: a preset's text, or the value itself; None (a task
+    with no `prompts.<task>` setting, a user task) picks its first preset; None for a task without
+    presets, whose records keep their own problem."""
+    presets = get_task(task).prompt_presets
+    if value is None or not presets:
+        return default_prompt(task)
+    return presets.get(value, value)
 
 
 def template_problem(task: str, value: str) -> str | None:
@@ -132,7 +135,7 @@ def template_problem(task: str, value: str) -> str | None:
         fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
     except ValueError as err:
         return f"{value!r} is not a template ({err}; a literal brace is written {{{{ or }}}})"
-    need = PLACEHOLDERS[task]
+    need = set(get_task(task).placeholders)
     if fields == need:
         return None
     takes = (
@@ -140,24 +143,28 @@ def template_problem(task: str, value: str) -> str | None:
     )
     unknown = sorted(fields - need)
     has = f" and no other placeholder ({{{unknown[0]}}})" if unknown and need else ""
-    return (
-        f"the {task} prompt {takes}{has} (got {value!r}; or name a preset: {', '.join(PROMPT_PRESETS[task])})"
-    )
+    presets = ", ".join(get_task(task).prompt_presets)
+    return f"the {task} prompt {takes}{has} (got {value!r}; or name a preset: {presets})"
 
 
 @dataclass(frozen=True)
 class Wording:
-    """How prepare words a task's records: the prompt template and, for grounding, the box
+    """How prepare words a task's records: the prompt template (None: a task without presets,
+    whose records keep their own problem) and, for a task whose answers hold coordinates, the box
     convention and answer format of the solution."""
 
     task: str
-    template: str
-    box: BoxConvention | None = None  # grounding only
+    template: str | None
+    box: BoxConvention | None = None  # tasks with coordinates only
     answer_format: str = "plain"
 
     @property
     def box_format(self) -> str:
         return self.box.box_format if self.box else "absolute"
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        return get_task(self.task).placeholders
 
     def box_meta(self) -> dict:
         """meta.box_format of a grounding record: written for relative1000 only, so that absolute
@@ -166,43 +173,46 @@ class Wording:
         return {"box_format": self.box_format} if self.box_format != "absolute" else {}
 
     def problem(self, meta: dict) -> str:
-        return self.template.format(**{name: meta[name] for name in PLACEHOLDERS[self.task]})
+        return self.template.format(**{name: meta[name] for name in self.placeholders})
 
     def solution(self, meta: dict) -> str:
         """A grounding record's answer text, from its prepared meta (dcsft.tasks.grounding.answer_text)."""
         return grounding.answer_text(meta, self.box_format, self.answer_format)
 
-    def reworded(self, record: dict) -> dict:
-        """A loaded record with its problem in this wording where dcsft can word it: a grounding
-        record that carries its expression, a classification record asked with the paper's prompt
-        (every dcsft loader's, and the authors' files'). A record file's own wording is kept."""
-        meta = record.get("meta") or {}
-        if self.task == "grounding" and "expression" in meta:
-            return {**record, "problem": self.problem(meta)}
-        if self.task == "classification" and record["problem"] == classification.PROMPT:
-            return {**record, "problem": self.template}
-        return record
-
     def worded(self, record: dict) -> bool:
-        """Whether a reworded record is asked in this wording (not in its record file's own)."""
-        meta = record.get("meta") or {}
-        return "expression" in meta if self.task == "grounding" else record["problem"] == self.template
+        """Whether dcsft words this record: one whose meta holds the template's placeholders (a
+        grounding record with its expression), or one asked with the task's paper prompt when the
+        template has none (every dcsft loader's, and the authors' files'). A record file's own
+        wording is kept."""
+        if self.template is None:
+            return False
+        if self.placeholders:
+            return self.placeholders <= set(record.get("meta") or {})
+        return record["problem"] in (default_prompt(self.task), self.template)
+
+    def reworded(self, record: dict) -> dict:
+        """A loaded record with its problem in this wording where dcsft can word it (`worded`)."""
+        if not self.worded(record):
+            return record
+        return {**record, "problem": self.problem(record.get("meta") or {})}
 
     def settings(self) -> dict:
         """What the records depend on, as prepare's stats.json and the report record it."""
-        if self.task != "grounding":
+        if self.template is None:
+            return {}
+        if not get_task(self.task).coordinates:
             return {"prompt": self.template}
         return {"prompt": self.template, "box_format": self.box_format, "answer_format": self.answer_format}
 
     def fingerprint_part(self) -> list[dict]:
         """[] for the paper's wording (absolute boxes, plain answers, the paper's prompts), so that
         runs prepared before these settings existed stay valid; else the settings."""
-        paper = Wording(self.task, PROMPT_PRESETS[self.task]["paper"]).settings()
+        paper = Wording(self.task, default_prompt(self.task)).settings()
         return [] if self.settings() == paper else [self.settings()]
 
     def lines(self) -> list[str]:
         """What plan and the report print."""
-        lines = [f"prompt: {self.template!r}"]
+        lines = [f"prompt: {self.template!r}" if self.template else "prompt: each record's own"]
         if self.box:
             example = grounding.format_box((10, 20, 30, 40), self.answer_format, "the red star")
             lines += [f"boxes: {self.box.describe()}", f"answers: {self.answer_format}, e.g. {example}"]
@@ -211,8 +221,8 @@ class Wording:
 
 def wording(cfg) -> Wording:
     """The wording in force for a single-task study config; resolves `model.box_format: auto`
-    (grounding only: classification answers have no coordinates)."""
-    template = template_of(cfg.task, getattr(cfg.prompts, cfg.task))
-    if cfg.task != "grounding":
+    for a task whose answers hold coordinates (grounding)."""
+    template = template_of(cfg.task, getattr(cfg.prompts, cfg.task, None))
+    if not get_task(cfg.task).coordinates:
         return Wording(cfg.task, template)
     return Wording(cfg.task, template, box_convention(cfg.model), cfg.prompts.answer_format)

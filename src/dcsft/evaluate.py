@@ -28,6 +28,7 @@ from dcsft.resumable import batched_jsonl
 from dcsft.rundir import RunDir, fingerprint, read_json, read_jsonl, write_json
 from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, verifier_version
+from dcsft.tasks.base import Task, correct, score
 
 
 def accuracy(rows: list[dict]) -> float:
@@ -95,7 +96,7 @@ def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
 
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
     rundir = RunDir(cfg.run_dir)
-    task = get_task(cfg.task, cfg.verifier)
+    task = get_task(cfg.task, cfg.verifier, cfg.evaluate.frame)
     sampling = Sampling(do_sample=False, max_new_tokens=cfg.evaluate.max_new_tokens)
     current = stage_fingerprint(cfg, spec)
 
@@ -119,15 +120,7 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
 
             def score_batch(batch: list[dict], index: int) -> list[dict]:
                 generated = respond(model, processor, batch, sampling, cfg.seed, index)
-                return [
-                    {
-                        "id": r["id"],
-                        "solution": r["solution"],
-                        "response": resp[0],
-                        "correct": int(task.score_record(resp[0], r, cfg.evaluate.frame)),
-                    }
-                    for r, resp in zip(batch, generated.responses)
-                ]
+                return [score_row(task, r, resp[0]) for r, resp in zip(batch, generated.responses)]
 
             return score_batch
 
@@ -158,11 +151,27 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
     return run_stage(rundir.evaluate(spec.name, spec.seed), current, body)
 
 
-def task_stats(task, rows: list[dict]) -> dict:
-    """Task-specific counts: responses without a parsable answer (grounding: no well-formed box)."""
-    if not hasattr(task, "unparsable"):
-        return {}
-    return {"unparsable": sum(task.unparsable(r["response"]) for r in rows)}
+def score_row(task: Task, record: dict, response: str) -> dict:
+    """One evaluated response: its score, whether it is correct, and whether the verifier failed
+    on it (raised or gave no score in [0, 1]: scored 0 and counted)."""
+    value, failed = score(task, response, record)
+    return {
+        "id": record["id"],
+        "solution": record["solution"],
+        "response": response,
+        "score": round(value, 6),
+        "correct": correct(task, value),
+        **({"verifier_failed": True} if failed else {}),
+    }
+
+
+def task_stats(task: Task, rows: list[dict]) -> dict:
+    """Responses that give no answer the task can parse (grounding: no well-formed box), and
+    responses the verifier failed on."""
+    return {
+        "unparsable": sum(task.parse(r["response"]) is None for r in rows),
+        "verifier_failures": sum(r.get("verifier_failed", False) for r in rows),
+    }
 
 
 def run(cfg: StudyConfig) -> list[dict]:

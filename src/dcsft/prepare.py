@@ -39,21 +39,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 from dcsft import console
 from dcsft.config import StudyConfig
 from dcsft.conventions import Wording, wording
-from dcsft.data import world
 from dcsft.data.records import LoadedRecords, Skip
-from dcsft.data.resize import fitted_size
 from dcsft.data.sources import common, embedded, source_module
 from dcsft.data.splits import check_data, id_split, is_real, roles, split_specs
 from dcsft.errors import DataError
 from dcsft.prepared import warn_skipped
 from dcsft.rundir import RunDir, fingerprint, write_json, write_jsonl
 from dcsft.stage import run_stage
-from dcsft.tasks import grounding
+from dcsft.tasks import get_task
+from dcsft.tasks.base import PrepareContext
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -69,76 +66,22 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
     )
 
 
-def original_box(record: dict) -> tuple[list | None, list | None, str | None]:
-    """(box, (width, height), problem) of a grounding record in its image file's pixels: from
-    meta.orig_box/orig_size (a file dcsft wrote), meta.box/size (the RefCOCO loaders), else the
-    solution's box and the image's size."""
-    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-    for box_key, size_key in (("orig_box", "orig_size"), ("box", "size")):
-        if box_key in meta and size_key in meta:
-            return meta[box_key], meta[size_key], None
-    box = grounding.parse_box(record["solution"])
-    if box is None:
-        return None, None, f"solution {record['solution']!r} holds no box (four numbers, x1 < x2 and y1 < y2)"
-    try:
-        with Image.open(record["image"]) as im:
-            size = list(im.size)
-    except OSError as err:
-        return None, None, f"image cannot be read: {record['image']} ({type(err).__name__})"
-    return list(box), size, None
-
-
-def to_model_frame(cfg: StudyConfig, record: dict, words: Wording) -> tuple[dict | None, str | None]:
-    """The record with its box in the frame the model sees (the keys the embedded scenes write)
-    and its solution in the wording's convention and format."""
-    box, size, problem = original_box(record)
-    pair = isinstance(size, (list, tuple)) and len(size) == 2
-    if problem is None:
-        problem = grounding.box_problem(box, tuple(size) if pair else None)
-    if problem is None and not (pair and min(size) > 0):
-        problem = f"image size {size!r} is not (width, height)"
-    if problem:
-        return None, problem
-    width, height = size
-    try:
-        new_w, new_h = fitted_size(width, height, cfg.model.min_pixels, cfg.model.max_pixels)
-    except ValueError as err:  # smart_resize refuses aspect ratios beyond 200
-        return None, f"image {width}x{height} cannot be resized: {err}"
-    factors = (new_w / width, new_h / height)
-    scaled = [round(v, 2) for v in grounding.clip_box(grounding.scale_box(box, factors), (new_w, new_h))]
-    meta = dict(record.get("meta") or {})
-    meta.update(
-        orig_box=list(box),
-        orig_size=[width, height],
-        box=scaled,
-        size=[new_w, new_h],
-        scale=[round(f, 6) for f in factors],
-        **words.box_meta(),
-    )
-    answer = words.solution(meta)
-    if grounding.parse_box(answer) is None:
-        unit = "units of the 0-1000 grid" if words.box_format == "relative1000" else "pixels of the model's"
-        frame = "" if words.box_format == "relative1000" else f" {new_w}x{new_h} frame"
-        return None, f"box {list(box)} has zero width or height in whole {unit}{frame}"
-    return {**record, "solution": answer, "meta": meta}, None
-
-
 def finish_split(cfg: StudyConfig, name: str, loaded: LoadedRecords, words: Wording) -> LoadedRecords:
     """Unique ids; the wording in force; grounding boxes into the model's frame; evaluation splits
     capped at max_test."""
     done, seen = LoadedRecords([], list(loaded.skipped)), set()
+    task = get_task(cfg.task)
+    context = PrepareContext(words, cfg.model.min_pixels, cfg.model.max_pixels)
     for index, record in enumerate(loaded.records):
         if record["id"] in seen:
             done.skipped.append(Skip(name, index, record["id"], "duplicate id in the split"))
             continue
         seen.add(record["id"])
-        record = words.reworded(record)
-        if cfg.task == "grounding":
-            record, problem = to_model_frame(cfg, record, words)
-            if problem:
-                done.skipped.append(Skip(name, index, loaded.records[index]["id"], problem))
-                continue
-        done.records.append(record)
+        record, problem = task.prepare_record(words.reworded(record), context)
+        if problem:
+            done.skipped.append(Skip(name, index, loaded.records[index]["id"], problem))
+            continue
+        done.records.append({**record, "problem": task.prompt(record), "solution": task.answer(record)})
     common.bad_record(cfg.data, done)
     if not done.records:
         raise DataError(
@@ -185,8 +128,7 @@ def load_real(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, dict
         "ood_images_in_training": overlap,
         "wording": {**words.settings(), "own_prompt": own_prompts(splits, words)},
     }
-    if cfg.task == "classification":
-        stats["classes"] = sorted({r["solution"] for records in splits.values() for r in records})
+    stats.update(get_task(cfg.task).split_stats([r for records in splits.values() for r in records]))
     what = (
         f"loaded {cfg.data.source}: "
         + ", ".join(f"{n} {name}" for name, n in counts.items())
@@ -210,8 +152,7 @@ def draw_embedded(cfg: StudyConfig, rundir: RunDir, folder: Path) -> tuple[str, 
             }
     what = "drew " + ", ".join(f"{n} {name}" for name, n in counts.items()) + " images"
     stats = {"task": cfg.task, "records": counts, "noise": noise, "wording": words.settings()}
-    if cfg.task == "classification":
-        stats["classes"] = list(world.study_classes(cfg.data.novel_classes))
+    stats.update(embedded.split_facts(cfg))
     return what, stats
 
 
@@ -222,10 +163,10 @@ def own_prompts(splits: dict[str, list[dict]], words: Wording) -> int:
 
 def warn_contradiction(cfg: StudyConfig) -> None:
     """One line before any work when model.box_format is set against the base's family."""
-    if cfg.task == "grounding":
-        contradiction = wording(cfg).box.contradiction()
-        if contradiction:
-            console.warn(contradiction)
+    box = wording(cfg).box  # only a task whose answers hold coordinates has one
+    contradiction = box.contradiction() if box else None
+    if contradiction:
+        console.warn(contradiction)
 
 
 def run(cfg: StudyConfig) -> dict:

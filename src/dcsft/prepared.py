@@ -34,9 +34,7 @@ def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     try:
         # prepare decoded every image; later stages only check that each still opens (a full
         # decode per read costs minutes per evaluation at ImageNet scale)
-        loaded = load_records(
-            rundir.records(split), stats.get("classes"), getattr(task, "record_problem", None), decode=False
-        )
+        loaded = load_records(rundir.records(split), stats.get("classes"), task.record_problem, decode=False)
     except DataError as err:
         raise StageError(str(err)) from None
     warn_skipped([skip.line() for skip in loaded.skipped], f"in {split}")

@@ -61,6 +61,7 @@ from dcsft.resumable import batched_jsonl
 from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
 from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
+from dcsft.tasks.base import correct, score_all
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -120,7 +121,7 @@ class Profiler:
     def sample(self, batch: list[dict], batch_index: int) -> list[dict]:
         out = self.draw(batch, self.p.k, batch_index)
         return [
-            profile_row(r, responses, self.correct(r, responses), prompt, generated, forwarded)
+            self.row(r, responses, prompt, generated, forwarded)
             for r, responses, prompt, generated, forwarded in zip(
                 batch, out.responses, out.prompt_tokens, out.generated_tokens, out.forwarded_tokens
             )
@@ -130,7 +131,8 @@ class Profiler:
         """Rounds of draws from one prefill of the batch, until every sample is medium or has k draws."""
         encoded = prefill(self.model, prompt_inputs(self.processor, batch, self.model.device))
         prompts = encoded.inputs["attention_mask"].sum(dim=1).tolist()
-        state = [{"responses": [], "correct": [], "generated": 0, "forwarded": p - 1} for p in prompts]
+        state = [{"responses": [], "generated": 0, "forwarded": p - 1} for p in prompts]
+        verdicts = [[] for _ in prompts]  # each sample's correct / wrong so far
         open_, done, round_ = list(range(len(batch))), 0, 0
         while open_ and done < self.p.k:
             n = min(self.p.adaptive_round, self.p.k - done)
@@ -149,13 +151,15 @@ class Profiler:
             ):
                 s = state[i]
                 s["responses"] += responses
-                s["correct"] += self.correct(batch[i], responses)
+                verdicts[i] += [
+                    correct(self.task, v) for v in score_all(self.task, responses, [batch[i]] * n).scores
+                ]
                 s["generated"] += generated
                 s["forwarded"] += forwarded
             done, round_ = done + n, round_ + 1
-            open_ = [i for i in open_ if len(set(state[i]["correct"])) < 2 and not self.settled(done)]
+            open_ = [i for i in open_ if len(set(verdicts[i])) < 2 and not self.settled(done)]
         return [
-            profile_row(r, s["responses"], s["correct"], p, s["generated"], s["forwarded"])
+            self.row(r, s["responses"], p, s["generated"], s["forwarded"])
             for r, s, p in zip(batch, state, prompts)
         ]
 
@@ -164,7 +168,7 @@ class Profiler:
         return 0 < self.p.adaptive_settle <= draws
 
     def exact(self, batch: list[dict], batch_index: int) -> list[dict]:
-        accepted = [self.task.accepted_answers(r["solution"]) for r in batch]
+        accepted = [self.task.accepted_answers(r) for r in batch]
         try:
             probabilities, prompts, forwarded = pass_probabilities(
                 self.model, self.processor, batch, accepted, self.sampling(1)
@@ -189,8 +193,16 @@ class Profiler:
             )
         return rows
 
-    def correct(self, record: dict, responses: list[str]) -> list[int]:
-        return [int(self.task.score_record(response, record)) for response in responses]
+    def row(self, record: dict, responses: list[str], prompt: int, generated: int, forwarded: int) -> dict:
+        """A sampled sample's profile row: each response's score and verdict by the task's
+        verifier (a failing verifier scores 0 and is counted in `verifier_failures`)."""
+        scored = score_all(self.task, responses, [record] * len(responses))
+        verdicts = [correct(self.task, value) for value in scored.scores]
+        return {
+            **profile_row(record, responses, verdicts, prompt, generated, forwarded),
+            "scores": [round(value, 6) for value in scored.scores],
+            **({"verifier_failures": scored.failures} if scored.failures else {}),
+        }
 
 
 def compute(rows: list[dict]) -> dict:
@@ -258,6 +270,7 @@ def run(cfg: StudyConfig) -> dict:
             },
             "mean_pass_rate": round(sum(counts) / len(counts), 4),
             "settled": sum(r["k"] < p.k and r["pass_count"] in (0, r["k"]) for r in rows),
+            "verifier_failures": sum(r.get("verifier_failures", 0) for r in rows),
             **compute(rows),
         }
         return (

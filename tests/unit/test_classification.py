@@ -2,8 +2,6 @@
 authors`), each one table, the TRL-style reward built on them, and the rule reaching every
 scorer: profiling, evaluation, the GRPO reward and their fingerprints."""
 
-import hashlib
-import inspect
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +9,8 @@ import pytest
 from dcsft import evaluate, profiling
 from dcsft.config import StudyConfig
 from dcsft.rundir import RunDir, read_json, write_json
-from dcsft.tasks import classification, get_task, verifier_version
-from dcsft.tasks.classification import PROMPT, accepted_answers, is_correct, normalize, reward, score
+from dcsft.tasks import classification, code_version, get_task, verifier_version
+from dcsft.tasks.classification import PROMPT, Classification, accepted_answers, is_correct, normalize, score
 
 # Each response to the label "goose", and its verdict under the paper's stated rule (strip
 # whitespace, then one trailing period, case-insensitively) and under the authors' released code
@@ -50,7 +48,7 @@ def test_each_rule_by_its_table(rule):
         verdict = verdicts[RULES.index(rule)]
         assert is_correct(response, "goose", rule) is verdict, (rule, response)
         assert score(response, "goose", rule) == float(verdict), (rule, response)
-        assert get_task("classification", rule).score_record(response, {"solution": "goose"}) == verdict
+        assert get_task("classification", rule).verify(response, {"solution": "goose"}) == verdict
 
 
 def test_paper_is_the_default_rule():
@@ -58,7 +56,8 @@ def test_paper_is_the_default_rule():
         paper for _, paper, _ in VERDICTS
     ]
     assert StudyConfig().verifier == "paper"
-    assert get_task("classification") is classification
+    assert isinstance(get_task("classification"), Classification)
+    assert get_task("classification").rule == "paper"
 
 
 @pytest.mark.parametrize("rule", ["paper", "authors"])
@@ -101,16 +100,23 @@ def test_reward_conversational_completions():
         [{"role": "assistant", "content": "moon"}],
         [{"role": "assistant", "content": " HEART \n"}],
     ]
-    assert reward(completions, solution=["star", "star", "star", "heart"]) == [1.0, 1.0, 0.0, 1.0]
+    assert Classification().reward(completions, solution=["star", "star", "star", "heart"]) == [
+        1.0,
+        1.0,
+        0.0,
+        1.0,
+    ]
 
 
 def test_reward_uses_last_turn():
     completions = [[{"role": "assistant", "content": "moon"}, {"role": "assistant", "content": "star"}]]
-    assert reward(completions, solution=["star"]) == [1.0]
+    assert Classification().reward(completions, solution=["star"]) == [1.0]
 
 
 def test_reward_plain_strings():
-    assert reward(["star", "moon.", "STAR", ""], solution=["star", "moon", "moon", "star"]) == [
+    assert Classification().reward(
+        ["star", "moon.", "STAR", ""], solution=["star", "moon", "moon", "star"]
+    ) == [
         1.0,
         1.0,
         0.0,
@@ -125,7 +131,7 @@ def test_grpo_reward_follows_the_rule():
 
 
 def test_reward_ignores_extra_trl_kwargs_and_bad_completions():
-    out = reward(
+    out = Classification().reward(
         ["star", None, [], [{"role": "assistant", "content": None}]],
         solution=["star"] * 4,
         prompts=["p"] * 4,
@@ -200,7 +206,7 @@ def test_the_rule_enters_exactly_the_verifier_scored_fingerprints(tmp_path):
 
 
 def test_the_default_version_is_the_sources_hash_and_grounding_ignores_the_rule(tmp_path):
-    source = hashlib.sha256(inspect.getsource(classification).encode()).hexdigest()[:12]
+    source = code_version(classification)
     assert verifier_version("classification") == verifier_version("classification", "paper") == source
     assert verifier_version("classification", "authors") == f"{source}+authors"
     assert verifier_version("grounding", "authors") == verifier_version("grounding")

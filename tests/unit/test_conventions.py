@@ -20,7 +20,8 @@ from dcsft.errors import ConfigError
 from dcsft.models.base import PACKAGED
 from dcsft.plan import wording_lines
 from dcsft.rundir import RunDir, fingerprint
-from dcsft.tasks import classification, grounding
+from dcsft.tasks import classification, get_task, grounding
+from dcsft.tasks.base import PrepareContext
 
 # A 280 x 224 image, resized to half (140 x 112) by max_pixels, whose target [28, 56, 84, 112] is
 # [14, 28, 42, 56] in the model's frame and [100, 250, 300, 500] on the 0-1000 grid.
@@ -72,7 +73,8 @@ def prepared_record(cfg: StudyConfig, tmp_path) -> dict:
         "meta": {"expression": EXPRESSION},
     }
     words = wording(cfg)
-    record, problem = prepare.to_model_frame(cfg, words.reworded(raw), words)
+    context = PrepareContext(words, cfg.model.min_pixels, cfg.model.max_pixels)
+    record, problem = get_task(cfg.task).prepare_record(words.reworded(raw), context)
     assert problem is None
     return record
 
@@ -114,10 +116,14 @@ def test_a_correct_box_scores_one_in_each_frame_and_a_wrong_one_zero(box_format,
             assert grounding.score_record(response, record, frame) == 1.0, (response, frame)
             assert grounding.score_record(wrong, record, frame) == 0.0
     size, formats = [record["meta"]["size"]], [grounding.record_box_format(record)]
-    assert grounding.reward([record["solution"], wrong], [record["solution"]] * 2, size * 2, formats * 2) == [
+    reward = grounding.Grounding().reward
+    assert reward(
+        [record["solution"], wrong], solution=[record["solution"]] * 2, size=size * 2, box_format=formats * 2
+    ) == [
         1,
         0,
     ]
+    assert reward([record["solution"], wrong], record=[record] * 2) == [1, 0]
     assert grounding.record_problem(record) is None
 
 

@@ -24,6 +24,7 @@ from dcsft.models.generate import Sampling, prompt_text, respond
 from dcsft.models.loading import VISION_LORA_EXCLUDE, check_model, freeze_vision, is_vision_tower, load_model
 from dcsft.rundir import fingerprint, write_json
 from dcsft.tasks import classification
+from dcsft.tasks.classification import Classification
 from dcsft.train import grpo, sft
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +241,7 @@ def test_grpo_with_frozen_vision_trains_no_vision_parameter(records, tmp_path):
         model,
         loading.load_processor(PACKAGED, MODEL_CFG),
         records,
-        classification.reward,
+        Classification().reward,
         g,
         LoraConfig(r=4, alpha=8),
         tmp_path,
@@ -304,7 +305,7 @@ def test_vllm_engine_and_grpo_refuse_before_any_work_without_vllm(no_vllm):
         vllm_engine.load_generator("vllm", "/not/loaded", MODEL_CFG, setting="profile.engine")
     with pytest.raises(ConfigError, match=f"grpo.use_vllm=true: {MISSING}"):
         grpo.train(
-            None, None, [], classification.reward, GrpoConfig(use_vllm=True), LoraConfig(), Path("x"), 0
+            None, None, [], Classification().reward, GrpoConfig(use_vllm=True), LoraConfig(), Path("x"), 0
         )
 
 

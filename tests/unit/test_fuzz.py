@@ -10,6 +10,7 @@ from dcsft.config import parse_override
 from dcsft.data.records import load_records
 from dcsft.errors import ConfigError, DataError
 from dcsft.tasks import classification
+from dcsft.tasks.classification import Classification
 from dcsft.train.grpo import CountedReward
 
 JSON = st.recursive(
@@ -34,7 +35,7 @@ def test_verifier_never_raises_and_is_zero_or_one(response, solution):
     )
 )
 def test_grpo_reward_is_always_one_finite_number_per_completion(completions):
-    reward = CountedReward(classification.reward)
+    reward = CountedReward(Classification().reward)
     values = reward(completions, solution=["circle"] * len(completions))
     assert len(values) == len(completions)
     assert all(isinstance(v, float) and math.isfinite(v) and v in (0.0, 1.0) for v in values)
@@ -45,7 +46,7 @@ def test_counted_reward_turns_any_output_into_numbers(outputs):
     reward = CountedReward(lambda completions, **_: outputs)
     values = reward(["x"] * len(outputs))
     assert all(math.isfinite(v) for v in values)
-    bad = sum(not (isinstance(o, (int, float)) and math.isfinite(o)) for o in outputs)
+    bad = sum(not (isinstance(o, (int, float)) and math.isfinite(o) and 0 <= o <= 1) for o in outputs)
     assert reward.failures == bad
 
 
@@ -92,7 +93,7 @@ def test_box_parser_and_grounding_verifier_never_raise(response, image_size):
     box = grounding.parse_box(response)
     assert box is None or (all(map(math.isfinite, box)) and box[0] < box[2] and box[1] < box[3])
     assert grounding.score(response, "[10, 10, 50, 50]", image_size) in (0.0, 1.0)
-    assert grounding.unparsable(response) == (box is None)
-    assert grounding.reward(
-        [response, [{"role": "assistant", "content": response}]], ["[1, 2, 3, 4]"] * 2
+    assert (grounding.Grounding().parse(response) is None) == (box is None)
+    assert grounding.Grounding().reward(
+        [response, [{"role": "assistant", "content": response}]], solution=["[1, 2, 3, 4]"] * 2
     ) in ([0.0, 0.0], [1.0, 1.0])

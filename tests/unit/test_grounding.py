@@ -65,7 +65,7 @@ def test_parse_first_well_formed_box(text, box):
 )
 def test_no_well_formed_box_is_unparsable_and_scores_zero(text):
     assert grounding.parse_box(text) is None
-    assert grounding.unparsable(text)
+    assert grounding.Grounding().parse(text) is None
     assert grounding.score(text, "[1, 2, 3, 4]") == 0.0
 
 
@@ -83,11 +83,12 @@ def test_threshold_is_iou_one_half_inclusive():
 
 def test_reward_uses_the_size_column_and_chat_completions():
     completions = [[{"role": "assistant", "content": "[50, 0, 160, 10]"}], "nothing"]
-    assert grounding.reward(completions, ["[50, 0, 100, 10]"] * 2, size=[[100, 100], [100, 100]]) == [
+    task = grounding.Grounding()
+    assert task.reward(completions, solution=["[50, 0, 100, 10]"] * 2, size=[[100, 100], [100, 100]]) == [
         1.0,
         0.0,
     ]
-    assert grounding.reward(completions, ["[50, 0, 100, 10]"] * 2) == [0.0, 0.0]
+    assert task.reward(completions, solution=["[50, 0, 100, 10]"] * 2) == [0.0, 0.0]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from dcsft.models.generate import Sampling, prefill, prompt_inputs, respond, res
 from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, check_method
 from dcsft.tasks import classification
+from dcsft.tasks.classification import Classification
 
 MODEL_CFG = StudyConfig().model.model_copy(update={"max_pixels": 7056, "min_pixels": 3136})
 
@@ -120,7 +121,7 @@ def test_exact_rejects_answers_that_tokenise_to_nothing(model, processor, record
 
 def test_adaptive_stops_only_medium_samples(model, processor, records):
     p = ProfileConfig(method="adaptive", k=8, temperature=1.5, top_k=50, max_new_tokens=16, adaptive_round=2)
-    rows = Profiler(model, processor, classification, p, seed=0).adaptive(records, 0)
+    rows = Profiler(model, processor, Classification(), p, seed=0).adaptive(records, 0)
     for row in rows:
         if row["k"] < 8:
             assert 0 < row["pass_count"] < row["k"]  # stopped: both outcomes seen
@@ -131,9 +132,9 @@ def test_adaptive_stops_only_medium_samples(model, processor, records):
 
 def test_adaptive_settle_stops_alike_samples_at_n_draws_and_changes_nothing_else(model, processor, records):
     base = dict(method="adaptive", k=8, temperature=1.5, top_k=50, max_new_tokens=16, adaptive_round=2)
-    full = Profiler(model, processor, classification, ProfileConfig(**base), seed=0).adaptive(records, 0)
+    full = Profiler(model, processor, Classification(), ProfileConfig(**base), seed=0).adaptive(records, 0)
     settled = Profiler(
-        model, processor, classification, ProfileConfig(**base, adaptive_settle=4), seed=0
+        model, processor, Classification(), ProfileConfig(**base, adaptive_settle=4), seed=0
     ).adaptive(records, 0)
     for a, b in zip(full, settled):
         assert b["correct"] == a["correct"][: b["k"]]  # same rounds, same seeds: a prefix of the full draws
@@ -148,21 +149,20 @@ def test_adaptive_settle_stops_alike_samples_at_n_draws_and_changes_nothing_else
 
 def test_exact_rows_draw_k_outcomes_from_p(model, processor, records):
     p = ProfileConfig(method="exact", k=8, temperature=0.9)
-    rows = Profiler(model, processor, classification, p, seed=0).exact(records, 0)
+    rows = Profiler(model, processor, Classification(), p, seed=0).exact(records, 0)
     for row in rows:
         probs = row["bucket_probabilities"]
         assert len(row["correct"]) == 8 and row["responses"] == []
         # three values each rounded to 6 decimals: their sum is within 1.5e-6 of 1
         assert probs["easy"] + probs["medium"] + probs["hard"] == pytest.approx(1, abs=1.5e-6)
         assert probs["easy"] == pytest.approx(row["p_correct"] ** 8, abs=1e-5)  # both stored to 6 decimals
-    again = Profiler(model, processor, classification, p, seed=0).exact(records, 0)
+    again = Profiler(model, processor, Classification(), p, seed=0).exact(records, 0)
     assert [r["correct"] for r in again] == [r["correct"] for r in rows]
 
 
-def test_exact_needs_a_finite_answer_set(monkeypatch):
-    monkeypatch.delattr(classification, "accepted_answers")
-    with pytest.raises(StageError, match="classification.*methods it supports: sample, adaptive"):
-        check_method(StudyConfig.model_validate({"profile": {"method": "exact"}}))
+def test_exact_needs_a_finite_answer_set():
+    with pytest.raises(StageError, match="grounding.*methods it supports: sample, adaptive, loss"):
+        check_method(StudyConfig.model_validate({"task": "grounding", "profile": {"method": "exact"}}))
 
 
 def test_a_prefill_can_be_branched_again_for_any_subset(model, processor, records):

@@ -2,7 +2,7 @@
 
 import math
 
-from dcsft.tasks import classification
+from dcsft.tasks.classification import Classification
 from dcsft.train.grpo import CountedReward
 
 
@@ -11,7 +11,7 @@ def _turns(*texts):
 
 
 def test_task_reward_through_the_wrapper_is_the_verifier():
-    reward = CountedReward(classification.reward)
+    reward = CountedReward(Classification().reward)
     logged = []
     values = reward(
         _turns("Circle.", "square", " circle "),

@@ -68,7 +68,8 @@ ROLES = ("coldstart", "train", "test")
 
 
 def id_split(task: str) -> str:
-    return ID_SPLITS[task]
+    """The in-distribution test split's name: the built-in tasks' own, `test` for any other task."""
+    return ID_SPLITS.get(task, "test")
 
 
 def is_real(cfg: Study) -> bool:
@@ -102,6 +103,11 @@ def check_data(cfg: Study) -> None:
     is checked here, not on loading, since the shipped configs leave it to `--set data.root`."""
     data, task = cfg.data, cfg.task
     if data.source == "embedded":
+        if task not in OOD_SPLITS:
+            raise ConfigError(
+                f"data.source embedded draws worlds for {' and '.join(OOD_SPLITS)}; task {task} needs its "
+                f"records: set data.source to records (data.files: coldstart, train, test)"
+            )
         check_world_splits(cfg)
         if task == "grounding" and data.small + data.occluded + data.twin > 1:
             raise ConfigError(

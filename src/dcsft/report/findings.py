@@ -64,7 +64,11 @@ def findings(results: dict) -> str:
 def how_asked(words: Wording, frame: str) -> str:
     """The prompt, box convention and answer format in force, and where boxes are scored: a
     baseline's accuracy turns on them (RefCOCO from 15% to 82% with the prompt, om-ai-lab/VLM-R1#6)."""
-    line = f"Asked with the prompt `{words.template}`"
+    line = (
+        f"Asked with the prompt `{words.template}`"
+        if words.template
+        else "Asked with each record's own prompt"
+    )
     if not words.box:
         return line + "."
     scored = "the original image's pixels" if frame == "original" else "the frame of the answers"

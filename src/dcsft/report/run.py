@@ -31,6 +31,7 @@ from dcsft.report import figures, stats, tables
 from dcsft.report.findings import findings, how_asked, how_profiled
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_json, read_jsonl, write_json, write_text
 from dcsft.stage import run_stage, upstream
+from dcsft.tasks import get_task
 
 EMBEDDED_WORLDS = {"classification": "shape world (embedded)", "grounding": "scene world (embedded)"}
 SOURCES = {
@@ -44,7 +45,7 @@ SOURCES = {
 def dataset_label(cfg: StudyConfig) -> str:
     if cfg.data.source == "embedded":
         return EMBEDDED_WORLDS.get(cfg.task, cfg.task)
-    return f"{SOURCES[cfg.data.source]} ({cfg.task})"
+    return f"{SOURCES[cfg.data.source]} ({get_task(cfg.task).name})"
 
 
 GALLERY_PER_BUCKET = 5

@@ -76,7 +76,7 @@ def accuracy_table(results: dict) -> str:
         cells = [cell(entry["accuracy"][c], vs_sft[c] if vs_sft else None) for c in cols]
         lines.append(f"| {label(name)} | {entry['runs']} | " + " | ".join(cells) + " |")
     n_line = ", ".join(f"{s}: n={count}" for s, count in results["split_sizes"].items())
-    metric = get_task(results["task"]).METRIC
+    metric = get_task(results["task"]).metric
     return "\n".join(lines) + (
         f"\n\nAccuracy % (greedy, {metric}), mean ± sample std over the training seeds "
         f"{results['seeds']}; {n_line}. In parentheses: the method minus SFT on the same "

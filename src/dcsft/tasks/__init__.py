@@ -1,58 +1,133 @@
-"""Tasks: each module owns its prompt, answer parser and verifier, the one definition of
-"correct" that profiling, evaluation and rewards all call.
+"""Tasks: each is a `dcsft.tasks.base.Task` that owns its prompt, answer and verifier, the one
+definition of "correct" that profiling, evaluation, the GRPO reward and the report all call.
 
-A task with several verifier rules (classification: `RULES`, chosen by the config's `verifier`)
-names the functions that take one in `RULE_FUNCTIONS`; `get_task(name, verifier)` hands them out
-with the rule bound, so profiling, evaluation and the GRPO reward all score by the same rule. A
-task without `RULES` (grounding: IoU >= 0.5) ignores `verifier`."""
+`task:` in the config names a built-in task (`classification`, `grounding`), a class or reward
+function by import path (`mypkg.tasks:Counting`), or a `dcsft.tasks` entry point of an installed
+package. A class that is not a `Task` subclass but defines `verify` gets `Task`'s defaults for
+the rest; a plain callable is a TRL-style reward (`base.RewardTask`).
 
-import functools
+The verifier's version (`verifier_version`), part of every fingerprint scored by it (profile,
+evaluate, GRPO), is a hash of the syntax tree of the module that defines the task, docstrings
+removed: a change to the code reruns those stages, an edit to a docstring, a comment or the
+formatting does not. Code the verifier imports from other modules is not covered; a task that
+depends on such code sets `version` to pin its version by hand.
+"""
+
+from __future__ import annotations
+
+import ast
 import hashlib
+import importlib
 import inspect
+import sys
+from functools import cache
+from importlib import metadata
 
-from dcsft.tasks import classification, grounding
+from dcsft.tasks.base import RewardTask, Task, TaskSettings
+from dcsft.tasks.classification import Classification
+from dcsft.tasks.grounding import Grounding
 
-TASKS = {"classification": classification, "grounding": grounding}
+BUILTIN: dict[str, type[Task]] = {"classification": Classification, "grounding": Grounding}
+ENTRY_POINTS = "dcsft.tasks"  # the entry-point group an installed package registers its tasks in
 DEFAULT_VERIFIER = "paper"
 
 
-class WithRule:
-    """A task module whose scoring functions apply one verifier rule; every other attribute is
-    the module's own."""
+class TaskNotFound(ValueError):
+    """A task name that names no usable task; the message is one line."""
 
-    def __init__(self, task, rule: str):
-        self.task = task
-        self.rule = rule
 
-    def __getattr__(self, name: str):
-        value = getattr(self.task, name)
-        return functools.partial(value, rule=self.rule) if name in self.task.RULE_FUNCTIONS else value
+def entry_point(name: str):
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINTS) if ep.name == name]
+    return found[0] if found else None
+
+
+def resolve(name: str) -> object:
+    """The class or function `name` refers to: built-in, `module:attribute`, or an entry point."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise TaskNotFound(
+                f"task {name!r}: cannot import module {module_name!r} ({err}); is its folder on PYTHONPATH?"
+            ) from None
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise TaskNotFound(f"task {name!r}: module {module_name!r} has no {attribute!r}") from None
+    found = entry_point(name)
+    if found is None:
+        raise TaskNotFound(
+            f"unknown task {name!r}; known: {', '.join(sorted(BUILTIN))}, an import path "
+            f"(mypkg.tasks:Counting) or a {ENTRY_POINTS!r} entry point"
+        )
+    try:
+        return found.load()
+    except Exception as err:  # noqa: BLE001 - any failure of a third-party import is one line
+        raise TaskNotFound(f"task {name!r}: entry point {found.value!r} cannot be loaded ({err})") from None
+
+
+@cache
+def task_class(name: str) -> type[Task] | RewardTask:
+    """The Task class `name` refers to; a plain callable becomes a `RewardTask`."""
+    target = resolve(name)
+    if inspect.isclass(target):
+        if not callable(getattr(target, "verify", None)) or target.verify is Task.verify:
+            raise TaskNotFound(
+                f"task {name!r}: class {target.__name__} has no verify(response, record) -> float method, "
+                "which every task needs (dcsft.tasks.base.Task)"
+            )
+        return target if issubclass(target, Task) else type(target.__name__, (target, Task), {})
+    if callable(target):
+        return target
+    raise TaskNotFound(f"task {name!r} is a {type(target).__name__}, not a Task class or a reward function")
+
+
+def get_task(name: str, verifier: str = DEFAULT_VERIFIER, frame: str = "model") -> Task:
+    """The task `name` refers to, set up with the study's verifier rule and scoring frame."""
+    found = task_class(name)
+    settings = TaskSettings(verifier, frame)
+    task = found(settings) if inspect.isclass(found) else RewardTask(found, settings)
+    if not task.name:
+        task.name = name
+    return task
+
+
+def code_version(module) -> str:
+    """A hash of a module's syntax tree without its docstrings: comments, formatting and
+    docstrings leave it unchanged, any change to the code changes it."""
+    tree = ast.parse(inspect.getsource(module))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]
 
 
 def verifier_version(name: str, verifier: str = DEFAULT_VERIFIER) -> str:
-    """A hash of the task module's source, plus the rule where it is not the default: stages
-    scored by its verifier (profile, evaluate, GRPO) rerun when the definition of "correct"
-    changes; the default rule adds nothing, so naming it explicitly reruns nothing."""
-    task = get_task(name)
-    version = hashlib.sha256(inspect.getsource(task).encode()).hexdigest()[:12]
+    """The version of the task's verifier (see the module's docstring), plus the rule where the
+    task has rules and it is not the default, so that naming the default reruns nothing."""
+    task = get_task(name, verifier)
+    source = task.function if isinstance(task, RewardTask) else type(task)
+    version = task.version or code_version(sys.modules[source.__module__])
     return f"{version}+{verifier}" if has_rule(task, verifier) else version
 
 
-def has_rule(task, verifier: str) -> bool:
+def has_rule(task: Task, verifier: str) -> bool:
     """Whether `verifier` is a rule of the task other than its default one."""
-    return verifier != DEFAULT_VERIFIER and hasattr(task, "RULES")
+    return verifier != DEFAULT_VERIFIER and verifier in task.rules
 
 
-def profile_methods(task) -> list[str]:
-    """`exact` needs a verifier with a finite set of accepted answers (`accepted_answers`)."""
-    return ["sample", "adaptive", *(["exact"] if hasattr(task, "accepted_answers") else [])]
-
-
-def get_task(name: str, verifier: str = DEFAULT_VERIFIER):
-    """The task's module, or with a `verifier` other than the default one, the module with that
-    rule bound into its scoring functions."""
-    try:
-        task = TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
-    return WithRule(task, verifier) if has_rule(task, verifier) else task
+def profile_methods(task: Task) -> list[str]:
+    """`exact` needs a verifier with a finite set of accepted answers (`accepted_answers`); `loss`
+    needs only the gold answer, which every task has."""
+    enumerable = type(task).accepted_answers is not Task.accepted_answers
+    return ["sample", "adaptive", *(["exact"] if enumerable else []), "loss"]

@@ -14,6 +14,8 @@ empty label; dcsft's loaders skip empty labels, so no score differs).
 
 from __future__ import annotations
 
+from dcsft.tasks.base import Task
+
 PROMPT = "Please provide the object name in the image. Output the answer using one word."
 METRIC = "exact match"  # how a report names what counts as correct
 
@@ -29,7 +31,6 @@ def authors_form(text: str) -> str:
 
 
 RULES = {"paper": paper_form, "authors": authors_form}  # by the config's `verifier`
-RULE_FUNCTIONS = ("normalize", "is_correct", "accepted_answers", "score", "score_record", "reward")
 
 
 def normalize(text: str, rule: str = "paper") -> str:
@@ -59,12 +60,24 @@ def score(response: object, solution: str, rule: str = "paper") -> float:
     return float(isinstance(response, str) and is_correct(response, solution, rule))
 
 
-def score_record(response: object, record: dict, frame: str = "model", rule: str = "paper") -> float:
-    """`frame` is for tasks whose answers have coordinates; a class name has none."""
-    return score(response, record["solution"], rule)
+class Classification(Task):
+    """The class name in one word, scored by exact match under the study's `verifier` rule."""
 
+    name = "classification"
+    metric = METRIC
+    rules = ("authors",)
+    prompt_presets = {"paper": PROMPT}
 
-def reward(completions: list, solution: list[str], rule: str = "paper", **_: object) -> list[float]:
-    """TRL-style reward callable: completions are strings or [{"role", "content"}] turns."""
-    texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
-    return [score(text, answer, rule) for text, answer in zip(texts, solution, strict=True)]
+    @property
+    def rule(self) -> str:
+        return self.settings.verifier if self.settings.verifier in RULES else "paper"
+
+    def verify(self, response: str, record: dict) -> float:
+        return score(response, record["solution"], self.rule)
+
+    def accepted_answers(self, record: dict) -> list[str]:
+        return accepted_answers(record["solution"], self.rule)
+
+    def split_stats(self, records: list[dict]) -> dict:
+        """The class names, which the records source checks every later split against."""
+        return {"classes": sorted({r["solution"] for r in records})}

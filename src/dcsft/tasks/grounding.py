@@ -27,6 +27,10 @@ import json
 import math
 import re
 
+from PIL import Image
+
+from dcsft.tasks.base import PrepareContext, Task
+
 PROMPT = "Please provide the bounding box of the region this sentence describes: {expression}."
 # The official Qwen grounding prompt, the Qwen2.5-VL cookbook's (QwenLM/Qwen2.5-VL,
 # cookbooks/spatial_understanding.ipynb: "Locate the top right brown cake, output its bbox
@@ -186,10 +190,6 @@ def score(
     return float(overlap is not None and overlap >= IOU_THRESHOLD)
 
 
-def unparsable(response: object) -> bool:
-    return parse_box(response) is None
-
-
 def score_record(response: object, record: dict, frame: str = "model") -> float:
     """Score in the frame the model sees (the record's convention), or (`frame="original"`) with
     the predicted box mapped back to the original image, against the original box."""
@@ -218,19 +218,82 @@ def record_size(record: dict) -> tuple[int, int] | None:
     return tuple(size) if size else None
 
 
-def reward(
-    completions: list,
-    solution: list[str],
-    size: list | None = None,
-    box_format: list | None = None,
-    **_: object,
-) -> list[float]:
-    """TRL-style reward callable; `size` is the dataset's (width, height) column, for clipping, and
-    `box_format` its column of conventions (absent: absolute)."""
-    texts = [c[-1]["content"] if isinstance(c, list) and c else c for c in completions]
-    sizes = size if size is not None else [None] * len(texts)
-    formats = box_format if box_format is not None else ["absolute"] * len(texts)
-    return [
-        score(text, answer, tuple(s) if s else None, f)
-        for text, answer, s, f in zip(texts, solution, sizes, formats, strict=True)
-    ]
+def original_box(record: dict) -> tuple[list | None, list | None, str | None]:
+    """(box, (width, height), problem) of a grounding record in its image file's pixels: from
+    meta.orig_box/orig_size (a file dcsft wrote), meta.box/size (the RefCOCO loaders), else the
+    solution's box and the image's size."""
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    for box_key, size_key in (("orig_box", "orig_size"), ("box", "size")):
+        if box_key in meta and size_key in meta:
+            return meta[box_key], meta[size_key], None
+    box = parse_box(record["solution"])
+    if box is None:
+        return None, None, f"solution {record['solution']!r} holds no box (four numbers, x1 < x2 and y1 < y2)"
+    try:
+        with Image.open(record["image"]) as im:
+            size = list(im.size)
+    except OSError as err:
+        return None, None, f"image cannot be read: {record['image']} ({type(err).__name__})"
+    return list(box), size, None
+
+
+def to_model_frame(record: dict, context: PrepareContext) -> tuple[dict | None, str | None]:
+    """The record with its box in the frame the model sees (the keys the embedded scenes write)
+    and its solution in the wording's convention and format."""
+    from dcsft.data.resize import fitted_size  # imports transformers: only prepare needs it
+
+    words = context.wording
+    box, size, problem = original_box(record)
+    pair = isinstance(size, (list, tuple)) and len(size) == 2
+    if problem is None:
+        problem = box_problem(box, tuple(size) if pair else None)
+    if problem is None and not (pair and min(size) > 0):
+        problem = f"image size {size!r} is not (width, height)"
+    if problem:
+        return None, problem
+    width, height = size
+    try:
+        new_w, new_h = fitted_size(width, height, context.min_pixels, context.max_pixels)
+    except ValueError as err:  # smart_resize refuses aspect ratios beyond 200
+        return None, f"image {width}x{height} cannot be resized: {err}"
+    factors = (new_w / width, new_h / height)
+    scaled = [round(v, 2) for v in clip_box(scale_box(box, factors), (new_w, new_h))]
+    meta = dict(record.get("meta") or {})
+    meta.update(
+        orig_box=list(box),
+        orig_size=[width, height],
+        box=scaled,
+        size=[new_w, new_h],
+        scale=[round(f, 6) for f in factors],
+        **words.box_meta(),
+    )
+    answer = words.solution(meta)
+    if parse_box(answer) is None:
+        unit = "units of the 0-1000 grid" if words.box_format == "relative1000" else "pixels of the model's"
+        frame = "" if words.box_format == "relative1000" else f" {new_w}x{new_h} frame"
+        return None, f"box {list(box)} has zero width or height in whole {unit}{frame}"
+    return {**record, "solution": answer, "meta": meta}, None
+
+
+class Grounding(Task):
+    """A box for a referring expression, correct at IoU >= 0.5 in the record's frame and convention."""
+
+    name = "grounding"
+    metric = METRIC
+    coordinates = True
+    prompt_presets = {"paper": PROMPT, "qwen": QWEN_PROMPT}
+    placeholders = frozenset({"expression"})
+
+    def verify(self, response: str, record: dict) -> float:
+        """Scored in the frame of `settings.frame`: the model's (profiling, GRPO, evaluation by
+        default) or the original image's (`evaluate.frame: original`)."""
+        return score_record(response, record, self.settings.frame)
+
+    def parse(self, response: str) -> Box | None:
+        return parse_box(response)
+
+    def record_problem(self, record: dict) -> str | None:
+        return record_problem(record)
+
+    def prepare_record(self, record: dict, context: PrepareContext) -> tuple[dict | None, str | None]:
+        return to_model_frame(record, context)

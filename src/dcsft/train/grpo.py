@@ -17,8 +17,7 @@ beforehand); vLLM's own settings (vllm_gpu_memory_utilization, vllm_server_host,
 
 from __future__ import annotations
 
-import math
-import numbers
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from trl import GRPOConfig, GRPOTrainer
 from dcsft.config import GrpoConfig, LoraConfig
 from dcsft.models.vllm_engine import require_vllm
 from dcsft.rundir import write_jsonl
+from dcsft.tasks.base import usable
 from dcsft.train.sft import (
     Ticks,
     checkpointing,
@@ -78,26 +78,28 @@ class CountedReward:
             return None
 
     def checked(self, value: object) -> float:
-        if isinstance(value, numbers.Real) and math.isfinite(value):
+        """A score in [0, 1] (True / False as 1 / 0), as the verifier's everywhere else
+        (dcsft.tasks.base.score); anything else is 0 and counted."""
+        value = float(value) if isinstance(value, bool) else value
+        if usable(value):
             return float(value)
         self.failures += 1
         return 0.0
 
 
 def to_dataset(records: list[dict]) -> Dataset:
+    """TRL's prompt and image columns, the solution (what TRL-style rewards read) and the whole
+    prepared record as JSON, which the task's reward verifies against: the same record, with its
+    meta (image size, box convention), that profiling and evaluation score."""
     rows = [
         {
             "prompt": [{"role": "user", "content": r["problem"]}],
             "image": r["image"],
             "solution": r["solution"],
+            "record": json.dumps(r),
         }
         for r in records
     ]
-    if records and all("size" in r.get("meta", {}) for r in records):  # grounding clips boxes to the image
-        for row, r in zip(rows, records):
-            row["size"] = r["meta"]["size"]
-            if "box_format" in r["meta"]:  # relative1000 solutions (dcsft.tasks.grounding); absent: absolute
-                row["box_format"] = r["meta"]["box_format"]
     return Dataset.from_list(rows).cast_column("image", Image())
 
 

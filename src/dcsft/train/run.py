@@ -1,7 +1,8 @@
 """train: LoRA SFT (or GRPO) from the cold-started model, one run per method and training seed.
 
-Reads: 02_coldstart/model/, 04_curate/{easy,medium,hard}.jsonl and assignments.jsonl,
-01_prepare/records/train.json (for the curriculum's order).
+Reads: 02_coldstart/model/, 04_curate/assignments.jsonl joined with 01_prepare/records/train.json
+(dcsft.curate.curated_records: the records with their id and meta, which the GRPO reward verifies
+against).
 Writes: 05_train/<method>/seed<s>/adapter/ (PEFT LoRA adapter), loss.jsonl, stats.json (with
 the compute spent: seconds, steps, samples seen, tokens forwarded and generated), DONE.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from dcsft import console
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig, hard_mix_percent
 from dcsft.console import progress
-from dcsft.data.records import from_sft
+from dcsft.curate import curated_records
 from dcsft.models.loading import load_model, load_processor
 from dcsft.prepared import read_split
 from dcsft.rundir import RunDir, fingerprint, read_jsonl
@@ -55,7 +56,8 @@ def buckets_of(method: str) -> tuple[str, ...]:
 
 
 def bucket_records(rundir: RunDir) -> dict[str, list[dict]]:
-    return {b: [from_sft(row) for row in read_jsonl(rundir.bucket_file(b))] for b in BUCKETS}
+    """Each bucket's prepared records (with id and meta), as curate's assignments.jsonl assigns them."""
+    return {b: curated_records(rundir, b) for b in BUCKETS}
 
 
 def subset(method: str, buckets: dict[str, list[dict]], balance: bool, seed: int) -> list[dict]:

@@ -171,4 +171,14 @@ def grounding_item(cfg: Study, spec: SplitSpec, index: int):
     return fitted, meta
 
 
+def split_facts(cfg: Study) -> dict:
+    """What prepare's stats.json records about the drawn splits: the shape world's classes, in
+    its order, which the later stages check answers against."""
+    from dcsft.data import world
+
+    return (
+        {"classes": list(world.study_classes(cfg.data.novel_classes))} if cfg.task == "classification" else {}
+    )
+
+
 DRAW_ITEM = {"classification": classification_item, "grounding": grounding_item}

@@ -22,7 +22,8 @@ from dcsft.data.sources.common import (
     unknown_keys,
 )
 from dcsft.data.splits import Study, id_split, roles
-from dcsft.tasks import grounding
+from dcsft.tasks import get_task
+from dcsft.tasks.base import Task
 
 
 def files_of(files: dict[str, str], splits: list[str], all_splits: set[str], source: str) -> None:
@@ -59,6 +60,14 @@ def file_splits(cfg: Study, names: list[tuple[str, str]]) -> dict[str, LoadedRec
         return {name: decoded(cfg.data, files[name], str(paths[name]), advance) for name in files}
 
 
+def unusable(task: Task, record: dict) -> bool:
+    """Whether prepare will skip a record of a file: the task's own check, except that a box may
+    come in meta.box instead of the solution (the RefCOCO loaders' records), which prepare reads."""
+    if task.coordinates and "box" in (record.get("meta") or {}):
+        return False
+    return task.record_problem(record) is not None
+
+
 def survey_file(cfg: Study, name: str, role: str, out: Findings) -> SplitCheck:
     """A record file's split: its records and images (checked later); records prepare skips named."""
     path = cfg.data.path(cfg.data.files[role])
@@ -70,21 +79,17 @@ def survey_file(cfg: Study, name: str, role: str, out: Findings) -> SplitCheck:
             f"{loaded.skipped[0].line()}; prepare skips it and {len(loaded.skipped) - 1} "
             f"more unusable record(s) of this file"
         )
-    if cfg.task == "grounding":
-        bad = [
-            r["id"]
-            for r in records
-            if grounding.parse_box(r["solution"]) is None and "box" not in (r.get("meta") or {})
-        ]
-        if bad:
-            check.note = f"{len(bad)} records without a box (first: {bad[0]})"
-            out.warnings.append(
-                f"{path}: {len(bad)} records have no box [x1, y1, x2, y2] in their solution "
-                f"(first: {bad[0]}); prepare skips them"
-            )
-            check.count -= len(bad)
+    task = get_task(cfg.task)
+    bad = [r["id"] for r in records if unusable(task, r)]
+    if bad:
+        check.note = f"{len(bad)} unusable records (first: {bad[0]})"
+        out.warnings.append(
+            f"{path}: {len(bad)} records the {task.name} task cannot use (first: {bad[0]}); "
+            "prepare skips them"
+        )
+        check.count -= len(bad)
     else:
-        check.note = f"{len({r['solution'].strip().lower() for r in records})} classes (answers)"
+        check.note = f"{len({task.answer(r).strip().lower() for r in records})} distinct answers"
     return check
 
 
@@ -92,7 +97,7 @@ def survey(cfg: Study, out: Findings) -> None:
     for name, role in roles(cfg):
         out.splits[name] = survey_file(cfg, name, role, out)
     check_disjoint({name: set(check.images) for name, check in out.splits.items()}, id_split(cfg.task))
-    if cfg.task == "classification":
+    if "classes" in get_task(cfg.task).split_stats([]):
         out.lines.append("  label map: the answers of the record files are the classes")
 
 
