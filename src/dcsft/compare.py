@@ -2,7 +2,8 @@
 
 Reads (`load_buckets`), id -> bucket from any of:
 - a dcsft run directory: its `04_curate/assignments.jsonl` (id, bucket), or, before curate
-  has run, `03_profile/profile.jsonl` (bucket from pass_count and k, as curate assigns it);
+  has run, `03_profile/profile.jsonl` (bucketed as curate would: dcsft.curate.bucket_of_row with
+  the run's `curate` settings from its config.yaml, else the default rule);
 - one of those two files directly;
 - a folder with the authors' bucket lists `imagenet_{easy,middle,hard}_sft_<size>.json[.gz]`
   (ids derived from the image paths as dcsft.data.paper derives them);
@@ -18,7 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcsft.curate import BUCKETS, bucket_of
+import yaml
+from pydantic import ValidationError
+
+from dcsft.config import CurateConfig, merge, problem
+from dcsft.curate import BUCKETS, bucket_of_row
 from dcsft.data.imagenet import record_id
 from dcsft.data.paper import (
     AUTHORS_BUCKETS,
@@ -111,13 +116,35 @@ def buckets_of_assignments(path: Path) -> dict[str, str]:
     return {r["id"]: normalise_bucket(r.get("bucket"), f"{path}: id {r['id']}") for r in rows}
 
 
-def buckets_of_profile(path: Path) -> dict[str, str]:
+def run_rule(root: Path) -> CurateConfig:
+    """The `curate` settings of the run directory `root`, from the config.yaml a run writes at
+    its root (a study of several tasks: the parent's, with the task's overrides); the default
+    rule when there is none."""
+    for config, task in ((root / "config.yaml", None), (root.parent / "config.yaml", root.name)):
+        if not config.exists():
+            continue
+        try:
+            data = yaml.safe_load(config.read_text()) or {}
+            tasks = data.get("tasks") or {}
+            if task is not None and task not in tasks:
+                continue
+            section = merge(data.get("curate") or {}, (tasks.get(task) or {}).get("curate") or {})
+            return CurateConfig.model_validate(section)
+        except (yaml.YAMLError, AttributeError) as err:
+            raise DataError(f"{config}: not a dcsft config ({type(err).__name__})") from None
+        except ValidationError as err:
+            raise DataError(f"{config}: curate.{problem(err.errors()[0])}") from None
+    return CurateConfig()
+
+
+def buckets_of_profile(path: Path, rule: CurateConfig | None = None) -> dict[str, str]:
     buckets = {}
+    needs = "scores (or correct)" if rule and rule.rule == "graded" else "pass_count and k"
     for number, row in enumerate(read_jsonl_rows(path), start=1):
         try:
-            buckets[row["id"]] = bucket_of(row["pass_count"], row["k"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}: line {number}: no usable pass_count and k ({err})") from None
+            buckets[row["id"]] = bucket_of_row(row, rule)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise DataError(f"{path}: line {number}: no usable {needs} ({err})") from None
     return buckets
 
 
@@ -145,10 +172,11 @@ def has_authors_lists(folder: Path, size: str) -> bool:
     return (folder / name).exists() or (folder / name.removesuffix(".gz")).exists()
 
 
-def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
+def load_buckets(path: str | Path, size: str = "3b", rule: CurateConfig | None = None) -> dict[str, str]:
     """id -> bucket (easy / medium / hard) from a run directory, a profile.jsonl or
     assignments.jsonl, a folder of the authors' bucket lists, or a manifest (`paper:3b`,
-    `paper:7b`: the one shipped with dcsft); `size` picks the authors' model size."""
+    `paper:7b`: the one shipped with dcsft); `size` picks the authors' model size, `rule` the
+    bucketing of a profile (None: the run's own `curate` settings)."""
     text = str(path)
     if text.startswith("paper:"):
         return authors_buckets(MANIFEST, text.removeprefix("paper:"))
@@ -159,7 +187,7 @@ def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
         rundir = RunDir(path)
         candidates = (
             (rundir.assignments_file, buckets_of_assignments),
-            (rundir.profile_file, buckets_of_profile),
+            (rundir.profile_file, lambda file: buckets_of_profile(file, rule or run_rule(path))),
         )
         for candidate, reader in candidates:
             if candidate.exists():
@@ -175,7 +203,8 @@ def load_buckets(path: str | Path, size: str = "3b") -> dict[str, str]:
     if path.name.startswith("assignments"):
         return buckets_of_assignments(path)
     if path.name.startswith("profile"):
-        return buckets_of_profile(path)
+        in_run = RunDir(path.parent.parent).profile_file == path  # a run's 03_profile/profile.jsonl
+        return buckets_of_profile(path, rule or (run_rule(path.parent.parent) if in_run else None))
     raise DataError(
         f"{path}: not a run directory, profile.jsonl, assignments.jsonl, folder of the authors' "
         f"bucket lists or manifest (.csv.gz)"

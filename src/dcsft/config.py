@@ -23,6 +23,9 @@ from dcsft.errors import ConfigError
 from dcsft.tasks import TaskNotFound, get_task
 
 METHODS = ("sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "grpo")
+# Known methods that are not the paper's, so not trained unless listed in train.methods. sft-window:
+# the samples whose pass rate lies strictly inside curate.window, whatever curate.rule is.
+EXTRA_METHODS = ("sft-window",)
 # The paper's hard-fraction ablation: medium plus hard samples making up x% of the mix, e.g. sft-m+h5.
 HARD_MIX = re.compile(r"sft-m\+h(\d+(?:\.\d+)?)")
 
@@ -35,7 +38,7 @@ def hard_mix_percent(method: str) -> float | None:
 
 def is_method(name: str) -> bool:
     percent = hard_mix_percent(name)
-    return name in METHODS or (percent is not None and percent < 100)
+    return name in METHODS or name in EXTRA_METHODS or (percent is not None and percent < 100)
 
 
 class Section(BaseModel):
@@ -147,6 +150,32 @@ class ProfileConfig(Section):
         return self
 
 
+class CurateConfig(Section):
+    """How curate puts each profiled sample in a bucket (README, "Bucketing rules"). A profile row
+    that names its own `bucket` (profile method `loss`) keeps it whatever the rule."""
+
+    # all-or-none: the paper's; easy = all k draws correct, hard = none, medium = the rest.
+    # window: by the pass rate p; medium if low < p < high (open-r1's 0.1 < p < 0.9 filter), hard
+    # if p <= low, easy if p >= high.
+    # graded: by the k scores in [0, 1] (a row's `scores`, else its 0/1 `correct`): a sample whose
+    # scores' population std is at most min_spread gives GRPO no advantage, so it is settled, easy
+    # if their mean is >= 0.5 else hard; the rest are medium. Binary scores, min_spread 0: all-or-none.
+    rule: Literal["all-or-none", "window", "graded"] = "all-or-none"
+    # [low, high] with 0 <= low < high <= 1: rule `window`'s pass-rate bounds, and the samples of
+    # the method sft-window (low < p < high) under any rule
+    window: list[float] = [0.1, 0.9]
+    # rule `graded`: the largest population std of a sample's k scores that still counts as settled
+    # (0: only samples whose k scores are all equal); 0.5 is the most k scores in [0, 1] can spread
+    min_spread: float = Field(0.0, ge=0, le=0.5)
+
+    @field_validator("window")
+    @classmethod
+    def _window_inside_unit_interval(cls, window: list[float]) -> list[float]:
+        if len(window) != 2 or not 0 <= window[0] < window[1] <= 1:
+            raise ValueError(f"expected [low, high] with 0 <= low < high <= 1, got {window}")
+        return window
+
+
 class LoraConfig(Section):
     r: int = 32
     alpha: int = 64
@@ -174,7 +203,8 @@ class TrainConfig(Section):
         unknown = sorted(m for m in set(methods) if not is_method(m))
         if unknown:
             raise ValueError(
-                f"unknown method(s) {unknown}; known: {list(METHODS)} and sft-m+h<x> (x% hard, x < 100)"
+                f"unknown method(s) {unknown}; known: {[*METHODS, *EXTRA_METHODS]} and sft-m+h<x> "
+                "(x% hard, x < 100)"
             )
         if len(set(methods)) != len(methods):
             raise ValueError(f"a method is listed twice in {methods}")
@@ -255,6 +285,7 @@ class StudyConfig(Section):
     pretrain: PretrainConfig = PretrainConfig()
     coldstart: ColdStartConfig = ColdStartConfig()
     profile: ProfileConfig = ProfileConfig()
+    curate: CurateConfig = CurateConfig()
     train: TrainConfig = TrainConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

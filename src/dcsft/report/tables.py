@@ -18,6 +18,7 @@ LABELS = {
     "sft-m": "SFT-M",
     "sft-h": "SFT-H",
     "sft-em": "SFT-EM",
+    "sft-window": "SFT-window",
     "curriculum": "Curriculum",
     "grpo": "GRPO",
     "profile": "Profile (k draws per sample)",
@@ -104,10 +105,24 @@ def comparison_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+RULES = {
+    "all-or-none": "easy: all k draws correct, hard: none, medium: the rest (the paper's rule)",
+    "window": "medium: pass rate strictly inside the window, hard: at or below it, easy: at or above it",
+    "graded": "settled (easy if the mean score is at least 0.5, else hard) when the k scores spread at "
+    "most the min spread (population std), medium otherwise",
+    "profile": "each sample's bucket as the profile method set it",
+}
+
+
 def proportions_table(model_name: str, dataset: str, buckets: dict) -> str:
+    """The bucket proportions, then the rule that made them (curate's `rule`; runs that predate
+    it were all-or-none)."""
     lines = ["| Model | Dataset | Easy | Medium | Hard | Samples |", "|---|---|---|---|---|---|"]
     cells = [f"{buckets[b]['percent']:.1f}% ({buckets[b]['count']})" for b in ("easy", "medium", "hard")]
     lines.append(f"| {model_name} | {dataset} | " + " | ".join(cells) + f" | {buckets['total']} |")
+    rule = buckets.get("rule", "all-or-none")
+    about = RULES.get(rule.split(" ")[0].rstrip(";"))  # "window (0.1, 0.9); 3 bucketed by the profile"
+    lines += ["", f"Bucketing rule `{rule}`" + (f": {about}." if about else ".")]
     return "\n".join(lines)
 
 

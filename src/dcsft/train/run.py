@@ -9,6 +9,9 @@ the compute spent: seconds, steps, samples seen, tokens forwarded and generated)
 Methods:
 - sft (every bucket), sft-e, sft-m, sft-h (one bucket each), sft-em (easy + medium, i.e.
   only the hard samples dropped);
+- sft-window: the samples whose profiled pass rate lies strictly inside `curate.window`
+  (open-r1's 0.1 < p < 0.9), from assignments.jsonl whatever `curate.rule` is, so that it
+  stands beside sft-m in one study;
 - sft-m+h<x>: the medium bucket plus hard samples drawn (seeded) to make up x% of the mix,
   the paper's hard-fraction ablation (5% hard cost 3.74 points on ImageNet-R there);
 - curriculum: every training sample, read once in order easy -> medium -> hard (within a
@@ -51,7 +54,12 @@ METHOD_BUCKETS = {
 }
 
 
+WINDOW_METHOD = "sft-window"  # not a bucket method: chosen by pass rate (in_window)
+
+
 def buckets_of(method: str) -> tuple[str, ...]:
+    if method == WINDOW_METHOD:
+        return ("pass-rate window",)
     return ("medium", "hard") if hard_mix_percent(method) is not None else METHOD_BUCKETS[method]
 
 
@@ -97,6 +105,26 @@ def curriculum(assignments: list[dict], train: dict[str, dict], total: int, seed
     )
 
 
+def in_window(assignments: list[dict], window: list[float]) -> list[str]:
+    """The ids, in curate's order, of the samples whose pass rate p has low < p < high (`pass_rate`,
+    else pass_count / k for assignments written before curate recorded it)."""
+    low, high = window
+    rates = ((a["id"], a.get("pass_rate", a["pass_count"] / a["k"])) for a in assignments)
+    return [i for i, p in rates if low < p < high]
+
+
+def window_records(
+    ids: list[str], train: dict[str, dict], buckets: dict[str, list[dict]], balance: bool, seed: int
+) -> list[dict]:
+    """The training records of `ids`; with `balance`, subsampled (seeded) to the smallest non-empty
+    bucket's size, as a bucket method's bucket is."""
+    records = [train[i] for i in ids]
+    sizes = [len(b) for b in buckets.values() if b]
+    if balance and sizes and len(records) > min(sizes):
+        records = random.Random(f"{seed}-window").sample(records, min(sizes))
+    return records
+
+
 def records_for(
     cfg: StudyConfig, method: str, buckets: dict[str, list[dict]], seed: int
 ) -> tuple[list[dict], dict]:
@@ -115,6 +143,11 @@ def records_for(
         assignments = read_jsonl(rundir.curate.root / "assignments.jsonl")
         train = {r["id"]: r for r in read_split(rundir, "train")[0]}
         return curriculum(assignments, train, t.steps * t.batch_size * t.grad_accum, seed), {}
+    if method == WINDOW_METHOD:
+        rundir = RunDir(cfg.run_dir)
+        ids = in_window(read_jsonl(rundir.curate.root / "assignments.jsonl"), cfg.curate.window)
+        train = {r["id"]: r for r in read_split(rundir, "train")[0]}
+        return window_records(ids, train, buckets, t.balance, seed), {"window": cfg.curate.window}
     return subset(method, buckets, t.balance, seed), {}
 
 
@@ -129,6 +162,8 @@ def stage_fingerprint(cfg: StudyConfig, method: str, seed: int) -> str:
             "verifier": verifier_version(cfg.task, cfg.verifier),
             **({"freeze_vision": True} if cfg.train.freeze_vision else {}),
         }
+    if method == WINDOW_METHOD:  # its samples depend on the window, whatever curate's rule
+        settings = {**settings, "window": cfg.curate.window}
     return fingerprint(
         "train",
         upstream(rundir.curate),
