@@ -45,6 +45,7 @@ fmt: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/profile_speed.py
+	$(BIN)/python benchmarks/profile_loss.py
 	$(BIN)/python benchmarks/study_speed.py
 
 clean:

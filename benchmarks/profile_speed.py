@@ -32,10 +32,11 @@ from scipy.stats import chi2_contingency
 from dcsft import coldstart, prepare, pretrain
 from dcsft.config import load_config
 from dcsft.curate import bucket_of
+from dcsft.data.rollouts import profile_row
 from dcsft.models.generate import respond
 from dcsft.models.loading import load_model, load_processor
 from dcsft.prepared import read_split
-from dcsft.profiling import Profiler, compute, row
+from dcsft.profiling import Profiler, compute
 from dcsft.rundir import RunDir, write_json
 from dcsft.tasks import get_task
 
@@ -63,7 +64,7 @@ def authors_loop(profiler: Profiler, records: list[dict], k: int) -> list[dict]:
                     d["forwarded"] + forwarded,
                 )
     return [
-        row(
+        profile_row(
             r,
             d["responses"],
             profiler.correct(r, d["responses"]),

@@ -121,8 +121,10 @@ NOT_IN_FINGERPRINT = {"save_steps", "threads", "box_format"}
 
 class ProfileConfig(Section):
     # sample: k sampled responses (the paper's way); adaptive: sample in rounds, stop a sample once
-    # it is medium; exact: P(correct) from one teacher-forced pass (finite-answer verifiers only).
-    method: Literal["sample", "adaptive", "exact"] = "sample"
+    # it is medium; exact: P(correct) from one teacher-forced pass (finite-answer verifiers only);
+    # loss: the gold answer's mean token log-probability from one teacher-forced pass (any task),
+    # bucketed by quantiles matched to a sampled calibration subset (`loss_calibration`).
+    method: Literal["sample", "adaptive", "exact", "loss"] = "sample"
     k: int = Field(8, ge=1)
     temperature: float = Field(0.9, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -135,6 +137,12 @@ class ProfileConfig(Section):
     # (hard) without the rest. 0: never, buckets keep `sample`'s distribution. n > 0 trades a
     # measured bucket error for fewer draws (README, "Profiling methods").
     adaptive_settle: int = Field(0, ge=0)
+    # `loss` only: how many training samples (seeded) are also profiled with `sample` (k draws each).
+    # Their easy / medium / hard shares (all-or-none) set the quantile thresholds on the loss score
+    # of the others: the lowest scores are hard, the highest easy, in those shares. 64 costs 4% of
+    # `sample` on the default 1,600 samples; a share's standard error is about sqrt(s(1-s)/64),
+    # 6 points at s = 0.37 (README, "Profiling methods").
+    loss_calibration: int = Field(64, ge=1)
     # hf: transformers' generate (any device); vllm: vLLM on a CUDA machine (method `sample` only)
     engine: Literal["hf", "vllm"] = "hf"
     engine_args: dict[

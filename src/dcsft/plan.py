@@ -122,6 +122,13 @@ def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
             f"  profile    exact: one teacher-forced pass per sample and accepted answer, nothing generated "
             f"({n(n_train)} samples)"
         )
+    elif p.method == "loss":
+        calibration = min(p.loss_calibration, n_train) * p.k
+        lines.append(
+            f"  profile    loss: one teacher-forced pass per sample over its gold answer ({n(n_train)} "
+            f"samples), + {n(min(p.loss_calibration, n_train))} calibration samples x k {p.k} = "
+            f"{n(calibration)} responses, <= {n(calibration * p.max_new_tokens)} tokens"
+        )
     else:
         lines.append(
             f"  profile    {n(n_train)} samples x k {p.k} = {n(draws)} responses, <= "

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from dcsft.errors import ExactUnsupported
-from dcsft.models.generate import Sampling, branch, prefill, prompt_inputs, stop_token_ids
+from dcsft.models.generate import Sampling, stop_token_ids, teacher_forced
 
 # Generation-config settings that change the sampling distribution and are not modelled here.
 UNMODELLED = (
@@ -90,31 +90,15 @@ def pass_probabilities(
     if empty:
         raise ValueError(f"accepted answers tokenise to nothing for record(s) {empty[:3]}")
     stops = sorted(stop_token_ids(model))
-    copies = max(len(seqs) for seqs in sequences)
-    inputs = prompt_inputs(processor, records, model.device)
-    encoded = prefill(model, inputs, keep_last=True)
-    expanded, cache = branch(model, encoded, copies)
-    processors = logits_processors(model, sampling, (expanded["attention_mask"] != 0).int().argmax(dim=1))
-
-    # Row r*copies + j holds the j-th accepted sequence of record r (rows past a record's count are unused).
-    rows = [seqs[j] if j < len(seqs) else () for seqs in sequences for j in range(copies)]
-    width = max(len(seq) for seq in rows)
-    pad = processor.tokenizer.pad_token_id or 0
-    device = model.device
-    answer = torch.tensor([list(seq) + [pad] * (width - len(seq)) for seq in rows], device=device)
-    answer_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in rows], device=device)
-    mask = torch.cat([expanded["attention_mask"], answer_mask], dim=1)
-    start = expanded["attention_mask"].sum(dim=1, keepdim=True)
-    positions = start + torch.arange(width, device=device)[None, :] + model.model.rope_deltas.view(-1, 1)
-    logits = model(input_ids=answer, attention_mask=mask, cache=cache, position_ids=positions).logits
+    forced = teacher_forced(model, processor, records, sequences)
+    rows, copies, device = forced.rows, forced.copies, model.device
+    processors = logits_processors(model, sampling, forced.padding)
 
     # Step t predicts answer token t from the prompt and answer[:t]; step len(answer) predicts a stop token.
-    steps = torch.cat([encoded.logits[:, None].repeat_interleave(copies, dim=0), logits], dim=1).float()
-    history = torch.cat([expanded["input_ids"], answer], dim=1)
-    prompt_len = expanded["input_ids"].shape[1]
     log_p = torch.zeros(len(rows), device=device)
-    for t in range(width + 1):
-        scores = processors(history[:, : prompt_len + t], steps[:, t]).log_softmax(dim=-1)
+    for t in range(forced.steps.shape[1]):
+        history = forced.history[:, : forced.prompt_width + t]
+        scores = processors(history, forced.steps[:, t]).log_softmax(dim=-1)
         for i, seq in enumerate(rows):
             if t < len(seq):
                 log_p[i] += scores[i, seq[t]]
@@ -124,6 +108,6 @@ def pass_probabilities(
     for r, seqs in enumerate(sequences):
         fits = [j for j, seq in enumerate(seqs) if len(seq) <= sampling.max_new_tokens]
         probabilities.append(float(sum(log_p[r * copies + j].exp() for j in fits)) if fits else 0.0)
-    prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+    prompt_tokens = forced.prompt_tokens
     forwarded = [n + sum(len(seq) for seq in seqs) for n, seqs in zip(prompt_tokens, sequences)]
     return probabilities, prompt_tokens, forwarded

@@ -133,6 +133,53 @@ def branch(model, encoded: Prefill, copies: int, rows: list[int] | None = None, 
     }, cache
 
 
+@dataclass
+class Forced:
+    """One teacher-forced pass over token sequences after each record's prompt (`teacher_forced`).
+
+    Row r * copies + j holds record r's j-th sequence (rows past a record's count are empty);
+    `steps[row, t]` are the logits that predict the row's token t from the prompt and its tokens
+    before t, so `steps[row, len(seq)]` predicts what follows the whole sequence."""
+
+    rows: list[tuple[int, ...]]
+    copies: int
+    steps: torch.Tensor  # [rows, longest + 1, vocab], float32
+    history: torch.Tensor  # [rows, prompt width + longest]: left-padded prompt ids, then the sequence
+    prompt_width: int
+    padding: torch.Tensor  # [rows]: left padding of each row's prompt
+    prompt_tokens: list[int]  # per record, image tokens included
+
+
+@torch.no_grad()
+def teacher_forced(model, processor, records: list[dict], sequences: list[list[tuple[int, ...]]]) -> Forced:
+    """Each record's prompt encoded once (its KV cache shared by its sequences), then all its token
+    `sequences` forwarded side by side after it in one batched pass (profile methods `exact`, `loss`)."""
+    copies = max(len(seqs) for seqs in sequences)
+    inputs = prompt_inputs(processor, records, model.device)
+    encoded = prefill(model, inputs, keep_last=True)
+    expanded, cache = branch(model, encoded, copies)
+    rows = [seqs[j] if j < len(seqs) else () for seqs in sequences for j in range(copies)]
+    width = max(len(seq) for seq in rows)
+    pad = processor.tokenizer.pad_token_id or 0
+    device = model.device
+    answer = torch.tensor([list(seq) + [pad] * (width - len(seq)) for seq in rows], device=device)
+    answer_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in rows], device=device)
+    mask = torch.cat([expanded["attention_mask"], answer_mask], dim=1)
+    start = expanded["attention_mask"].sum(dim=1, keepdim=True)
+    positions = start + torch.arange(width, device=device)[None, :] + model.model.rope_deltas.view(-1, 1)
+    logits = model(input_ids=answer, attention_mask=mask, cache=cache, position_ids=positions).logits
+    steps = torch.cat([encoded.logits[:, None].repeat_interleave(copies, dim=0), logits], dim=1).float()
+    return Forced(
+        rows=rows,
+        copies=copies,
+        steps=steps,
+        history=torch.cat([expanded["input_ids"], answer], dim=1),
+        prompt_width=expanded["input_ids"].shape[1],
+        padding=(expanded["attention_mask"] != 0).int().argmax(dim=1),
+        prompt_tokens=inputs["attention_mask"].sum(dim=1).tolist(),
+    )
+
+
 def decoded(
     model,
     processor,

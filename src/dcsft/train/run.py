@@ -97,7 +97,9 @@ def curriculum(assignments: list[dict], train: dict[str, dict], total: int, seed
     spans the whole run."""
     rng = random.Random(f"{seed}-curriculum")
     shuffled = rng.sample(assignments, len(assignments))
-    ordered = sorted(shuffled, key=lambda a: (BUCKETS.index(a["bucket"]), -a["pass_count"] / a["k"]))
+    ordered = sorted(
+        shuffled, key=lambda a: (BUCKETS.index(a["bucket"]), -a.get("pass_rate", a["pass_count"] / a["k"]))
+    )
     return (
         [train[ordered[(2 * i + 1) * len(ordered) // (2 * total)]["id"]] for i in range(total)]
         if ordered
