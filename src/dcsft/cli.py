@@ -15,7 +15,7 @@ from dcsft.config import StudyConfig, dump_config, load_config
 from dcsft.console import console, quiet_libraries
 from dcsft.errors import ConfigError, DataError
 from dcsft.rundir import RunDir, hold_lock, write_text
-from dcsft.stages import STAGES
+from dcsft.stages import BY_NAME, STAGES
 
 app = typer.Typer(
     add_completion=False,
@@ -76,6 +76,21 @@ def each_task(cfg: StudyConfig, task: str | None) -> list[StudyConfig]:
     return [cfg.for_task(name) for name in ([task] if task else cfg.task_names)]
 
 
+def begun_tasks(stage: str, tasks: list[StudyConfig]) -> list[StudyConfig]:
+    """The tasks a stage that reads upstream output runs on: of a study's several tasks, those whose
+    run directory exists, when some do (e.g. rollouts imported for one task), each other one named
+    on one line; every task when none does, whose stage then names what is missing."""
+    begun = [t for t in tasks if Path(t.run_dir).is_dir()]
+    if len(tasks) < 2 or not BY_NAME[stage].upstream or not begun or len(begun) == len(tasks):
+        return tasks
+    for t in tasks:
+        if t not in begun:
+            console.print(
+                escape(f"  {t.task}: {t.run_dir} does not exist, skipped (--task {t.task} runs it)")
+            )
+    return begun
+
+
 def guarded(action: Callable[[], None]) -> None:
     """Known problems end in one line and exit code 2, never a traceback (dcsft.errors)."""
     from dcsft.errors import run_guarded
@@ -96,7 +111,7 @@ def stage_command(name: str, doc: str):
         from dcsft.study import run_stage
 
         def action():
-            for task_cfg in each_task(setup(config, set_, run_dir, seeds, [name]), task):
+            for task_cfg in begun_tasks(name, each_task(setup(config, set_, run_dir, seeds, [name]), task)):
                 run_stage(name, task_cfg)
 
         guarded(action)
@@ -385,23 +400,58 @@ def import_rollouts_command(
         None, "--config", "-c", help="Study config YAML; default: the packaged embedded study."
     ),
     set_: list[str] = SetOpt,
-    task: str | None = DataTaskOpt,
-    force: bool = typer.Option(False, "--force", help="Replace a profile that dcsft sampled itself."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        "-t",
+        help="The task, in a study of several tasks; default: grounding if every ground truth is a box, "
+        "else classification.",
+    ),
+    image_root: Path | None = typer.Option(
+        None,
+        "--image-root",
+        help="Folder the rollouts' images lie under (their relative path, <wnid>/<file> or file name), "
+        "for training records built from the rollouts; default: the paths as written, relative ones "
+        "from the rollout file's folder.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a profile that dcsft sampled itself (or a partial prepare)."
+    ),
 ):
     """Import the authors' rollout files as the run directory's profile (then `dcsft curate`).
+
+    A run directory without prepared training records gets them from the rollouts (image, question,
+    ground truth), so curate and export work straight away.
 
     Example: dcsft import-rollouts rollouts/train_*.json --run-dir runs/imagenet-3b
     """
     from dcsft import profiling
+    from dcsft.data.rollouts import read_rollouts, rollout_task
 
     def action():
-        cfg = one_task(setup(config, set_, run_dir, None), task)
-        profile = profiling.import_rollout_files(cfg, files, force)
+        rollouts = read_rollouts(files)  # bad files end here, before the run directory is touched
+        study = setup(config, set_, run_dir, None)
+        cfg = one_task(study, task or (rollout_task(rollouts) if len(study.task_names) > 1 else None))
+        profile = profiling.import_rollout_files(cfg, rollouts, force, image_root)
         stage = RunDir(cfg.run_dir).profile
         console.print(
             f"[bold green]{'profile':>10}[/] imported: {escape(profile.summary())} "
             f"[dim]({escape(str(stage.root))})[/]"
         )
+        if profile.built is not None:
+            from shlex import join
+
+            given = [
+                *([str(config)] if config else []),
+                *(word for s in set_ for word in ("--set", s)),
+                *(["--run-dir", str(run_dir)] if run_dir else []),
+            ]
+            console.print(  # the commands that follow, for a run directory built from nothing
+                escape(
+                    f"next: {join(['dcsft', 'curate', *given])}, then "
+                    f"{join(['dcsft', 'export', cfg.run_dir, '--bucket', 'medium', '--out', 'medium.jsonl'])}"
+                )
+            )
 
     guarded(action)
 

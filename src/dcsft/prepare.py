@@ -42,6 +42,7 @@ from pathlib import Path
 from dcsft import console
 from dcsft.config import StudyConfig
 from dcsft.conventions import Wording, wording
+from dcsft.data import rollouts
 from dcsft.data.records import LoadedRecords, Skip
 from dcsft.data.sources import common, embedded, source_module
 from dcsft.data.splits import check_data, id_split, is_real, roles, split_specs
@@ -55,7 +56,12 @@ from dcsft.tasks.base import PrepareContext
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
     """The data config, the resize bounds and the wording (only where it is not the paper's, so
-    that a run prepared before wording was a setting keeps its records)."""
+    that a run prepared before wording was a setting keeps its records). Training records that
+    `dcsft import-rollouts` built from rollout files: their content's, so a study keeps them (as
+    it keeps an imported profile) instead of preparing the configured data over them."""
+    built = rollouts.built_fingerprint(RunDir(cfg.run_dir))
+    if built is not None:
+        return built
     return fingerprint(
         "prepare",
         cfg.task,

@@ -58,7 +58,19 @@ from pathlib import Path
 from dcsft import console, distributed
 from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.curate import bucket_of  # the paper's all-or-none rule, the calibration's
-from dcsft.data.rollouts import RolloutProfile, import_rollouts, profile_row
+from dcsft.data.rollouts import SOURCE as ROLLOUT_SOURCE
+from dcsft.data.rollouts import (
+    BuiltRecords,
+    RolloutProfile,
+    Rollouts,
+    build_records,
+    built_from_rollouts,
+    import_rollouts,
+    profile_row,
+    read_rollouts,
+    records_fingerprint,
+    skip_line,
+)
 from dcsft.errors import DataError, StageError
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (
@@ -72,9 +84,9 @@ from dcsft.models.generate import (
 from dcsft.models.loading import load_processor
 from dcsft.models.loss import answer_logprobs
 from dcsft.models.vllm_engine import load_generator
-from dcsft.prepared import read_split
+from dcsft.prepared import read_split, warn_skipped
 from dcsft.resumable import batched_jsonl
-from dcsft.rundir import STARTED, RunDir, fingerprint, read_json, read_jsonl, write_jsonl
+from dcsft.rundir import STARTED, RunDir, Stage, fingerprint, read_json, read_jsonl, write_json, write_jsonl
 from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
 from dcsft.tasks.base import correct, score_all
@@ -449,30 +461,43 @@ def run(cfg: StudyConfig) -> dict:
     return run_stage(rundir.profile, stage_fingerprint(cfg), body)
 
 
-def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = False) -> RolloutProfile:
+def import_rollout_files(
+    cfg: StudyConfig, files: list[Path] | Rollouts, force: bool = False, image_root: Path | None = None
+) -> RolloutProfile:
     """`dcsft import-rollouts`: the authors' per-draw rollout files become this run's profile
     (same rows as a sampled one); a profile dcsft sampled itself is replaced only with `force`.
-    The profile's fingerprint is its content's, so stages built on another profile rebuild."""
+    The profile's fingerprint is its content's, so stages built on another profile rebuild.
+
+    A run directory without prepared training records (no finished 01_prepare), or whose records
+    an earlier import built, gets its training records from the rollouts themselves
+    (dcsft.data.rollouts.build_records), written as 01_prepare's output before the profile;
+    `image_root` is where their images are looked up. Everything is read and checked before
+    anything is written."""
     started = time.time()
     rundir = RunDir(cfg.run_dir)
     stage = rundir.profile
-    upstream(rundir.prepare)
-    records, skipped = read_split(rundir, "train")
-    profile = import_rollouts(files, records)
-    if not profile.rows:
-        first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
-        raise DataError(
-            f"none of the rollout samples matched a training record of {rundir.records('train')}{first}"
-        )
-    if (stage.marker.exists() or (stage.root / STARTED).exists()) and not force:
-        stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
-        if stats.get("method") != "imported":
-            what = (
-                f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
+    rollouts = files if isinstance(files, Rollouts) else read_rollouts(files)
+    built = None
+    if rundir.prepare.done_fingerprint() is None or built_from_rollouts(rundir):
+        built = build_records(rollouts, cfg.task, image_root, get_task(cfg.task).record_problem)
+        records, skipped = built.records, len(built.skipped)
+        profile = import_rollouts(rollouts, records, built.by_key, built.left_out)
+        profile.built, profile.left_out = len(records), [skip_line(s) for s in built.skipped]
+    else:
+        upstream(rundir.prepare)
+        records, skipped = read_split(rundir, "train")
+        profile = import_rollouts(rollouts, records)
+        if not profile.rows:
+            first = f" (first: {profile.unmatched[0]})" if profile.unmatched else ""
+            raise DataError(
+                f"none of the rollout samples matched a training record of {rundir.records('train')}{first}"
             )
-            raise StageError(
-                f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts"
-            )
+    # the same records already prepared (or matched to prepared ones): the profile's fingerprint is known
+    known = built is None or rundir.prepare.is_done(records_fingerprint(cfg.task, built.records))
+    check_replaceable_profile(stage, imported_fingerprint(rundir, profile.rows) if known else None, force)
+    if built is not None:  # written first: the profile's fingerprint is built on prepare's
+        check_replaceable_prepare(rundir, records_fingerprint(cfg.task, built.records), force)
+        write_built_prepare(cfg, rundir, rollouts, built, round(time.time() - started, 1))
     current = imported_fingerprint(rundir, profile.rows)
     if stage.done_fingerprint() not in (None, current):
         console.warn(
@@ -486,7 +511,7 @@ def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = Fals
         "samples": len(profile.rows),
         "method": "imported",
         "k": profile.k,
-        "files": [str(Path(f).absolute()) for f in files],
+        "files": [str(Path(f).absolute()) for f in rollouts.files],
         "skipped": skipped,
         "resumed_from": 0,
         "unmatched": len(profile.unmatched),
@@ -502,3 +527,69 @@ def import_rollout_files(cfg: StudyConfig, files: list[Path], force: bool = Fals
     }
     stage.finish(current, stats)
     return profile
+
+
+def check_replaceable_profile(stage: Stage, current: str | None, force: bool) -> None:
+    """Imported rollouts may replace an imported profile or a stopped import of the same rows
+    (`current`: their fingerprint, where known); a profile dcsft sampled, or a partial one, only
+    with `force`."""
+    started = stage.root / STARTED
+    ours = current is not None and started.exists() and started.read_text() == current
+    if (stage.marker.exists() or started.exists()) and not (force or ours):
+        stats = read_json(stage.root / "stats.json") if (stage.root / "stats.json").exists() else {}
+        if stats.get("method") != "imported":
+            what = (
+                f"a profile dcsft sampled ({stats['method']})" if "method" in stats else "a partial profile"
+            )
+            raise StageError(
+                f"{stage.root} holds {what}; pass --force to replace it with the imported rollouts"
+            )
+
+
+def check_replaceable_prepare(rundir: RunDir, current: str, force: bool) -> None:
+    """Records built from rollouts may take 01_prepare's place when it is empty, holds records an
+    import built, or holds a stopped import of the same records; a partial `dcsft prepare` only
+    with `force`."""
+    prepare = rundir.prepare
+    started = prepare.root / STARTED
+    partial = started.exists() and prepare.done_fingerprint() is None and started.read_text() != current
+    if partial and not force:
+        raise StageError(
+            f"{prepare.root} holds a partial `dcsft prepare`; pass --force to replace it with training "
+            f"records built from the rollouts (or finish it with `dcsft prepare` first)"
+        )
+
+
+def write_built_prepare(
+    cfg: StudyConfig, rundir: RunDir, rollouts: Rollouts, built: BuiltRecords, seconds: float
+) -> None:
+    """01_prepare as `dcsft prepare` leaves it, from training records built from rollouts:
+    records/train.json, skipped.jsonl, stats.json (`source: rollouts`, the task, and for
+    classification the class names) and DONE, whose fingerprint is the records' content
+    (dcsft.data.rollouts.built_fingerprint: what prepare and status take as current). The same
+    records again leave the folder as it is."""
+    stage = rundir.prepare
+    current = records_fingerprint(cfg.task, built.records)
+    if stage.is_done(current):
+        return
+    if stage.done_fingerprint() is not None:
+        console.warn("the training records changed: the stages after them will be rebuilt")
+    stage.begin(current)
+    write_json(rundir.records("train"), built.records)
+    write_jsonl(
+        stage.root / "skipped.jsonl",
+        [{"split": "train", **{k: s[k] for k in ("file", "index", "id", "reason")}} for s in built.skipped],
+    )
+    warn_skipped([skip_line(s) for s in built.skipped], f"({stage.root / 'skipped.jsonl'})")
+    stats = {
+        "task": cfg.task,
+        "source": ROLLOUT_SOURCE,
+        "files": [str(Path(f).absolute()) for f in rollouts.files],
+        "records": {"train": len(built.records)},
+        "noise": {},
+        "skipped": {"train": len(built.skipped)},
+        "seconds": seconds,
+    }
+    split_stats = getattr(get_task(cfg.task), "split_stats", None)
+    stats.update(split_stats(built.records) if split_stats else {})
+    stage.finish(current, stats)

@@ -437,11 +437,13 @@ def test_a_single_task_config_file_and_a_study_of_several_tasks(tmp_path):
     assert [r["pass_count"] for r in read_jsonl(RunDir(root).profile_file)] == [3, 2, 0, 1, 2]
     several = tmp_path / "several.yaml"
     several.write_text(f"run_dir: {root}\ntasks:\n  classification: {{}}\n  grounding: {{}}\n")
-    line = one_error_line(invoke("import-rollouts", *files, "--config", several))
-    assert (
-        f"several tasks (classification in {root / 'classification'}, grounding in {root / 'grounding'}): "
-        "pick one with --task" in line
-    )
+    # no --task in a study of several: the files' ground truths (class names) pick classification,
+    # whose folder holds no prepared records, so they are built from the rollouts
+    images = RunDir(root).prepare.root / "images"
+    result = invoke("import-rollouts", *files, "--config", several, "--image-root", images)
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(RunDir(root / "classification").profile_file)
+    assert [r["pass_count"] for r in rows] == [3, 2, 0, 1, 2]
     assert "pick one with --task" in one_error_line(
         invoke("export", several, "-b", "all", "-o", tmp_path / "a.json")
     )
@@ -457,7 +459,8 @@ def test_import_rollouts_bad_input_ends_in_one_line(to_import, tmp_path):
     assert "file not found" in one_error_line(
         invoke("import-rollouts", tmp_path / "gone.json", "-r", root, *CLS)
     )
-    assert "01_prepare is not complete: run `dcsft prepare`" in one_error_line(
+    # nothing prepared: the records are built from the rollouts, whose images are not on this machine
+    assert "none of the 6 rollout samples is usable" in one_error_line(
         invoke("import-rollouts", *files, "-r", tmp_path / "unprepared", *CLS)
     )
     stranger = tmp_path / "stranger.json"

@@ -236,8 +236,8 @@ def test_draws_over_different_samples(tmp_path, records):
         [result("n01", "n01_1", "goose", "goose", 1), result("n02", "n02_1", "sundial", "goose", 0)],
     )
     assert one_line_error([first, other], records) == (
-        f"{other}: draws over different samples: 1 not in {first}, 1 of it missing "
-        f"(first: {AUTHORS_TRAIN}/n02/n02_1.JPEG)"
+        f"{other}: results[1]: draws over different samples: {AUTHORS_TRAIN}/n02/n02_1.JPEG is not in "
+        f"{first} (1 not there, 1 of it missing here)"
     )
     with pytest.raises(DataError, match="no rollout files given"):
         import_rollouts([], records)
