@@ -314,36 +314,46 @@ def export_bucket(
         "--format",
         "-f",
         help="records: the authors' problem/solution/image; sft: ms-swift's messages/images; "
-        "trl: TRL's prompt/completion rows (answer-only loss in SFTTrainer).",
+        "trl: TRL's prompt/completion rows (answer-only loss in SFTTrainer); "
+        "verl: a .parquet for verl / EasyR1 RL; hf: a datasets folder (save_to_disk) for TRL / open-r1.",
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="File to write: .json (one list) or .jsonl (one per line)."
+        ...,
+        "--out",
+        "-o",
+        help="File to write: .json (one list) or .jsonl (one per line); .parquet for verl; a folder for hf.",
     ),
     with_id: bool = typer.Option(False, "--with-id", help="Add each record's id to sft rows."),
     set_: list[str] = SetOpt,
     run_dir: Path | None = RunDirOpt,
     task: str | None = DataTaskOpt,
 ):
-    """Write one curated bucket's training records in the authors' or ms-swift's format.
+    """Write one curated bucket's training records in the authors', ms-swift's, TRL's, verl's or
+    a datasets format (verl and hf carry each sample's bucket and pass rate).
 
     Example: dcsft export runs/default --bucket medium --format sft --out medium.jsonl
     """
     from dcsft.curate import curated_records
+    from dcsft.data.exports import EXPORTS, export_curated
     from dcsft.data.formats import FORMATS, export_records
 
     def action():
         name = {"middle": "medium"}.get(bucket.strip().lower(), bucket.strip().lower())
         if name not in EXPORT_BUCKETS:
             raise DataError(f"--bucket {bucket!r}: expected one of {', '.join(EXPORT_BUCKETS)}")
-        if fmt not in FORMATS:
-            raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-        if out.suffix not in (".json", ".jsonl"):
+        if fmt not in (*FORMATS, *EXPORTS):
+            raise DataError(f"--format {fmt!r}: expected one of {', '.join((*FORMATS, *EXPORTS))}")
+        if fmt in FORMATS and out.suffix not in (".json", ".jsonl"):
             raise DataError(f"--out {out}: name the file .json or .jsonl")
-        if out.is_dir():
+        if fmt == "verl" and out.suffix != ".parquet":
+            raise DataError(f"--out {out}: name the file .parquet (verl and EasyR1 read it by its suffix)")
+        if fmt != "hf" and out.is_dir():
             raise DataError(f"--out {out}: is a folder, expected a file name")
         rundir = export_run_dir(source, set_, run_dir, task)
-        records = curated_records(rundir, name)
-        count = export_records(records, out, fmt, with_id=with_id)
+        if fmt in EXPORTS:
+            count = export_curated(rundir, name, fmt, out)
+        else:
+            count = export_records(curated_records(rundir, name), out, fmt, with_id=with_id)
         if not count:
             console.print(
                 f"[yellow]warning:[/] the {name} bucket of {rundir.root} is empty; wrote an empty list"
