@@ -120,9 +120,7 @@ def test_profile_scores_carry_the_verifiers_partial_credit(study, monkeypatch):
 @pytest.mark.e2e
 def test_the_report_names_the_task(study):
     report = study[0] / "07_report"
-    assert (report / "report.md").read_text().splitlines()[
-        0
-    ] == "# DC-SFT study: record files (counting)"
+    assert (report / "report.md").read_text().splitlines()[0] == "# DC-SFT study: record files (counting)"
     results = json.loads((report / "results.json").read_text())
     assert results["task"] == "counting:Counting"
     assert {"base", "coldstart", *METHODS} <= set(results["models"])

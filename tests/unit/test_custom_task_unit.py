@@ -14,10 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from typer.testing import CliRunner
+from test_cli_data import invoke as run_cli
+from test_cli_data import one_error_line
 
-from dcsft import rundir as rundir_module
-from dcsft.cli import app
 from dcsft.data.formats import import_records
 from dcsft.tasks import get_task, profile_methods, task_class, verifier_version
 from dcsft.tasks.base import score
@@ -159,15 +158,7 @@ def test_the_committed_records_are_what_make_records_draws(tmp_path):
 
 def invoke(*args) -> str:
     """The CLI in this process; its output, which must be one error line and exit code 2."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    for handle in rundir_module._held_locks:
-        handle.close()
-    rundir_module._held_locks.clear()
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
+    return one_error_line(run_cli(*args))
 
 
 def test_a_task_path_that_does_not_import_is_one_line(tmp_path):

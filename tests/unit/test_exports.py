@@ -13,10 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from test_cli_data import invoke, one_error_line  # the CLI in this process, written once
 
-from dcsft import rundir as rundir_module
-from dcsft.cli import app
 from dcsft.data.exports import VERL_SCHEMA, curated_rows, export_curated, export_hf, export_verl
 from dcsft.errors import DataError
 from dcsft.rundir import RunDir, write_json, write_jsonl
@@ -25,23 +23,6 @@ PROBLEM = "What is the shape in the image? Answer with one word."
 # Per training record: its label, pass count of k = 4 and bucket.
 SAMPLES = [("circle", 4, "easy"), ("square", 2, "medium"), ("triangle", 0, "hard"), ("circle", 1, "medium")]
 K = 4
-
-
-def invoke(*args):
-    """Run the CLI in this process, then let go of the run directory's lock as the process exit would."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    for handle in rundir_module._held_locks:
-        handle.close()
-    rundir_module._held_locks.clear()
-    return result
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def mark_done(stage, stats: dict) -> None:

@@ -10,39 +10,15 @@ import pytest
 import torch
 
 from dcsft.config import ProfileConfig, StudyConfig
-from dcsft.data import world
-from dcsft.models.base import PACKAGED
 from dcsft.models.generate import prompt_inputs, stop_token_ids
-from dcsft.models.loading import load_model, load_processor
 from dcsft.models.loss import answer_logprobs
 from dcsft.profiling import Profiler, check_method, loss_rows, profile_by_loss, quantile_buckets
-from dcsft.tasks import get_task
-
-MODEL_CFG = StudyConfig().model.model_copy(update={"max_pixels": 7056, "min_pixels": 3136})
-CLASSIFY = "Please provide the object name in the image. Output the answer using one word."
-GROUND = "Please provide the bounding box of the region this sentence describes: {}."
+from dcsft.tasks import get_task, grounding
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model(PACKAGED, MODEL_CFG)
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return load_processor(PACKAGED, MODEL_CFG)
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rows = []
-    for index in range(10):
-        image, meta = world.draw_pool_item(0, "test-profile-loss", index, "photo", size=84)
-        path = folder / f"{index}.png"
-        image.save(path)
-        rows.append({"id": f"r{index}", "problem": CLASSIFY, "solution": meta["label"], "image": str(path)})
-    return rows
+def records(draw_shape_records):
+    return draw_shape_records("test-profile-loss", 10)
 
 
 def by_hand(model, processor, record: dict, answer: str) -> float:
@@ -68,7 +44,11 @@ def test_mean_token_logprob_matches_the_logits_by_hand(model, processor, records
     # a batch with prompts and answers of different lengths: left-padded prompts, right-padded answers
     batch = [
         records[0],
-        {**records[1], "problem": GROUND.format("the big shape on the left"), "solution": "[12, 30, 60, 71]"},
+        {
+            **records[1],
+            "problem": grounding.prompt("the big shape on the left"),
+            "solution": "[12, 30, 60, 71]",
+        },
         {**records[2], "solution": "a much longer answer than one word"},
     ]
     scores = answer_logprobs(model, processor, batch, [r["solution"] for r in batch])
@@ -214,7 +194,11 @@ def test_loss_scores_a_grounding_record(model, processor, records):
     task = get_task("grounding")
     check_method(StudyConfig.model_validate({"task": "grounding", "profile": {"method": "loss"}}))
     batch = [
-        {**r, "problem": GROUND.format(f"the shape number {i}"), "solution": f"[{4 + i}, 10, {40 + i}, 52]"}
+        {
+            **r,
+            "problem": grounding.prompt(f"the shape number {i}"),
+            "solution": f"[{4 + i}, 10, {40 + i}, 52]",
+        }
         for i, r in enumerate(records[:3])
     ]
     rows = Profiler(model, processor, task, ProfileConfig(method="loss"), seed=0).loss(batch, 0)

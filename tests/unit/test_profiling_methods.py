@@ -5,47 +5,17 @@ stops only medium samples."""
 import pytest
 
 from dcsft.config import ProfileConfig, StudyConfig
-from dcsft.data import world
 from dcsft.errors import StageError
-from dcsft.models.base import PACKAGED
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import Sampling, prefill, prompt_inputs, respond, respond_prefilled
-from dcsft.models.loading import load_model, load_processor
 from dcsft.profiling import Profiler, check_method
 from dcsft.tasks import classification
 from dcsft.tasks.classification import Classification
 
-MODEL_CFG = StudyConfig().model.model_copy(update={"max_pixels": 7056, "min_pixels": 3136})
-
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model(PACKAGED, MODEL_CFG)
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return load_processor(PACKAGED, MODEL_CFG)
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rows = []
-    for index in range(12):
-        style = "photo" if index < 8 else "adversarial"
-        image, meta = world.draw_pool_item(0, "test-profiling", index, style, size=84)
-        path = folder / f"{index}.png"
-        image.save(path)
-        rows.append(
-            {
-                "id": f"r{index}",
-                "problem": classification.PROMPT,
-                "solution": meta["label"],
-                "image": str(path),
-            }
-        )
-    return rows
+def records(draw_shape_records):
+    return draw_shape_records("test-profiling", 12, photos=8)
 
 
 def _sampling(n, **kw):
