@@ -173,7 +173,7 @@ class Wording:
         return {"box_format": self.box_format} if self.box_format != "absolute" else {}
 
     def problem(self, meta: dict) -> str:
-        return self.template.format(**{name: meta[name] for name in self.placeholders})
+        return self.template.format(**get_task(self.task).template_fields(meta))
 
     def solution(self, meta: dict) -> str:
         """A grounding record's answer text, from its prepared meta (dcsft.tasks.grounding.answer_text)."""

@@ -34,6 +34,7 @@ Optional (the defaults suit a task whose records carry their own prompt and answ
                                          mapped into the model's frame): (record, None) or
                                          (None, why it was skipped)
     split_stats(records)                 extra facts prepare records about the prepared records
+    template_fields(meta)                the text each prompt placeholder takes for a record
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ class Task:
 
     def split_stats(self, records: list[dict]) -> dict:
         return {}
+
+    def template_fields(self, meta: dict) -> dict[str, str]:
+        """The values a prompt template's placeholders take for a record's meta (default: the
+        meta fields of the same names); a task renders structured fields here, e.g. a list of
+        options as lettered lines."""
+        return {name: meta[name] for name in self.placeholders}
 
     def reward(self, completions: list, record: list | None = None, **columns: list) -> list[float]:
         """The GRPO reward as TRL calls it. dcsft's GRPO dataset has a `record` column of whole
