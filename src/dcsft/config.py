@@ -241,17 +241,20 @@ class GrpoConfig(Section):
 class PromptsConfig(Section):
     """How each task asks, and how grounding answers write boxes (dcsft.conventions). A prompt
     is a preset name or the template itself: classification `paper`; grounding `paper` or `qwen`
-    (the Qwen2.5-VL cookbook's), a template holding {expression}."""
+    (the Qwen2.5-VL cookbook's), a template holding {expression}; reasoning `paper` (the letter or
+    the number) or `r1` (<think></think> then <answer></answer>), a template holding {question}
+    and {options}."""
 
     classification: str = "paper"
     grounding: str = "paper"
+    reasoning: str = "paper"
     # plain [x1, y1, x2, y2] (the paper's), bbox_2d ([{"bbox_2d": [...], "label": ...}], Qwen2.5-VL's
     # and Qwen3-VL's JSON) or box_tokens (Qwen2-VL's <|box_start|>(x1,y1),(x2,y2)<|box_end|>)
     answer_format: Literal["plain", "bbox_2d", "box_tokens"] = "plain"
 
     @model_validator(mode="after")
     def _templates_hold_their_placeholders(self) -> PromptsConfig:
-        for task in ("classification", "grounding"):
+        for task in ("classification", "grounding", "reasoning"):
             bad = template_problem(task, getattr(self, task))
             if bad:
                 raise ValueError(f"prompts.{task}: {bad}")

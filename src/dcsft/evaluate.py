@@ -134,14 +134,14 @@ def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
                 scorer,
             )
         scores = {}
-        for split, (_, skipped) in splits.items():
+        for split, (records, skipped) in splits.items():
             rows = read_jsonl(folder / f"{split}.jsonl")
             scores[split] = {
                 "accuracy": accuracy(rows),
                 "correct": sum(r["correct"] for r in rows),
                 "n": len(rows),
                 "skipped": skipped,
-                **task_stats(task, rows),
+                **task_stats(task, rows, records),
             }
         if distributed.is_main():
             write_json(folder / "scores.json", scores)
@@ -165,13 +165,18 @@ def score_row(task: Task, record: dict, response: str) -> dict:
     }
 
 
-def task_stats(task: Task, rows: list[dict]) -> dict:
-    """Responses that give no answer the task can parse (grounding: no well-formed box), and
-    responses the verifier failed on."""
-    return {
+def task_stats(task: Task, rows: list[dict], records: list[dict] | None = None) -> dict:
+    """Responses that give no answer the task can parse (grounding: no well-formed box),
+    responses the verifier failed on, and, given the split's records, the task's own facts about
+    the responses (`Task.response_stats`, e.g. reasoning's `format_kept`), beside the score."""
+    stats = {
         "unparsable": sum(task.parse(r["response"]) is None for r in rows),
         "verifier_failures": sum(r.get("verifier_failed", False) for r in rows),
     }
+    if records is not None:
+        by_id = {r["id"]: r for r in records}
+        stats.update(task.response_stats([r["response"] for r in rows], [by_id[r["id"]] for r in rows]))
+    return stats
 
 
 def run(cfg: StudyConfig) -> list[dict]:

@@ -1,9 +1,9 @@
 """Tasks: each is a `dcsft.tasks.base.Task` that owns its prompt, answer and verifier, the one
 definition of "correct" that profiling, evaluation, the GRPO reward and the report all call.
 
-`task:` in the config names a built-in task (`classification`, `grounding`), a class or reward
-function by import path (`mypkg.tasks:Counting`), or a `dcsft.tasks` entry point of an installed
-package. A class that is not a `Task` subclass but defines `verify` gets `Task`'s defaults for
+`task:` in the config names a built-in task (`classification`, `grounding`, `reasoning`), a class
+or reward function by import path (`mypkg.tasks:Counting`), or a `dcsft.tasks` entry point of an
+installed package. A class that is not a `Task` subclass but defines `verify` gets `Task`'s defaults for
 the rest; a plain callable is a TRL-style reward (`base.RewardTask`).
 
 The verifier's version (`verifier_version`), part of every fingerprint scored by it (profile,
@@ -26,8 +26,13 @@ from importlib import metadata
 from dcsft.tasks.base import RewardTask, Task, TaskSettings
 from dcsft.tasks.classification import Classification
 from dcsft.tasks.grounding import Grounding
+from dcsft.tasks.reasoning import Reasoning
 
-BUILTIN: dict[str, type[Task]] = {"classification": Classification, "grounding": Grounding}
+BUILTIN: dict[str, type[Task]] = {
+    "classification": Classification,
+    "grounding": Grounding,
+    "reasoning": Reasoning,
+}
 ENTRY_POINTS = "dcsft.tasks"  # the entry-point group an installed package registers its tasks in
 DEFAULT_VERIFIER = "paper"
 

@@ -35,6 +35,9 @@ Optional (the defaults suit a task whose records carry their own prompt and answ
                                          (None, why it was skipped)
     split_stats(records)                 extra facts prepare records about the prepared records
     template_fields(meta)                the text each prompt placeholder takes for a record
+    response_stats(responses, records)   facts about a split's responses that evaluate reports
+                                         beside accuracy (reasoning: how many kept the R1
+                                         format), never part of the score; {} by default
 """
 
 from __future__ import annotations
@@ -119,6 +122,11 @@ class Task:
         meta fields of the same names); a task renders structured fields here, e.g. a list of
         options as lettered lines."""
         return {name: meta[name] for name in self.placeholders}
+
+    def response_stats(self, responses: list, records: list[dict]) -> dict:
+        """Facts about one split's responses (paired with their records) that evaluate writes
+        beside accuracy in scores.json, e.g. the share that kept a required format; {} by default."""
+        return {}
 
     def reward(self, completions: list, record: list | None = None, **columns: list) -> list[float]:
         """The GRPO reward as TRL calls it. dcsft's GRPO dataset has a `record` column of whole
