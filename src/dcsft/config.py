@@ -130,6 +130,12 @@ class ProfileConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(50, ge=0)
     max_new_tokens: int = Field(128, ge=1)
+    # transformers' and vLLM's repetition_penalty: the logit of every token already in the sequence,
+    # prompt included, is divided by it (multiplied when negative). None: the model's own, from its
+    # generation_config.json (Qwen2-VL / Qwen2.5-VL Instruct ones say 1.05; the embedded base sets
+    # none), as every run did before this setting; 1.0: off. Paper: the model's here, 1.1 in its
+    # reasoning evaluation (evaluate.repetition_penalty). In the fingerprint only when set.
+    repetition_penalty: float | None = Field(None, gt=0)
     batch_size: int = Field(4, ge=1)
     shared_prefill: bool = True  # encode each prompt once and draw the k responses from its cache
     adaptive_round: int = Field(2, ge=1)  # responses per sample per round of `adaptive`
@@ -264,6 +270,8 @@ class PromptsConfig(Section):
 class EvaluateConfig(Section):
     batch_size: int = 32
     max_new_tokens: int = 128
+    # as profile.repetition_penalty, for the greedy answers; paper: 1.1 in its reasoning evaluation
+    repetition_penalty: float | None = Field(None, gt=0)
     # grounding: score boxes in the resized frame the model sees, or mapped back to the original image
     frame: Literal["model", "original"] = "model"
     # as profile.engine; an adapter is merged before vLLM loads the model

@@ -19,7 +19,7 @@ from pathlib import Path
 from dcsft import distributed
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig
 from dcsft.data.splits import eval_splits
-from dcsft.models.generate import Sampling, respond
+from dcsft.models.generate import Sampling, at_default, respond
 from dcsft.models.loading import load_processor
 from dcsft.models.vllm_engine import load_generator
 from dcsft.prepared import read_split
@@ -87,7 +87,7 @@ def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
         "evaluate",
         spec.identity,
         upstream(RunDir(cfg.run_dir).prepare),
-        cfg.evaluate.model_dump(),
+        cfg.evaluate.model_dump(exclude=at_default(cfg.evaluate)),
         cfg.model.model_dump(exclude=NOT_IN_FINGERPRINT),
         cfg.task,
         verifier_version(cfg.task, cfg.verifier),
@@ -97,7 +97,11 @@ def stage_fingerprint(cfg: StudyConfig, spec: ModelToEvaluate) -> str:
 def evaluate_model(cfg: StudyConfig, spec: ModelToEvaluate) -> dict:
     rundir = RunDir(cfg.run_dir)
     task = get_task(cfg.task, cfg.verifier, cfg.evaluate.frame)
-    sampling = Sampling(do_sample=False, max_new_tokens=cfg.evaluate.max_new_tokens)
+    sampling = Sampling(
+        do_sample=False,
+        max_new_tokens=cfg.evaluate.max_new_tokens,
+        repetition_penalty=cfg.evaluate.repetition_penalty,
+    )
     current = stage_fingerprint(cfg, spec)
 
     def body(folder: Path):

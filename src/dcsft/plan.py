@@ -8,8 +8,10 @@ known size of Qwen2.5-VL-3B / 7B for their hub ids. Writes nothing.
 Prints, per task: data roots and counts per split, missing and unreadable images (the first
 few named, the total counted), label-map coverage, the prompt and (grounding) the box
 convention and answer format in force, optimizer steps per stage, samples and
-tokens generated, and a rough GPU-memory estimate per stage with its formula. Every blocking
-problem is one line `error: ...` and the exit code is 1 (a config that does not load: 2).
+tokens generated, the sequences each generating stage holds at once at full length (prompt +
+token limit), and a rough GPU-memory estimate per stage with its formula, their KV cache
+included. Every blocking problem is one line `error: ...` and the exit code is 1 (a config that
+does not load: 2).
 
 Example: dcsft plan configs/paper/imagenet_3b.yaml --set data.root=/data/imagenet
 """
@@ -17,6 +19,7 @@ Example: dcsft plan configs/paper/imagenet_3b.yaml --set data.root=/data/imagene
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from dcsft.config import StudyConfig, hard_mix_percent
@@ -29,8 +32,9 @@ from dcsft.models.size import (
     ACTIVATION_BYTES,
     ModelInfo,
     activations,
+    head_dim,
     inspect_model,
-    kv_cache,
+    kv_bytes_per_token,
     lora_params,
 )
 
@@ -73,6 +77,67 @@ def adaptive_note(p) -> str:
         return ""
     settle = f", and settles samples whose first {p.adaptive_settle} draws agree" if p.adaptive_settle else ""
     return f"; adaptive stops medium samples early{settle}"
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The sequences a generating stage holds at once on one GPU, each at its full length (the
+    prompt's upper bound + every token its limit allows): what its KV cache grows to."""
+
+    stage: str
+    sequences: int
+    prompt: int
+    generated: int
+    why: str  # the settings that make `sequences`
+    engine: str  # hf: transformers' generate holds the whole batch; vllm pages it (never out of memory)
+
+    @property
+    def tokens(self) -> int:
+        return self.sequences * (self.prompt + self.generated)
+
+
+def grpo_sequences(cfg: StudyConfig, gpus: int) -> tuple[int, str]:
+    """Completions TRL generates at once per GPU: its generation batch, per_device_train_batch_size
+    (prompts_per_step x num_generations) x steps_per_generation (grad_accum unless grpo.extra says)."""
+    g = cfg.grpo
+    per_device = g.prompts_per_step * g.num_generations
+    if g.extra.get("generation_batch_size"):
+        return int(g.extra["generation_batch_size"]) // gpus, "grpo.extra generation_batch_size / GPUs"
+    steps = int(g.extra.get("steps_per_generation") or g.grad_accum)
+    source = "extra steps_per_generation" if g.extra.get("steps_per_generation") else "grad_accum"
+    return (
+        per_device * steps,
+        f"{g.prompts_per_step} prompts x {g.num_generations} generations x {steps} {source}",
+    )
+
+
+def in_flight(cfg: StudyConfig, gpus: int) -> list[InFlight]:
+    """Profile (not `exact`, which generates nothing), GRPO (when trained) and evaluate."""
+    p, g, e = cfg.profile, cfg.grpo, cfg.evaluate
+    prompt = visual_tokens(cfg) + TEXT_TOKENS
+    out = []
+    if p.method != "exact":
+        per_sample = min(p.adaptive_round, p.k) if p.method == "adaptive" else p.k
+        what = "adaptive_round" if p.method == "adaptive" else "k"
+        out.append(
+            InFlight(
+                "profile",
+                p.batch_size * per_sample,
+                prompt,
+                p.max_new_tokens,
+                f"batch_size {p.batch_size} x {what} {per_sample}",
+                p.engine,
+            )
+        )
+    if "grpo" in cfg.train.methods:
+        sequences, why = grpo_sequences(cfg, gpus)
+        out.append(
+            InFlight("grpo", sequences, prompt, g.max_completion_length, why, "vllm" if g.use_vllm else "hf")
+        )
+    out.append(
+        InFlight("evaluate", e.batch_size, prompt, e.max_new_tokens, f"batch_size {e.batch_size}", e.engine)
+    )
+    return out
 
 
 def planned_counts(cfg: StudyConfig, found: Findings) -> dict[str, int]:
@@ -153,6 +218,15 @@ def compute_lines(cfg: StudyConfig, found: Findings, gpus: int) -> list[str]:
         f"  prompts    <= {visual_tokens(cfg):,} visual tokens per image (max_pixels "
         f"{cfg.model.max_pixels:,} / 28^2) + the prompt's text"
     )
+    lines.append(
+        f"sequences at full length, held at once per GPU (prompt <= {visual_tokens(cfg):,} visual + "
+        f"{TEXT_TOKENS} text tokens, + its token limit):"
+    )
+    for f in in_flight(cfg, gpus):
+        lines.append(
+            f"  {f.stage:<10} {n(f.sequences)} sequences ({f.why}) x ({n(f.prompt)} prompt + "
+            f"{n(f.generated)} generated = {n(f.prompt + f.generated)} tokens) = {n(f.tokens)} tokens"
+        )
     return lines
 
 
@@ -168,7 +242,8 @@ def memory_lines(
     wb = 4 if cfg.model.dtype == "float32" else 2
     seq = visual_tokens(cfg) + TEXT_TOKENS
     adapters = lora_params(cfg.train.lora, arch)
-    c, t, g, p, e = cfg.coldstart, cfg.train, cfg.grpo, cfg.profile, cfg.evaluate
+    per_token = kv_bytes_per_token(arch, wb)
+    c, t, g = cfg.coldstart, cfg.train, cfg.grpo
     lines += [
         f"memory per GPU, rough (P = {count(P)} parameters, weights in {cfg.model.dtype} = {wb} B/param):",
         "  full fine-tune = 16 B/param (weights and grads in bf16, fp32 master copy, two AdamW moments) + "
@@ -178,10 +253,14 @@ def memory_lines(
         f"  inference      = {wb} B/param + KV cache",
         f"  activations    = tokens x hidden x layers x {ACTIVATION_BYTES} B + tokens x vocab x 4 B "
         f"(logits); ~{seq:,} tokens per sample ({visual_tokens(cfg):,} visual + {TEXT_TOKENS} text)",
-        f"  KV cache       = tokens x layers x 2 x kv_heads x head_dim x {wb} B",
-        f"  {'stage':<10} {'weights+state':>14} {'act./KV':>10} {'total':>10}",
+        f"  KV cache       = 2 (K and V) x layers {arch['layers']} x kv_heads {arch['kv_heads']} x head_dim "
+        f"{head_dim(arch)} x {wb} B = {per_token:,} B per token, x the tokens of the sequences at full "
+        "length above (sequence length x sequences in flight)",
+        f"  {'stage':<10} {'weights+state':>14} {'activations':>12} {'KV cache':>10} {'total':>10}",
     ]
-    gen = g.prompts_per_step * g.num_generations
+    flights = {f.stage: f for f in in_flight(cfg, gpus)}
+    kv = {stage: per_token * f.tokens for stage, f in flights.items()}
+    micro = g.prompts_per_step * g.num_generations
     stages = [
         (
             "coldstart",
@@ -195,41 +274,48 @@ def memory_lines(
                 else ""
             ),
         ),
-        (
-            "profile",
-            wb * P,
-            kv_cache(arch, p.batch_size * p.k * (seq + p.max_new_tokens), wb),
-            f"inference, {p.batch_size} x k {p.k} sequences",
-        ),
+    ]
+    if "profile" in flights:
+        stages.append(("profile", wb * P, 0.0, f"inference, {flights['profile'].why}"))
+    stages.append(
         (
             "train",
             wb * P + 16 * adapters,
             activations(arch, t.batch_size * seq),
             f"LoRA SFT, batch {t.batch_size}",
-        ),
-    ]
-    if "grpo" in cfg.train.methods:
-        tokens = gen * (seq + g.max_completion_length)
+        )
+    )
+    if "grpo" in flights:
         stages.append(
             (
                 "grpo",
                 wb * P + 16 * adapters,
-                activations(arch, tokens) + kv_cache(arch, tokens, wb),
-                f"LoRA, {gen} completions per micro-batch (+ their KV cache)",
+                activations(arch, micro * (seq + g.max_completion_length)),
+                f"LoRA, {micro} completions per micro-batch; generates {flights['grpo'].sequences} at once "
+                "first (no grad): total = the larger of activations and KV cache",
             )
         )
-    stages.append(
-        (
-            "evaluate",
-            wb * P,
-            kv_cache(arch, e.batch_size * (seq + e.max_new_tokens), wb),
-            f"inference, batch {e.batch_size}",
+    stages.append(("evaluate", wb * P, 0.0, f"inference, {flights['evaluate'].why}"))
+    for name, fixed, act, what in stages:
+        cache = kv.get(name, 0.0)
+        total = fixed + max(act, cache)  # a stage trains or generates, never both at once
+        paged = name in flights and flights[name].engine == "vllm"
+        what += "; vLLM pages the KV cache (fewer at once, not out of memory)" if paged and cache else ""
+        shown = [size(v) if v else "-" for v in (act, cache)]
+        lines.append(
+            f"  {name:<10} {size(fixed):>14} {shown[0]:>12} {shown[1]:>10} {size(total):>10}  {what}"
         )
-    )
-    for name, fixed, variable, what in stages:
-        total = fixed + variable
-        lines.append(f"  {name:<10} {size(fixed):>14} {size(variable):>10} {size(total):>10}  {what}")
-        if total > gpu_memory * GB:
+        if total <= gpu_memory * GB or (paged and cache >= act):
+            continue
+        if cache >= act:
+            f = flights[name]
+            found.warnings.append(
+                f"{name}: weights {size(fixed)} + KV cache {size(cache)} ({n(f.sequences)} sequences of "
+                f"{n(f.prompt + f.generated)} tokens) = about {total / GB:.0f} GB, more than one "
+                f"{gpu_memory:g} GB GPU (--gpu-memory); lower {lower(name)}, or generate with vLLM, "
+                "which pages the cache"
+            )
+        else:
             found.warnings.append(
                 f"{name}: about {total / GB:.0f} GB estimated, more than one {gpu_memory:g} GB GPU "
                 f"(--gpu-memory); lower its batch size or use a larger GPU"
@@ -241,6 +327,15 @@ def memory_lines(
             "activations)"
         )
     return lines
+
+
+def lower(stage: str) -> str:
+    """The settings that shrink a generating stage's KV cache."""
+    return {
+        "profile": "profile.batch_size or max_new_tokens (k sets each sample's share)",
+        "grpo": "grpo.prompts_per_step, grad_accum (or extra steps_per_generation) or max_completion_length",
+        "evaluate": "evaluate.batch_size or max_new_tokens",
+    }[stage]
 
 
 def power_lines(cfg: StudyConfig, found: Findings) -> list[str]:

@@ -75,6 +75,7 @@ from dcsft.errors import DataError, StageError
 from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import (
     Sampling,
+    at_default,
     prefill,
     prompt_inputs,
     respond,
@@ -101,11 +102,17 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
     return fingerprint(
         "profile",
         upstream(rundir.coldstart),
-        cfg.profile.model_dump(exclude=set() if cfg.profile.method == "loss" else {"loss_calibration"}),
+        cfg.profile.model_dump(exclude=unfingerprinted(cfg.profile)),
         cfg.task,
         verifier_version(cfg.task, cfg.verifier),
         cfg.seed,
     )
+
+
+def unfingerprinted(p: ProfileConfig) -> set[str]:
+    """Profile keys left out of its fingerprint: loss_calibration unless the method is `loss`, and
+    the later generation settings at their default (generate.at_default)."""
+    return (set() if p.method == "loss" else {"loss_calibration"}) | at_default(p)
 
 
 def is_imported(rundir: RunDir) -> bool:
@@ -139,6 +146,7 @@ class Profiler:
             top_p=self.p.top_p,
             top_k=self.p.top_k,
             max_new_tokens=self.p.max_new_tokens,
+            repetition_penalty=self.p.repetition_penalty,
         )
 
     def draw(self, batch: list[dict], n: int, batch_seed: int):

@@ -3,9 +3,10 @@
 For a verifier that accepts a finite set of answer strings, P(correct) under the configured
 sampling is the sum, over the accepted strings, of the probability that generation produces
 the string's tokens and then stops. Each step's probability is taken from the same logits
-processors `generate` applies when sampling (repetition penalty from the model's generation
-config, then temperature, top-k, top-p), so top-k / top-p truncation is exact: a token outside
-the kept set has probability 0, the kept ones are renormalised. The prompt is encoded once and
+processors `generate` applies when sampling (profile.repetition_penalty, else the model's
+generation config's, then temperature,
+top-k, top-p), so top-k / top-p truncation is exact: a token outside the kept set has
+probability 0, the kept ones are renormalised. The prompt is encoded once and
 its cache shared by all accepted strings of a sample.
 
 What stays approximate is documented where the accepted set is built (e.g. classification
@@ -57,7 +58,10 @@ def logits_processors(model, sampling: Sampling, padding_lengths: torch.Tensor) 
             "model; use profile.method=sample"
         )
     processors = LogitsProcessorList()
-    penalty = getattr(config, "repetition_penalty", None)
+    # as generate applies it: the configured one, else the checkpoint's generation config's
+    penalty = sampling.repetition_penalty
+    if penalty is None:
+        penalty = getattr(config, "repetition_penalty", None)
     if penalty not in (None, 1.0):
         processors.append(RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=padding_lengths))
     if sampling.temperature != 1.0:

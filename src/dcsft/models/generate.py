@@ -22,6 +22,11 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 50
     max_new_tokens: int = 128
+    # on every path: generate's logits processors (plain and shared prefill alike: both pass the whole
+    # prompt as input_ids, left padding ignored), vLLM's SamplingParams, exact's teacher-forced steps.
+    # None: the model's own (its generation_config.json; Qwen2.5-VL-Instruct ships 1.05), as every
+    # run did before the setting existed; a number overrides it, 1.0 turning it off.
+    repetition_penalty: float | None = None
 
     def generate_kwargs(self) -> dict:
         kwargs = {
@@ -29,11 +34,26 @@ class Sampling:
             "num_return_sequences": self.num_return_sequences,
             "do_sample": self.do_sample,
         }
+        if self.repetition_penalty is not None:  # else generate takes the checkpoint's generation config
+            kwargs["repetition_penalty"] = self.repetition_penalty
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+# Generation settings added after runs existed: left out of a stage's fingerprint while at their
+# default, so that the stages finished before them stay finished.
+LATER_SETTINGS = ("repetition_penalty",)
+
+
+def at_default(section) -> set[str]:
+    """The LATER_SETTINGS of a config section (profile, evaluate) that hold their default."""
+    fields = type(section).model_fields
+    return {
+        name for name in LATER_SETTINGS if name in fields and getattr(section, name) == fields[name].default
+    }
 
 
 def prompt_text(processor, question: str) -> str:

@@ -79,6 +79,7 @@ def arch_of(config: dict) -> dict:
         layers=text.get("num_hidden_layers"),
         heads=text.get("num_attention_heads"),
         kv_heads=text.get("num_key_value_heads"),
+        head_dim=text.get("head_dim"),
         intermediate=text.get("intermediate_size"),
         vocab=text.get("vocab_size") or config.get("vocab_size"),
         # Qwen2-VL's vision config says embed_dim and mlp_ratio where later families say hidden_size
@@ -150,9 +151,21 @@ def activations(arch: dict, tokens: float) -> float:
     return tokens * arch["hidden"] * arch["layers"] * ACTIVATION_BYTES + tokens * arch["vocab"] * 4
 
 
+def head_dim(arch: dict) -> int:
+    """The attention head's width: config.json's head_dim where it says one (Qwen3-VL-4B: 128, not
+    hidden 2560 / 32 heads), else hidden_size / num_attention_heads (Qwen2-VL, Qwen2.5-VL)."""
+    return arch.get("head_dim") or arch["hidden"] // arch["heads"]
+
+
+def kv_bytes_per_token(arch: dict, value_bytes: int) -> int:
+    """KV-cache bytes per token of one sequence: 2 (K and V) x layers x kv_heads x head_dim x bytes
+    per value (the model's dtype), what transformers' DynamicCache holds (test_generation_settings)."""
+    return 2 * arch["layers"] * arch["kv_heads"] * head_dim(arch) * value_bytes
+
+
 def kv_cache(arch: dict, tokens: float, weight_bytes: int) -> float:
-    head_dim = arch["hidden"] // arch["heads"]
-    return tokens * arch["layers"] * 2 * arch["kv_heads"] * head_dim * weight_bytes
+    """KV-cache bytes of `tokens` = sequence length x sequences in flight."""
+    return tokens * kv_bytes_per_token(arch, weight_bytes)
 
 
 class Notes(Protocol):

@@ -5,12 +5,13 @@
 `generate.respond` hands the records to. The engine builds one `vllm.LLM` for the model (a LoRA
 adapter is merged with transformers first and saved to a temporary folder, since vLLM's LoRA
 support does not cover adapters on the vision tower) and one `vllm.SamplingParams` per record:
-n = the responses per record, temperature / top_p / top_k / max_tokens from our `Sampling`
-(greedy = temperature 0), and a seed derived from (run seed, record id), so a record's responses
-depend neither on its batch nor on a resume. Outputs map to `generate.Generated` like the HF
-path's: responses decoded without special tokens, prompt tokens as vLLM counted them (image
-tokens included), generated tokens per record, and tokens forwarded = prompt once (vLLM shares
-the prefill of the n samples) + generated.
+n = the responses per record, temperature / top_p / top_k / max_tokens / repetition_penalty
+from our `Sampling` (greedy = temperature 0; vLLM's repetition penalty, like transformers',
+counts the prompt's tokens as well as the generated ones), and a seed derived from (run seed,
+record id), so a record's responses depend neither on its batch nor on a resume. Outputs map to
+`generate.Generated` like the HF path's: responses decoded without special tokens, prompt tokens
+as vLLM counted them (image tokens included), generated tokens per record, and tokens forwarded
+= prompt once (vLLM shares the prefill of the n samples) + generated.
 
 Not bit-identical to the HF engine: a different sampler and kernels draw different (equally
 distributed) responses, so the engine is part of the stage's fingerprint. vLLM needs a CUDA
@@ -64,6 +65,11 @@ def record_seed(seed: int, record_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{record_id}".encode()).digest()[:7], "big")
 
 
+def penalty(sampling: Sampling) -> dict:
+    """repetition_penalty where the config sets one; else vLLM's default, the model's generation config's."""
+    return {} if sampling.repetition_penalty is None else {"repetition_penalty": sampling.repetition_penalty}
+
+
 def sampling_params(vllm, sampling: Sampling, seed: int):
     """vllm.SamplingParams for our Sampling: n responses, greedy as temperature 0; our top_k 0
     ("no top-k", as in transformers) is vLLM's -1."""
@@ -75,6 +81,7 @@ def sampling_params(vllm, sampling: Sampling, seed: int):
             top_k=-1,
             max_tokens=sampling.max_new_tokens,
             seed=seed,
+            **penalty(sampling),
         )
     return vllm.SamplingParams(
         n=sampling.num_return_sequences,
@@ -83,6 +90,7 @@ def sampling_params(vllm, sampling: Sampling, seed: int):
         top_k=sampling.top_k if sampling.top_k > 0 else -1,
         max_tokens=sampling.max_new_tokens,
         seed=seed,
+        **penalty(sampling),
     )
 
 
