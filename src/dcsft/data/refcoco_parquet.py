@@ -28,7 +28,7 @@ _SPLIT_ALIASES = {"validation": "val"}
 _COCO_IMAGE_ID = re.compile(r"_(\d{12})(?:_\d+)?\.\w+$")
 
 
-def _cached_image(data: bytes, cache: Path, known: dict) -> tuple[str, tuple[int, int]]:
+def cached_image(data: bytes, cache: Path, known: dict) -> tuple[str, tuple[int, int]]:
     """Path and size of image bytes stored in `cache` under their hash (written only if absent);
     `known` remembers each hash's result for this load."""
     digest = hashlib.sha256(data).hexdigest()
@@ -77,7 +77,7 @@ def _row_image(
     if path is None and data is None:
         path = row.get("image_path")
     if data:
-        return _cached_image(data, cache, known)
+        return cached_image(data, cache, known)
     if not isinstance(path, str) or not path:
         raise BadRef("row has no image bytes and no image path")
     file = Path(path) if Path(path).is_absolute() else (image_root / path).absolute()

@@ -23,6 +23,8 @@ Real sources (dcsft.data.sources, one module each; paths relative to `data.root`
 - `refcoco`: the RefCOCO splits named in `refcoco_splits` (classic refer layout or parquet,
   dcsft.data.refcoco); `n_coldstart` and `n_train` records are drawn with the seed, the
   training draw leaving out every image of the cold start; each OOD split from `files.<name>`.
+- `mmk12` (task reasoning): cold start, training set and ID test split drawn with the seed from
+  MMK12's parquet files; each OOD split a benchmark's parquet files (dcsft.data.math_benchmarks).
 - `records`: every role from its own file in `files` (problem/solution/image or ms-swift
   records, dcsft.data.formats); how Ref-L4, LISA-Grounding or any other set gets in.
 """
@@ -62,8 +64,13 @@ OOD_SPLITS = {
 }
 TRAIN_SOURCE = {"classification": ("photo", None), "grounding": ("photo", "short")}
 
-REAL_SOURCES = ("imagenet", "paper", "refcoco", "records")
-SOURCE_TASK = {"imagenet": "classification", "paper": "classification", "refcoco": "grounding"}
+REAL_SOURCES = ("imagenet", "paper", "refcoco", "records", "mmk12")
+SOURCE_TASK = {
+    "imagenet": "classification",
+    "paper": "classification",
+    "refcoco": "grounding",
+    "mmk12": "reasoning",
+}
 ROLES = ("coldstart", "train", "test")
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Union
 from pydantic import BaseModel, Field
 
 from dcsft.data.records import image_problem
-from dcsft.data.sources import embedded, imagenet, paper, records, refcoco
+from dcsft.data.sources import embedded, imagenet, mmk12, paper, records, refcoco
 from dcsft.data.sources.common import Findings, SplitCheck, check_root
 from dcsft.data.splits import Study, check_data, is_real
 from dcsft.errors import ConfigError, DataError
@@ -29,6 +29,7 @@ CONFIGS: dict[str, type[BaseModel]] = {
     "paper": paper.PaperSource,
     "refcoco": refcoco.RefcocoSource,
     "records": records.RecordsSource,
+    "mmk12": mmk12.Mmk12Source,
 }
 MODULES: dict[str, ModuleType] = {name: sys.modules[config.__module__] for name, config in CONFIGS.items()}
 # pydantic picks the class by `source`; Union of the table (ruff's X | Y rewrite cannot take a tuple)
