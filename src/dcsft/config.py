@@ -83,6 +83,29 @@ class GroundingPretrainConfig(Section):
         return self
 
 
+class ReasoningPretrainConfig(Section):
+    """Phase 4 of the embedded base: multiple-choice reasoning over drawn scenes (counting, comparing,
+    charts, arithmetic; dcsft.data.reasoning_world), continued from the grounding base with replay of
+    phase 2's tasks (see models/pretrain.py). steps 0: no phase 4 (every other task's base)."""
+
+    steps: int = Field(0, ge=0)
+    batch_size: int = 16
+    lr: float = 1e-3
+    # Step shares: lettered multiple-choice questions, the same questions answered directly (the
+    # option's text), the rest replays phase 2's tasks on the shapes pool.
+    choice: float = Field(0.6, ge=0, le=1)
+    direct: float = Field(0.3, ge=0, le=1)
+    pool_size: int = 12000
+    image_size: int = 112  # the reasoning frame: 16 visual tokens
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> ReasoningPretrainConfig:
+        if self.choice + self.direct > 1:
+            raise ValueError(f"choice + direct must be at most 1, got {self.choice} + {self.direct}")
+        return self
+
+
 class PretrainConfig(Section):
     """The embedded base model: a stand-in for "Qwen2.5-VL as released" (see models/pretrain.py)."""
 
@@ -99,6 +122,7 @@ class PretrainConfig(Section):
     pool_size: int = 40000
     seed: int = 0
     grounding: GroundingPretrainConfig = GroundingPretrainConfig()
+    reasoning: ReasoningPretrainConfig = ReasoningPretrainConfig()
 
 
 class ColdStartConfig(Section):

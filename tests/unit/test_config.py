@@ -344,7 +344,7 @@ def test_control_characters_in_an_override_give_one_line(override):
 def test_full_preset_extends_the_embedded_default():
     default, full = load_config(), load_config("full")
     assert full.seeds == 3 and full.run_dir == "runs/full" and full.data.n_test == 1000
-    assert full.task_names == default.task_names
+    assert full.task_names == [*default.task_names, "reasoning"]
     for name in full.task_names:
         assert (
             "curriculum" in full.for_task(name).train.methods

@@ -9,7 +9,10 @@ Embedded (the drawn worlds). Classification: ID `photo` mirrors ImageNet val, OO
 and `adversarial` mirror ImageNet-R and ImageNet-A. Grounding: ID `refs` mirrors RefCOCO
 (short expressions on photo scenes), OOD `relational` mirrors Ref-L4 (longer, compositional
 expressions) and `indirect` mirrors LISA-Grounding (expressions to reason about, on drawn
-scenes, a style training never shows).
+scenes, a style training never shows). Reasoning (dcsft.data.reasoning_world): ID `questions`
+mirrors MMK12's own questions (training templates, photo-like scenes), OOD `rephrased` (new
+question templates) and `rendered` (a new figure style and layout) mirror MathVista's mix of
+question sources and figure styles.
 
 Real sources (dcsft.data.sources, one module each; paths relative to `data.root` unless absolute):
 - `imagenet`: folders of `<wnid>/` class folders, or a flat folder + labels file
@@ -53,16 +56,23 @@ class SplitSpec:
     style: str
     size: int
     noisy: bool = False  # carries label noise and ambiguous items, as real training sets do
-    grammar: str | None = None  # grounding: how expressions are phrased (dcsft.data.scenes)
+    # grounding: how expressions are phrased (dcsft.data.scenes); reasoning: the question
+    # template set (dcsft.data.reasoning_world.TEMPLATES)
+    grammar: str | None = None
 
 
-ID_SPLITS = {"classification": "photo", "grounding": "refs"}
+ID_SPLITS = {"classification": "photo", "grounding": "refs", "reasoning": "questions"}
 # Evaluation splits each task can draw: name -> (style, grammar).
 OOD_SPLITS = {
     "classification": {"rendition": ("rendition", None), "adversarial": ("adversarial", None)},
     "grounding": {"relational": ("photo", "relational"), "indirect": ("drawing", "indirect")},
+    "reasoning": {"rephrased": ("photo", "rephrased"), "rendered": ("rendered", "train")},
 }
-TRAIN_SOURCE = {"classification": ("photo", None), "grounding": ("photo", "short")}
+TRAIN_SOURCE = {
+    "classification": ("photo", None),
+    "grounding": ("photo", "short"),
+    "reasoning": ("photo", "train"),
+}
 
 REAL_SOURCES = ("imagenet", "paper", "refcoco", "records", "mmk12")
 SOURCE_TASK = {

@@ -16,6 +16,8 @@ model sees, mixed with replay of phase 2's tasks so that the base keeps its obje
 The tokenizer stays the phase-2 one: coordinates are written digit by digit (as Qwen2.5's
 tokenizer does) and grounding words it has not seen are spelled in byte pieces.
 
+Phase 4, the reasoning task's base, is dcsft.models.pretrain_reasoning.
+
 A plain torch loop, not the HF Trainer: batches are drawn from an in-memory pool with
 per-step task sampling, and the phase-1 linear head is not part of the model.
 """

@@ -1,5 +1,6 @@
 """The embedded source: the procedurally drawn worlds (classification: dcsft.data.world,
-grounding: dcsft.data.scenes), drawn by prepare from the seed, in the frame the model sees.
+grounding: dcsft.data.scenes, reasoning: dcsft.data.reasoning_world), drawn by prepare from the
+seed, in the frame the model sees.
 
 Every split is drawn from its own seed stream, so pools are disjoint; the training split
 carries the configured shares of mislabeled and ambiguous items (README, "Hard samples of the
@@ -63,6 +64,10 @@ def hard_sample_dials(cfg: Study) -> str:
     from dcsft.data import world
 
     d = cfg.data
+    if cfg.task == "reasoning":
+        return (
+            "none: every answer is verified (no label noise); skills counting, comparing, chart, arithmetic"
+        )
     shared = f"label_noise {d.label_noise}, ambiguous {d.ambiguous} (train)"
     if cfg.task == "grounding":
         return f"{shared}; tiny {d.small}, occluded {d.occluded}, twin {d.twin} (every ID split)"
@@ -107,13 +112,20 @@ def draw_split(cfg: Study, spec: SplitSpec, folder: Path, words: Wording, advanc
             {
                 "id": f"{spec.name}-{index:05d}",
                 "problem": words.problem(meta),
-                "solution": words.solution(meta) if cfg.task == "grounding" else meta["label"],
+                "solution": solution(cfg.task, meta, words),
                 "image": str(path.resolve()),
                 "meta": meta,
             }
         )
         advance(1)
     return records
+
+
+def solution(task: str, meta: dict, words: Wording) -> str:
+    """The answer SFT trains on: a box in the wording's convention, the option letter, or the class."""
+    if task == "grounding":
+        return words.solution(meta)
+    return meta["answer"] if task == "reasoning" else meta["label"]
 
 
 # The drawing modules import transformers' resize rule: imported when drawing, so that loading a
@@ -171,6 +183,19 @@ def grounding_item(cfg: Study, spec: SplitSpec, index: int):
     return fitted, meta
 
 
+def reasoning_item(cfg: Study, spec: SplitSpec, index: int):
+    """(image as the model sees it, meta) of one multiple-choice item; no label noise (the
+    question and answer are the drawing's, as MMK12's answers are verified)."""
+    from dcsft.data import reasoning_world
+    from dcsft.data.resize import fit_image
+
+    image, meta = reasoning_world.draw_item(
+        cfg.data.seed, f"study-{spec.name}", index, spec.style, spec.grammar, size=cfg.data.image_size
+    )
+    image, _ = fit_image(image, cfg.model.min_pixels, cfg.model.max_pixels)
+    return image, meta
+
+
 def split_facts(cfg: Study) -> dict:
     """What prepare's stats.json records about the drawn splits: the shape world's classes, in
     its order, which the later stages check answers against."""
@@ -181,4 +206,4 @@ def split_facts(cfg: Study) -> dict:
     )
 
 
-DRAW_ITEM = {"classification": classification_item, "grounding": grounding_item}
+DRAW_ITEM = {"classification": classification_item, "grounding": grounding_item, "reasoning": reasoning_item}
