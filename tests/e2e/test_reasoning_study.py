@@ -5,12 +5,10 @@ by the reasoning verifier on the ID split and both OOD splits."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_study import dcsft  # the CLI in a subprocess, as the default study's test runs it
 
 PRESET = ["full"]  # the study config holding the reasoning task (the default study leaves it out)
 SMALLEST = [
@@ -25,13 +23,6 @@ SMALLEST = [
 ]
 METHODS = {"sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"}
 SPLITS = {"questions", "rephrased", "rendered"}
-
-
-def dcsft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DCSFT_CACHE": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "dcsft", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
 
 
 @pytest.fixture(scope="module")

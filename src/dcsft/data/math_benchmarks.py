@@ -51,7 +51,7 @@ from pathlib import Path
 from dcsft.data import math_items as items
 from dcsft.data.records import Skip, image_problem
 from dcsft.data.refcoco import BadRef
-from dcsft.data.refcoco_parquet import cached_image
+from dcsft.data.refcoco_parquet import cached_image, open_parquet
 from dcsft.errors import DataError
 
 
@@ -205,18 +205,9 @@ def expand(pattern: Path) -> list[Path]:
     return sorted(p for p in Path(*parts[:wild]).glob("/".join(parts[wild:])) if p.is_file())
 
 
-def open_parquet(path: Path, layout: Layout):
+def layout_parquet(path: Path, layout: Layout):
     """The ParquetFile and the layout's columns in it, or a one-line DataError naming the file."""
-    import pyarrow.parquet as pq  # imported here: only parquet users pay for pyarrow's import
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a non-parquet file
-        raise DataError(
-            f"{path}: not a readable parquet file ({type(err).__name__}: {err})".splitlines()[0]
-        ) from None
+    parquet = open_parquet(path)
     try:
         return parquet, layout.columns(parquet.schema_arrow.names)
     except DataError as err:
@@ -321,7 +312,7 @@ def parse(layout: Layout, files: list[Path], prefix: str) -> Parsed:
     """Every row of the files, without reading image bytes: usable rows, bad input, unsupported."""
     out = Parsed(files)
     for path in files:
-        parquet, columns = open_parquet(path, layout)
+        parquet, columns = layout_parquet(path, layout)
         for index, row in enumerate(rows(path, parquet, columns, layout.image_columns, with_bytes=False)):
             out.total += 1
             raw_id = row.get(layout.id_column)
@@ -383,7 +374,7 @@ def read_images(
     for row in wanted:
         by_file.setdefault(row.file, set()).add(row.index)
     for path, indices in by_file.items():
-        parquet, columns = open_parquet(path, layout)
+        parquet, columns = layout_parquet(path, layout)
         image_columns = [c for c in columns if c in layout.image_columns]
         for index, row in enumerate(
             rows(path, parquet, image_columns, layout.image_columns, with_bytes=True)

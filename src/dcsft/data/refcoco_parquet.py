@@ -95,18 +95,23 @@ def _image_id_from_name(name: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parquet_columns(path: Path):
-    """The ParquetFile and the columns to read, or DataError."""
+def open_parquet(path: Path):
+    """The pyarrow ParquetFile at `path`, or a one-line DataError naming the file."""
     import pyarrow.parquet as pq  # imported here: only parquet users pay for pyarrow's import
 
     try:
-        parquet = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a non-parquet file
         raise DataError(
             f"{path}: not a readable parquet file ({type(err).__name__}: {err})".splitlines()[0]
         ) from None
+
+
+def parquet_columns(path: Path):
+    """The ParquetFile and the columns to read, or DataError."""
+    parquet = open_parquet(path)
     names = parquet.schema_arrow.names
     lacking = [
         what
