@@ -15,15 +15,13 @@ depends on such code sets `version` to pin its version by hand.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import importlib
 import inspect
 import sys
 from functools import cache
 from importlib import metadata
 
-from dcsft.tasks.base import RewardTask, Task, TaskSettings
+from dcsft.tasks.base import RewardTask, Task, TaskSettings, code_version
 from dcsft.tasks.classification import Classification
 from dcsft.tasks.grounding import Grounding
 from dcsft.tasks.reasoning import Reasoning
@@ -98,23 +96,6 @@ def get_task(name: str, verifier: str = DEFAULT_VERIFIER, frame: str = "model") 
     if not task.name:
         task.name = name
     return task
-
-
-def code_version(module) -> str:
-    """A hash of a module's syntax tree without its docstrings: comments, formatting and
-    docstrings leave it unchanged, any change to the code changes it."""
-    tree = ast.parse(inspect.getsource(module))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]
 
 
 def verifier_version(name: str, verifier: str = DEFAULT_VERIFIER) -> str:

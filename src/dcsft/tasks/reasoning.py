@@ -61,7 +61,7 @@ from functools import lru_cache
 from importlib import metadata
 from string import ascii_uppercase
 
-from dcsft.tasks.base import Task
+from dcsft.tasks.base import Task, code_version
 
 PAPER_PROMPT = (
     "{question}\n{options}\n"
@@ -357,7 +357,6 @@ class Reasoning(Task):
     @property
     def version(self) -> str:
         """The verifier's version: this module's code and the math-verify release it reads LaTeX with."""
-        from dcsft.tasks import code_version
 
         return f"{code_version(sys.modules[__name__])}+math-verify-{metadata.version('math-verify')}"
 
