@@ -4,7 +4,7 @@ On both embedded tasks (classification and grounding), each on its own cold-star
 whole training set, in one process, this runs side by side:
 - sample: dcsft's `sample` (k draws per sample, shared prefill), the reference buckets;
 - sample, seed + 1: the same with another seed, the agreement that sampling noise allows;
-- loss: the stage's `loss` as `dcsft profile` runs it (dcsft.profiling.profile_by_loss: one
+- loss: the stage's `loss` as `dcsft profile` runs it (dcsft.profile_loss.profile_by_loss: one
   teacher-forced pass over every gold answer, `profile.loss_calibration` samples drawn with
   `sample`, quantile buckets), into a temporary folder.
 Each method is timed from cold processor caches, as in a fresh `dcsft profile` process, after an
@@ -44,7 +44,8 @@ from dcsft.curate import bucket_of
 from dcsft.models import processed
 from dcsft.models.loading import load_model, load_processor
 from dcsft.prepared import read_split
-from dcsft.profiling import Profiler, compute, profile_by_loss
+from dcsft.profile_loss import profile_by_loss
+from dcsft.profiling import Profiler, compute
 from dcsft.rundir import RunDir, write_json
 from dcsft.tasks import get_task
 

@@ -12,7 +12,8 @@ import torch
 from dcsft.config import ProfileConfig, StudyConfig
 from dcsft.models.generate import prompt_inputs, stop_token_ids
 from dcsft.models.loss import answer_logprobs
-from dcsft.profiling import Profiler, check_method, loss_rows, profile_by_loss, quantile_buckets
+from dcsft.profile_loss import loss_rows, profile_by_loss, quantile_buckets
+from dcsft.profiling import Profiler, check_method
 from dcsft.tasks import get_task, grounding
 
 
