@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from dcsft.config import CurateConfig, merge, problem
+from dcsft.config import CurateConfig, problem
+from dcsft.config_files import merge
 from dcsft.curate import BUCKETS, bucket_of_row
 from dcsft.data.imagenet import record_id
 from dcsft.data.paper import (

@@ -8,13 +8,12 @@ import yaml
 from dcsft.config import (
     METHODS,
     StudyConfig,
-    default_config_path,
     dump_config,
     hard_mix_percent,
     is_method,
     load_config,
-    parse_override,
 )
+from dcsft.config_files import default_config_path, parse_override
 from dcsft.errors import ConfigError
 
 HAS_DEFAULT = default_config_path().exists()
