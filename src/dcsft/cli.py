@@ -333,9 +333,9 @@ def export_bucket(
 
     Example: dcsft export runs/default --bucket medium --format sft --out medium.jsonl
     """
-    from dcsft.curate import curated_records
     from dcsft.data.exports import EXPORTS, export_curated
     from dcsft.data.formats import FORMATS, export_records
+    from dcsft.prepared import curated_records
 
     def action():
         name = {"middle": "medium"}.get(bucket.strip().lower(), bucket.strip().lower())

@@ -6,7 +6,7 @@ kinds: why each sample is where it is; rule `graded` adds score_mean and score_s
 buckets.json (the proportions table and the rule), stats.json, DONE, and
 {easy,medium,hard}.jsonl: each bucket as ms-swift SFT records (`messages` + `images`, ready for
 `swift sft`), an export that no dcsft stage reads. assignments.jsonl joined with prepare's records
-(`curated_records`) is the one source of what a bucket holds: train, export and the report read
+(`dcsft.prepared.curated_records`) is the one source of what a bucket holds: train, export and the report read
 it, so every record keeps its id and meta (the image size that clips a grounding box).
 
 By `curate.rule` (bucket_of_row, the one definition; dcsft.compare uses it too): all-or-none
@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import mean, pstdev
 
 from dcsft.config import CurateConfig, StudyConfig
-from dcsft.data.records import read_json, record_kinds, to_sft
+from dcsft.data.records import record_kinds, to_sft
 from dcsft.errors import StageError
 from dcsft.prepared import read_split
 from dcsft.rundir import RunDir, fingerprint, kill_point, read_jsonl_complete, write_json, write_jsonl
@@ -128,24 +128,6 @@ def proportions(assignments: list[dict]) -> dict:
             b: {"count": n, "percent": round(100 * n / total, 1) if total else 0.0} for b, n in counts.items()
         },
     }
-
-
-def curated_records(rundir: RunDir, bucket: str) -> list[dict]:
-    """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
-    upstream(rundir.curate)
-    path = rundir.assignments_file
-    assignments = read_json(path)
-    if not all(isinstance(a, dict) and "id" in a for a in assignments):
-        raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
-    by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
-    chosen = [a["id"] for a in assignments if bucket == "all" or a.get("bucket") == bucket]
-    unknown = [i for i in chosen if i not in by_id]
-    if unknown:
-        raise StageError(
-            f"{rundir.curate.root}: {len(unknown)} curated ids are not in {rundir.records('train')} "
-            f"(first: {unknown[0]}); rerun `dcsft curate`"
-        )
-    return [by_id[i] for i in chosen]
 
 
 def rule_part(rule: CurateConfig) -> tuple:

@@ -1,11 +1,13 @@
-"""Reading prepare's output: a split's usable records, each skipped one named on one line."""
+"""Reading what prepare and curate wrote, as the later stages and the exports need it: a split's
+usable records (each skipped one named on one line), and the records curate put in a bucket."""
 
 from __future__ import annotations
 
 from dcsft import console, distributed
-from dcsft.data.records import load_records
+from dcsft.data.records import load_records, read_json_list
 from dcsft.errors import DataError, StageError
 from dcsft.rundir import RunDir, read_json
+from dcsft.stage import upstream
 from dcsft.tasks import get_task
 
 SHOWN_SKIPS = 5
@@ -41,3 +43,21 @@ def read_split(rundir: RunDir, split: str) -> tuple[list[dict], int]:
     if not loaded.records:
         raise StageError(f"{rundir.records(split)}: no usable records ({len(loaded.skipped)} skipped)")
     return loaded.records, len(loaded.skipped)
+
+
+def curated_records(rundir: RunDir, bucket: str) -> list[dict]:
+    """The training records curate put in `bucket` ("all": every curated record), in curate's order."""
+    upstream(rundir.curate)
+    path = rundir.assignments_file
+    assignments = read_json_list(path)
+    if not all(isinstance(a, dict) and "id" in a for a in assignments):
+        raise StageError(f"{path}: expected one {{id, bucket, ...}} object per line; rerun `dcsft curate`")
+    by_id = {r["id"]: r for r in read_split(rundir, "train")[0]}
+    chosen = [a["id"] for a in assignments if bucket == "all" or a.get("bucket") == bucket]
+    unknown = [i for i in chosen if i not in by_id]
+    if unknown:
+        raise StageError(
+            f"{rundir.curate.root}: {len(unknown)} curated ids are not in {rundir.records('train')} "
+            f"(first: {unknown[0]}); rerun `dcsft curate`"
+        )
+    return [by_id[i] for i in chosen]

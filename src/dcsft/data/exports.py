@@ -45,9 +45,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dcsft.curate import curated_records
 from dcsft.data.records import image_problem, read_json, resolve_image
 from dcsft.errors import DataError
+from dcsft.prepared import curated_records
 from dcsft.rundir import RunDir, atomic_path
 from dcsft.stage import upstream
 

@@ -1,7 +1,7 @@
 """train: LoRA SFT (or GRPO) from the cold-started model, one run per method and training seed.
 
 Reads: 02_coldstart/model/, 04_curate/assignments.jsonl joined with 01_prepare/records/train.json
-(dcsft.curate.curated_records: the records with their id and meta, which the GRPO reward verifies
+(dcsft.prepared.curated_records: the records with their id and meta, which the GRPO reward verifies
 against).
 Writes: 05_train/<method>/seed<s>/adapter/ (PEFT LoRA adapter), loss.jsonl, stats.json (with
 the compute spent: seconds, steps, samples seen, tokens forwarded and generated), DONE.
@@ -34,9 +34,8 @@ from pathlib import Path
 from dcsft import console
 from dcsft.config import NOT_IN_FINGERPRINT, StudyConfig, hard_mix_percent
 from dcsft.console import progress
-from dcsft.curate import curated_records
 from dcsft.models.loading import load_model, load_processor
-from dcsft.prepared import read_split
+from dcsft.prepared import curated_records, read_split
 from dcsft.rundir import RunDir, fingerprint, read_jsonl
 from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, verifier_version
