@@ -66,3 +66,21 @@ def test_grounding_phase_continues_from_the_shipped_shapes_base(tmp_path):
     assert info["heldout_name_accuracy"]["photo"] >= 60.0  # the names survive (85.5% before)
     config = json.loads((out / "config.json").read_text())
     assert config["text_config"]["rope_parameters"]["mrope_section"][:3] == [0, 1, 1]
+
+
+# Phase 4 from the shipped grounding base, briefly: it must find that base and record phase 4.
+REASONING = ["pretrain.reasoning.steps=40", "pretrain.reasoning.pool_size=64"]
+
+
+@pytest.mark.e2e
+def test_reasoning_phase_continues_from_the_shipped_grounding_base(tmp_path):
+    from dcsft.models.base import PACKAGED_GROUNDING, built_key
+
+    out = tmp_path / "reasoning"
+    info = pretrain(REASONING, out, tmp_path)
+    assert info["parent"] == built_key(PACKAGED_GROUNDING)  # found, not rebuilt
+    assert not (tmp_path / "cache").exists()
+    assert info["pretrain"]["reasoning"]["steps"] == 40 and "grounding" in info["pretrain"]
+    splits = {f"{style}/{templates}" for style in ("photo", "rendered") for templates in ("train", "rephrased")}
+    assert set(info["heldout_choice_accuracy"]) == splits
+    assert info["heldout_name_accuracy"]["photo"] >= 60.0  # the names survive 40 steps (83.6% after 24,000)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from dcsft import console
 from dcsft.config import PretrainConfig, StudyConfig
@@ -68,64 +70,84 @@ def find_built(key: str) -> Path | None:
     return None
 
 
-def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
-    """Build the base `cfg` describes and save it (model, processor, pretrain.json) to `out`;
-    the grounding phase starts from the shapes base, found or built first."""
-    from dcsft.console import progress
+def parent_of(cfg: PretrainConfig) -> PretrainConfig | None:
+    """The config of the base `cfg`'s last phase continues from: without the reasoning phase (for
+    it), the shapes base (for the grounding phase); None for the shapes base, built from scratch."""
+    if cfg.reasoning.steps > 0:
+        return parent_config(cfg)
+    if cfg.grounding.steps > 0:
+        return parent_config(
+            cfg.model_copy(update={"grounding": cfg.grounding.model_copy(update={"steps": 0})})
+        )
+    return None
+
+
+class Phase(NamedTuple):
+    """A base's last phase: what the progress bars call it and its pool, its training function,
+    what its pretrain.json record omits (the later phases' settings), its pool size and steps."""
+
+    name: str
+    pool: str
+    train: Callable
+    omitted: set[str]
+    pool_size: int
+    steps: int
+
+
+def last_phase(cfg: PretrainConfig) -> Phase:
     from dcsft.models import pretrain, pretrain_reasoning
 
     if cfg.reasoning.steps > 0:
-        parent = locate_or_build(parent_config(cfg))
         r = cfg.reasoning
-        with progress("drawing reasoning pool", r.pool_size) as pool_advance:
-            with progress("pretraining reasoning phase", r.steps) as advance:
-                model, processor, stats = pretrain_reasoning.pretrain_reasoning(
-                    parent, cfg, lambda _: advance(1), pool_advance
-                )
-        info = {
-            "key": embedded_key(cfg),
-            "parent": embedded_key(parent_config(cfg)),
-            "pretrain": cfg.model_dump(),
-            **stats,
-        }
-    elif cfg.grounding.steps == 0:
-        total = cfg.vision_steps + cfg.vlm_steps
-        with progress("drawing pretraining pool", cfg.pool_size) as pool_advance:
-            with progress("pretraining embedded base", total) as advance:
-                model, processor, stats = pretrain.pretrain(cfg, lambda _: advance(1), pool_advance)
-        info = {
-            "key": shapes_key(cfg),
-            "pretrain": cfg.model_dump(exclude={"grounding", "reasoning"}),
-            **stats,
-        }
-    else:
-        parent = shapes_base(cfg)
+        return Phase(
+            "reasoning phase",
+            "reasoning pool",
+            pretrain_reasoning.pretrain_reasoning,
+            set(),
+            r.pool_size,
+            r.steps,
+        )
+    if cfg.grounding.steps > 0:
         g = cfg.grounding
-        with progress("drawing grounding pool", g.pool_size) as pool_advance:
-            with progress("pretraining grounding phase", g.steps) as advance:
-                model, processor, stats = pretrain.pretrain_grounding(
-                    parent, cfg, lambda _: advance(1), pool_advance
-                )
-        info = {
-            "key": embedded_key(cfg),
-            "parent": shapes_key(cfg),
-            "pretrain": cfg.model_dump(exclude={"reasoning"}),
-            **stats,
-        }
+        return Phase(
+            "grounding phase",
+            "grounding pool",
+            pretrain.pretrain_grounding,
+            {"reasoning"},
+            g.pool_size,
+            g.steps,
+        )
+    steps = cfg.vision_steps + cfg.vlm_steps
+    return Phase(
+        "embedded base",
+        "pretraining pool",
+        pretrain.pretrain,
+        {"grounding", "reasoning"},
+        cfg.pool_size,
+        steps,
+    )
+
+
+def build_embedded(cfg: PretrainConfig, out: Path) -> dict:
+    """Build the base `cfg` describes and save it (model, processor, pretrain.json) to `out`;
+    its last phase continues from the base before it, found or built first."""
+    from dcsft.console import progress
+
+    phase = last_phase(cfg)
+    parent = parent_of(cfg)
+    start_from = (str(locate_or_build(parent)),) if parent else ()
+    with progress(f"drawing {phase.pool}", phase.pool_size) as pool_advance:
+        with progress(f"pretraining {phase.name}", phase.steps) as advance:
+            model, processor, stats = phase.train(*start_from, cfg, lambda _: advance(1), pool_advance)
+    info = {
+        "key": embedded_key(cfg),
+        **({"parent": embedded_key(parent)} if parent else {}),
+        "pretrain": cfg.model_dump(exclude=phase.omitted),
+        **stats,
+    }
     save_model_atomic(model, processor, out)
     write_json(out / INFO_FILE, info)  # written last: its key marks the folder complete
     return info
-
-
-def shapes_base(cfg: PretrainConfig) -> Path:
-    """The phase-2 base the grounding phase continues from (built and cached if missing)."""
-    shapes = cfg.model_copy(
-        update={
-            "grounding": cfg.grounding.model_copy(update={"steps": 0}),
-            "reasoning": cfg.reasoning.model_copy(update={"steps": 0}),
-        }
-    )
-    return locate_or_build(shapes)
 
 
 def locate_or_build(cfg: PretrainConfig) -> Path:
