@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -71,49 +71,50 @@ class ModelConfig(Section):
     box_format: Literal["auto", "absolute", "relative1000"] = "auto"
 
 
-class GroundingPretrainConfig(Section):
+class PhaseConfig(Section):
+    """What the later pretraining phases (3 and 4) share. Each splits its steps by two shares
+    (`SHARES`, at most 1 together); the steps left over replay phase 2's tasks."""
+
+    SHARES: ClassVar[tuple[str, str]]
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> PhaseConfig:
+        a, b = (getattr(self, name) for name in self.SHARES)
+        if a + b > 1:
+            raise ValueError(f"{' + '.join(self.SHARES)} must be at most 1, got {a} + {b}")
+        return self
+
+
+class GroundingPretrainConfig(PhaseConfig):
     """Phase 3 of the embedded base: localisation (referring expressions -> boxes), continued from
     the phase-2 base with classification replay (see models/pretrain.py). steps 0: no phase 3."""
 
+    SHARES = ("scenes", "single")
     steps: int = Field(32000, ge=0)
-    batch_size: int = 16
-    lr: float = 1e-3
     # Step shares: scenes (referring expressions), single objects (the one object of a phase-2
-    # image located: where reading positions is learnt), the rest replays phase 2's tasks.
+    # image located: where reading positions is learnt).
     scenes: float = Field(0.5, ge=0, le=1)
     single: float = Field(0.35, ge=0, le=1)
     pool_size: int = 24000
     canvas: int = 126  # scenes are drawn at this side and resized to the base's image_size
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _shares(self) -> GroundingPretrainConfig:
-        if self.scenes + self.single > 1:
-            raise ValueError(f"scenes + single must be at most 1, got {self.scenes} + {self.single}")
-        return self
 
 
-class ReasoningPretrainConfig(Section):
+class ReasoningPretrainConfig(PhaseConfig):
     """Phase 4 of the embedded base: multiple-choice reasoning over drawn scenes (counting, comparing,
     charts, arithmetic; dcsft.data.reasoning_world), continued from the grounding base with replay of
     phase 2's tasks (see models/pretrain.py). steps 0: no phase 4 (every other task's base)."""
 
+    SHARES = ("choice", "direct")
     steps: int = Field(0, ge=0)
-    batch_size: int = 16
-    lr: float = 1e-3
     # Step shares: lettered multiple-choice questions, the same questions answered directly (the
-    # option's text), the rest replays phase 2's tasks on the shapes pool.
+    # option's text).
     choice: float = Field(0.6, ge=0, le=1)
     direct: float = Field(0.3, ge=0, le=1)
     pool_size: int = 12000
     image_size: int = 112  # the reasoning frame: 16 visual tokens
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _shares(self) -> ReasoningPretrainConfig:
-        if self.choice + self.direct > 1:
-            raise ValueError(f"choice + direct must be at most 1, got {self.choice} + {self.direct}")
-        return self
 
 
 class PretrainConfig(Section):
