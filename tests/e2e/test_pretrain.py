@@ -74,6 +74,7 @@ REASONING = ["pretrain.reasoning.steps=40", "pretrain.reasoning.pool_size=64"]
 
 @pytest.mark.e2e
 def test_reasoning_phase_continues_from_the_shipped_grounding_base(tmp_path):
+    from dcsft.data import reasoning_world as rw
     from dcsft.models.base import PACKAGED_GROUNDING, built_key
 
     out = tmp_path / "reasoning"
@@ -81,6 +82,6 @@ def test_reasoning_phase_continues_from_the_shipped_grounding_base(tmp_path):
     assert info["parent"] == built_key(PACKAGED_GROUNDING)  # found, not rebuilt
     assert not (tmp_path / "cache").exists()
     assert info["pretrain"]["reasoning"]["steps"] == 40 and "grounding" in info["pretrain"]
-    splits = {f"{style}/{templates}" for style in ("photo", "rendered") for templates in ("train", "rephrased")}
+    splits = {f"{style}/{templates}" for style in rw.STYLES for templates in rw.TEMPLATE_SETS}
     assert set(info["heldout_choice_accuracy"]) == splits
     assert info["heldout_name_accuracy"]["photo"] >= 60.0  # the names survive 40 steps (83.6% after 24,000)

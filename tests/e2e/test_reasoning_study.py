@@ -8,19 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_study import dcsft  # the CLI in a subprocess, as the default study's test runs it
+from test_study import SMALLEST_SIZES, dcsft  # the CLI in a subprocess, as the default study's test runs it
 
 PRESET = ["full"]  # the study config holding the reasoning task (the default study leaves it out)
-SMALLEST = [
-    "data.n_coldstart=20",
-    "data.n_train=48",
-    "data.n_test=20",
-    "profile.batch_size=16",
-    "train.steps=6",
-    "grpo.steps=3",
-    "evaluate.batch_size=32",
-    "seeds=1",
-]
+SMALLEST = [*SMALLEST_SIZES, "seeds=1"]
 METHODS = {"sft", "sft-e", "sft-m", "sft-h", "sft-em", "curriculum", "sft-m+h5", "sft-m+h15", "grpo"}
 SPLITS = {"questions", "rephrased", "rendered"}
 

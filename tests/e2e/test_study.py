@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-SMALLEST = [
+SMALLEST_SIZES = [  # the smallest study's sizes and steps; the other studies' e2e tests take them too
     "data.n_coldstart=20",
     "data.n_train=48",
     "data.n_test=20",
@@ -22,6 +22,9 @@ SMALLEST = [
     "train.steps=6",
     "grpo.steps=3",
     "evaluate.batch_size=32",
+]
+SMALLEST = [
+    *SMALLEST_SIZES,
     "seeds=2",
     # every method for classification; grounding keeps the default's own list
     "tasks.classification.train.methods=[sft,sft-e,sft-m,sft-h,sft-em,curriculum,sft-m+h5,sft-m+h15,grpo]",
