@@ -23,10 +23,12 @@ import json
 import re
 import string
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dcsft.errors import ConfigError
 from dcsft.tasks import get_task, grounding
+from dcsft.tasks.base import Task
 
 FAMILY_BOX_FORMATS = {
     "qwen2_vl": "relative1000",
@@ -162,9 +164,14 @@ class Wording:
     def box_format(self) -> str:
         return self.box.box_format if self.box else "absolute"
 
+    @cached_property
+    def task_def(self) -> Task:
+        """The task itself, resolved once: prepare words every record through it."""
+        return get_task(self.task)
+
     @property
     def placeholders(self) -> frozenset[str]:
-        return get_task(self.task).placeholders
+        return self.task_def.placeholders
 
     def box_meta(self) -> dict:
         """meta.box_format of a grounding record: written for relative1000 only, so that absolute
@@ -173,7 +180,7 @@ class Wording:
         return {"box_format": self.box_format} if self.box_format != "absolute" else {}
 
     def problem(self, meta: dict) -> str:
-        return self.template.format(**get_task(self.task).template_fields(meta))
+        return self.template.format(**self.task_def.template_fields(meta))
 
     def solution(self, meta: dict) -> str:
         """A grounding record's answer text, from its prepared meta (dcsft.tasks.grounding.answer_text)."""
@@ -200,7 +207,7 @@ class Wording:
         """What the records depend on, as prepare's stats.json and the report record it."""
         if self.template is None:
             return {}
-        if not get_task(self.task).coordinates:
+        if not self.task_def.coordinates:
             return {"prompt": self.template}
         return {"prompt": self.template, "box_format": self.box_format, "answer_format": self.answer_format}
 
