@@ -90,7 +90,7 @@ from dcsft.resumable import batched_jsonl
 from dcsft.rundir import STARTED, RunDir, Stage, fingerprint, read_json, read_jsonl, write_json, write_jsonl
 from dcsft.stage import run_stage, upstream
 from dcsft.tasks import get_task, profile_methods, verifier_version
-from dcsft.tasks.base import correct, score_all
+from dcsft.tasks.base import Scored, correct, score_all
 
 
 def stage_fingerprint(cfg: StudyConfig) -> str:
@@ -168,7 +168,7 @@ class Profiler:
         encoded = prefill(self.model, prompt_inputs(self.processor, batch, self.model.device))
         prompts = encoded.inputs["attention_mask"].sum(dim=1).tolist()
         state = [{"responses": [], "generated": 0, "forwarded": p - 1} for p in prompts]
-        verdicts = [[] for _ in prompts]  # each sample's correct / wrong so far
+        scored = [Scored([], 0) for _ in prompts]  # each sample's scores so far, kept for its row
         open_, done, round_ = list(range(len(batch))), 0, 0
         while open_ and done < self.p.k:
             n = min(self.p.adaptive_round, self.p.k - done)
@@ -187,17 +187,20 @@ class Profiler:
             ):
                 s = state[i]
                 s["responses"] += responses
-                verdicts[i] += [
-                    correct(self.task, v) for v in score_all(self.task, responses, [batch[i]] * n).scores
-                ]
+                new = score_all(self.task, responses, [batch[i]] * n)
+                scored[i] = Scored(scored[i].scores + new.scores, scored[i].failures + new.failures)
                 s["generated"] += generated
                 s["forwarded"] += forwarded
             done, round_ = done + n, round_ + 1
-            open_ = [i for i in open_ if len(set(verdicts[i])) < 2 and not self.settled(done)]
+            open_ = [i for i in open_ if not self.decided(scored[i]) and not self.settled(done)]
         return [
-            self.row(r, s["responses"], p, s["generated"], s["forwarded"])
-            for r, s, p in zip(batch, state, prompts)
+            self.row(r, s["responses"], p, s["generated"], s["forwarded"], done_scores)
+            for r, s, p, done_scores in zip(batch, state, prompts, scored)
         ]
+
+    def decided(self, scored: Scored) -> bool:
+        """Whether a sample's draws so far hold a correct and a wrong answer: medium, whatever follows."""
+        return len({correct(self.task, value) for value in scored.scores}) == 2
 
     def settled(self, draws: int) -> bool:
         """Whether a sample with `draws` draws, all alike, may stop as easy / hard (adaptive_settle)."""
@@ -229,10 +232,20 @@ class Profiler:
             )
         return rows
 
-    def row(self, record: dict, responses: list[str], prompt: int, generated: int, forwarded: int) -> dict:
+    def row(
+        self,
+        record: dict,
+        responses: list[str],
+        prompt: int,
+        generated: int,
+        forwarded: int,
+        scored: Scored | None = None,
+    ) -> dict:
         """A sampled sample's profile row: each response's score and verdict by the task's
-        verifier (a failing verifier scores 0 and is counted in `verifier_failures`)."""
-        scored = score_all(self.task, responses, [record] * len(responses))
+        verifier (a failing verifier scores 0 and is counted in `verifier_failures`); `scored`:
+        the responses' scores where the caller has them already (adaptive scores each round)."""
+        if scored is None:
+            scored = score_all(self.task, responses, [record] * len(responses))
         verdicts = [correct(self.task, value) for value in scored.scores]
         return {
             **profile_row(record, responses, verdicts, prompt, generated, forwarded),

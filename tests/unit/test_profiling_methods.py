@@ -10,6 +10,7 @@ from dcsft.models.exact import pass_probabilities
 from dcsft.models.generate import Sampling, prefill, prompt_inputs, respond, respond_prefilled
 from dcsft.profiling import Profiler, check_method
 from dcsft.tasks import classification
+from dcsft.tasks.base import score_all
 from dcsft.tasks.classification import Classification
 
 
@@ -97,6 +98,9 @@ def test_adaptive_stops_only_medium_samples(model, processor, records):
             assert 0 < row["pass_count"] < row["k"]  # stopped: both outcomes seen
             assert len(set(row["correct"][:-2])) < 2  # ... and not before its last round
         assert len(row["responses"]) == row["k"] and row["k"] % 2 == 0
+    for row, record in zip(rows, records, strict=True):  # scores kept round by round: the responses'
+        assert row["scores"] == score_all(Classification(), row["responses"], [record] * row["k"]).scores
+        assert row["correct"] == [int(score == 1.0) for score in row["scores"]]
     assert any(row["k"] < 8 for row in rows) and any(row["k"] == 8 for row in rows)
 
 
