@@ -72,19 +72,20 @@ class ModelConfig(Section):
 
 
 class PhaseConfig(Section):
-    """What the later pretraining phases (3 and 4) share. Each splits its steps by two shares
+    """What the later pretraining phases (3 and 4) share. Each splits its steps by its shares
     (`SHARES`, at most 1 together); the steps left over replay phase 2's tasks."""
 
-    SHARES: ClassVar[tuple[str, str]]
+    SHARES: ClassVar[tuple[str, ...]]
     batch_size: int = 16
     lr: float = 1e-3
     seed: int = 0
 
     @model_validator(mode="after")
     def _shares(self) -> PhaseConfig:
-        a, b = (getattr(self, name) for name in self.SHARES)
-        if a + b > 1:
-            raise ValueError(f"{' + '.join(self.SHARES)} must be at most 1, got {a} + {b}")
+        shares = [getattr(self, name) for name in self.SHARES]
+        if sum(shares) > 1:
+            got = " + ".join(map(str, shares))
+            raise ValueError(f"{' + '.join(self.SHARES)} must be at most 1, got {got}")
         return self
 
 
@@ -107,12 +108,15 @@ class ReasoningPretrainConfig(PhaseConfig):
     charts, arithmetic; dcsft.data.reasoning_world), continued from the grounding base with replay of
     phase 2's tasks (see models/pretrain.py). steps 0: no phase 4 (every other task's base)."""
 
-    SHARES = ("choice", "direct")
+    SHARES = ("choice", "direct", "select")
     steps: int = Field(0, ge=0)
     # Step shares: lettered multiple-choice questions, the same questions answered directly (the
-    # option's text).
-    choice: float = Field(0.6, ge=0, le=1)
+    # option's text), and the same options with a question that names the answer ("Which option
+    # is red?"): picking the letter of a given text, the half of multiple choice that needs no
+    # seeing, which a released VLM knows.
+    choice: float = Field(0.3, ge=0, le=1)
     direct: float = Field(0.3, ge=0, le=1)
+    select: float = Field(0.3, ge=0, le=1)
     pool_size: int = 12000
     image_size: int = 112  # the reasoning frame: 16 visual tokens
 

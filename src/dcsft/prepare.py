@@ -69,6 +69,7 @@ def stage_fingerprint(cfg: StudyConfig) -> str:
         cfg.model.min_pixels,
         cfg.model.max_pixels,
         *wording(cfg).fingerprint_part(),
+        *([] if is_real(cfg) else embedded.world_version(cfg)),
     )
 
 

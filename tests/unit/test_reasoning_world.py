@@ -14,8 +14,8 @@ from dcsft.data.drawing import COLOURS
 from dcsft.data.splits import ID_SPLITS, OOD_SPLITS, TRAIN_SOURCE
 
 
-def items(n: int, style: str = "photo", templates: str = "train", pool: str = "test"):
-    return [rw.draw_item(0, pool, i, style, templates) for i in range(n)]
+def items(n: int, style: str = "photo", templates: str = "train", pool: str = "test", size: int = rw.SIZE):
+    return [rw.draw_item(0, pool, i, style, templates, size=size) for i in range(n)]
 
 
 def test_draws_are_deterministic_and_pools_differ():
@@ -74,11 +74,27 @@ def test_skills_cycle():
     assert [meta["skill"] for _, meta in items(8)] == list(rw.SKILLS) * 2
 
 
-def test_distractor_numbers_are_near_the_answer():
-    for _, meta in items(80):
-        if meta["skill"] in ("counting", "arithmetic"):
-            answer = int(meta["answer_text"])
-            assert all(abs(int(o) - answer) <= 3 and int(o) >= 0 for o in meta["options"])
+def number_items(n: int) -> list[dict]:
+    metas = [meta for _, meta in items(n, size=32)]
+    return [m for m in metas if m["skill"] in ("counting", "arithmetic")]
+
+
+def test_number_options_come_from_the_skills_answers():
+    for meta in number_items(80):
+        support = rw.COUNTS if meta["skill"] == "counting" else rw.ARITHMETIC[meta["variant"]]
+        assert all(int(o) in support for o in meta["options"])
+
+
+def test_number_options_do_not_tell_the_answer():
+    """The answer's rank among the sorted options is uniform, and so is the answer: the options
+    alone cannot name it. (Version 1 drew distractors near the answer, which put it in the middle:
+    a lookup table over option sets named it on 66-71% of items.)"""
+    metas = number_items(1600)
+    ranks = Counter(sorted(map(int, m["options"])).index(int(m["answer_text"])) for m in metas)
+    assert sorted(ranks) == [0, 1, 2, 3]
+    assert all(0.2 < ranks[r] / len(metas) < 0.3 for r in ranks), ranks
+    counts = Counter(int(m["answer_text"]) for m in metas if m["skill"] == "counting")
+    assert sorted(counts) == list(rw.COUNTS) and max(counts.values()) < 1.5 * min(counts.values())
 
 
 def test_id_and_ood_templates_are_disjoint():
@@ -111,3 +127,20 @@ def test_unknown_style_or_templates_is_one_line():
         rw.draw_item(0, "pool", 0, "sketch", "train")
     with pytest.raises(ValueError, match="unknown template set"):
         rw.draw_item(0, "pool", 0, "photo", "ood")
+
+
+def test_a_new_world_version_prepares_and_builds_again(monkeypatch):
+    """The world's version is part of prepare's fingerprint and of the reasoning base's key; the
+    other tasks' fingerprints do not carry it."""
+    from dcsft import prepare
+    from dcsft.config import load_config
+    from dcsft.models.base import embedded_key
+
+    reasoning = load_config(overrides=["task=reasoning", "pretrain.reasoning.steps=100"])
+    classification = load_config().for_task("classification")
+    before = [prepare.stage_fingerprint(c) for c in (reasoning, classification)]
+    key = embedded_key(reasoning.pretrain)
+    monkeypatch.setattr(rw, "VERSION", rw.VERSION + 1)
+    assert prepare.stage_fingerprint(reasoning) != before[0]
+    assert prepare.stage_fingerprint(classification) == before[1]
+    assert embedded_key(reasoning.pretrain) != key

@@ -4,18 +4,19 @@ the stand-in for MMK12 (training) and MathVista (evaluation) at the embedded sca
 Four skills, one per item in turn (``meta.skill``, also ``meta.kinds`` for the report's kinds
 table):
 * ``counting``: 1 to 6 objects of one class, sometimes beside 1-2 objects of another class;
-  "How many stars are in the image?" Options are numbers near the count.
+  "How many stars are in the image?" Options are other counts from 1 to 6.
 * ``comparing``: 2 or 3 objects of different colours and clearly different sizes; "What colour
   is the largest object?" (or smallest). Options are colours, the objects' own first.
 * ``chart``: a bar chart of 3 or 4 bars in different colours; "Which colour is the tallest
   bar?" (or shortest). Options are colours, the bars' own first.
 * ``arithmetic``: two groups of objects of two classes; their total, or how many more of one
-  than of the other. Options are numbers near the result.
+  than of the other. Options are other results (2-6, 1-4).
 
 Every item has four options; the correct one's letter is balanced exactly: within each block of
 four consecutive indices of a pool every letter is correct once (a seeded permutation per block).
-Distractors: numbers within 3 of the answer (nearer ones likelier), colours of the other objects
-or bars first, then colours absent from the image.
+Distractors: numbers drawn uniformly from the skill's answers (which are uniform themselves, so
+the options alone do not tell the answer), colours of the other objects or bars first, then
+colours absent from the image.
 
 Splits (dcsft.data.splits): ``photo`` (ID: the training templates, photo-like scenes: textured
 backgrounds, shaded objects, noise; vertical bar charts), ``rephrased`` (OOD: new question
@@ -57,6 +58,13 @@ SKILLS = ("counting", "comparing", "chart", "arithmetic")
 LETTERS = ("A", "B", "C", "D")
 STYLES = ("photo", "rendered")
 TEMPLATE_SETS = ("train", "rephrased")
+# Bumped when what the world draws changes: part of the reasoning base's key and of prepare's
+# fingerprint, so neither a cached base nor a prepared run directory of an older world is reused.
+# 2: number distractors uniform over the skill's answers (in 1 they were near the answer, and the
+# options alone named it on 66-71% of items, chance 25%).
+VERSION = 2
+COUNTS = range(1, 7)  # counting's answers, uniform
+ARITHMETIC = {"sum": range(2, 7), "difference": range(1, 5)}  # each variant's answers, uniform
 SIZE = 112  # the side items are drawn at: 16 visual tokens (README, "The reasoning world")
 
 # Question templates per skill and variant. `train`: the ID split's (and the study's training
@@ -106,12 +114,13 @@ def render_options(options: list[str]) -> str:
     return "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options))
 
 
-def number_options(rng, answer: int, position: int, low: int = 0, high: int = 9) -> list[str]:
-    """Four numbers: the answer at `position`, three distinct others within 3 of it (nearer ones likelier)."""
-    near = [v for v in range(answer - 3, answer + 4) if v != answer and low <= v <= high]
-    weights = np.array([1.0 / abs(v - answer) for v in near])
-    others = [near[i] for i in rng.choice(len(near), 3, replace=False, p=weights / weights.sum())]
-    return place(others, str(answer), position, str)
+def number_options(rng, answer: int, support: range, position: int) -> list[str]:
+    """Four numbers: the answer at `position`, three others drawn uniformly from the rest of the
+    skill's support. With answers uniform over that support too, the option set says nothing
+    about which option is right (every member is equally likely); distractors near the answer
+    leaked it (options alone named it on 66-71% of items, chance 25%)."""
+    rest = [v for v in support if v != answer]
+    return place([rest[i] for i in rng.choice(len(rest), 3, replace=False)], str(answer), position, str)
 
 
 def colour_options(rng, answer: str, seen: list[str], position: int) -> list[str]:
@@ -225,14 +234,14 @@ def _two_classes(rng) -> tuple[str, str]:
 
 def _counting(rng, style: str, size: int, position: int):
     a, b = _two_classes(rng)
-    count = int(rng.integers(1, 7))
+    count = int(rng.choice(COUNTS))
     extra = int(rng.choice([0, 1, 2], p=[0.5, 0.3, 0.2]))
     classes = [a] * count + [b] * extra
     radius = rng.uniform(0.07, 0.1)
     colour = _distinct_colours(rng, 1)[0]
     names = [colour] * count + [_distinct_colours(rng, 1)[0] for _ in range(extra)]
     img = _draw_objects(rng, style, size, classes, [radius] * len(classes), names)
-    options = number_options(rng, count, position, low=0, high=9)
+    options = number_options(rng, count, COUNTS, position)
     return img, {
         "variant": "count",
         "fields": {"a": plural(a)},
@@ -280,19 +289,19 @@ def _chart(rng, style: str, size: int, position: int):
 def _arithmetic(rng, style: str, size: int, position: int):
     a, b = _two_classes(rng)
     variant = ("sum", "difference")[rng.integers(2)]
+    answer = int(rng.choice(ARITHMETIC[variant]))  # uniform, then a split of it that can be drawn
     if variant == "sum":
-        na, nb = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        answer = na + nb
+        na = int(rng.integers(max(1, answer - 3), min(3, answer - 1) + 1))
+        nb = answer - na
     else:
-        na = int(rng.integers(2, 6))
-        nb = int(rng.integers(1, na))
-        answer = na - nb
+        na = int(rng.integers(answer + 1, 6))
+        nb = na - answer
     classes = [a] * na + [b] * nb
     ca, cb = _distinct_colours(rng, 2)
     img = _draw_objects(
         rng, style, size, classes, [rng.uniform(0.07, 0.09)] * len(classes), [ca] * na + [cb] * nb
     )
-    options = number_options(rng, answer, position, low=0, high=9)
+    options = number_options(rng, answer, ARITHMETIC[variant], position)
     return img, {
         "variant": variant,
         "fields": {"a": plural(a), "b": plural(b)},

@@ -39,8 +39,13 @@ def shapes_key(cfg: PretrainConfig) -> str:
 def embedded_key(cfg: PretrainConfig) -> str:
     """The key of the base the config describes: the shapes base, or it plus the grounding phase."""
     if cfg.reasoning.steps > 0:
+        from dcsft.data import reasoning_world
+
         return fingerprint(
-            "embedded-base-reasoning", embedded_key(parent_config(cfg)), cfg.reasoning.model_dump()
+            "embedded-base-reasoning",
+            embedded_key(parent_config(cfg)),
+            cfg.reasoning.model_dump(),
+            f"world-v{reasoning_world.VERSION}",  # a changed world needs its base rebuilt
         )
     if cfg.grounding.steps == 0:
         return shapes_key(cfg)

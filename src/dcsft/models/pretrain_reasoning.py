@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from dcsft.config import PretrainConfig
+from dcsft.config import PretrainConfig, ReasoningPretrainConfig
 from dcsft.models.pretrain import (
     MIN_PIXELS,
     Batcher,
@@ -25,6 +25,9 @@ from dcsft.models.pretrain import (
     step_update,
     task_pair,
 )
+
+PHASE4_TASKS = ("choice", "direct", "select")  # in the order of their shares (ReasoningPretrainConfig)
+SELECT = "Which option is {}?"  # the `select` task's question: the answer named, its letter asked
 
 
 def reasoning_prompts() -> tuple[str, ...]:
@@ -61,6 +64,23 @@ def choice_pair(rng: np.random.Generator, meta: dict, prompts: tuple[str, ...]) 
     return rw.problem_text(meta, prompts[rng.integers(len(prompts))]), meta["answer"]
 
 
+def phase4_task(r: ReasoningPretrainConfig, u: float) -> str:
+    """The task of a step whose uniform draw is `u`: by the shares, in PHASE4_TASKS' order, else replay."""
+    bounds = np.cumsum([getattr(r, task) for task in PHASE4_TASKS])
+    return (*PHASE4_TASKS, "replay")[int(np.searchsorted(bounds, u, side="right"))]
+
+
+def phase4_pair(task: str, rng: np.random.Generator, meta: dict, prompts: tuple[str, ...]) -> tuple[str, str]:
+    """(prompt, answer) of one phase-4 example of `task` (PHASE4_TASKS, or `replay` of phase 2's)."""
+    if task == "choice":
+        return choice_pair(rng, meta, prompts)
+    if task == "direct":
+        return meta["question"], meta["answer_text"]
+    if task == "select":
+        return choice_pair(rng, {**meta, "question": SELECT.format(meta["answer_text"])}, prompts)
+    return task_pair(rng, meta)
+
+
 def train_reasoning(
     model,
     batchers: tuple[Batcher, Batcher],
@@ -75,16 +95,10 @@ def train_reasoning(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, r.lr)
     for step in range(r.steps):
-        u = rng.random()
-        task = "choice" if u < r.choice else "direct" if u < r.choice + r.direct else "replay"
+        task = phase4_task(r, rng.random())
         pool, batcher = (shape_pool, batchers[1]) if task == "replay" else (item_pool, batchers[0])
         idx = rng.integers(len(pool.metas), size=r.batch_size)
-        make_pair = {
-            "choice": lambda m: choice_pair(rng, m, prompts),
-            "direct": lambda m: (m["question"], m["answer_text"]),
-            "replay": lambda m: task_pair(rng, m),
-        }[task]
-        batch = batcher.text_batch([make_pair(pool.metas[i]) for i in idx])
+        batch = batcher.text_batch([phase4_pair(task, rng, pool.metas[i], prompts) for i in idx])
         loss = model(**batch, **batcher.pixels(pool.images[idx])).loss
         step_update(optimizer, params, loss, lr_at(step, r.steps, r.lr))
         tick({"phase": task, "step": step, "loss": loss.item()})

@@ -196,6 +196,15 @@ def reasoning_item(cfg: Study, spec: SplitSpec, index: int):
     return image, meta
 
 
+def world_version(cfg: Study) -> list[str]:
+    """Prepare's fingerprint part for a world redrawn since its first version (the reasoning
+    world's, dcsft.data.reasoning_world.VERSION), so that its old records are drawn again; the
+    other worlds add nothing, and run directories prepared before stay valid."""
+    from dcsft.data import reasoning_world
+
+    return [f"reasoning-world-v{reasoning_world.VERSION}"] if cfg.task == "reasoning" else []
+
+
 def split_facts(cfg: Study) -> dict:
     """What prepare's stats.json records about the drawn splits: the shape world's classes, in
     its order, which the later stages check answers against."""
