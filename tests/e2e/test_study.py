@@ -1,6 +1,6 @@
-"""The whole default study (classification and grounding) at its smallest size, through the
-CLI, as a user runs it. Most checks are on the classification task; the grounding checks are
-what differs for it."""
+"""The whole default study (classification, grounding and reasoning) at its smallest size,
+through the CLI, as a user runs it. Most checks are on the classification task; the grounding
+and reasoning checks are what differs for them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-SMALLEST_SIZES = [  # the smallest study's sizes and steps; the other studies' e2e tests take them too
+SMALLEST = [
     "data.n_coldstart=20",
     "data.n_train=48",
     "data.n_test=20",
@@ -22,12 +22,10 @@ SMALLEST_SIZES = [  # the smallest study's sizes and steps; the other studies' e
     "train.steps=6",
     "grpo.steps=3",
     "evaluate.batch_size=32",
-]
-SMALLEST = [
-    *SMALLEST_SIZES,
     "seeds=2",
-    # every method for classification; grounding keeps the default's own list
+    # every method for classification and reasoning; grounding keeps the default's own list
     "tasks.classification.train.methods=[sft,sft-e,sft-m,sft-h,sft-em,curriculum,sft-m+h5,sft-m+h15,grpo]",
+    "tasks.reasoning.train.methods=[sft,sft-e,sft-m,sft-h,sft-em,curriculum,sft-m+h5,sft-m+h15,grpo]",
 ]
 SEEDS = {"seed0", "seed1"}
 STAGE_FILES = {
@@ -296,18 +294,18 @@ def test_grounding_runs_every_stage_in_the_model_frame(study):
 
 
 @pytest.mark.e2e
-def test_overview_reports_both_tasks(study):
+def test_overview_reports_every_task(study):
     root, first, _ = study
     overview = json.loads((root / "overview.json").read_text())
-    assert overview["tasks"] == ["classification", "grounding"]
+    assert overview["tasks"] == ["classification", "grounding", "reasoning"]
     assert set(overview["buckets"]["grounding"]) >= {"easy", "medium", "hard", "total"}
     report = (root / "report.md").read_text()
     assert "| classification |" in report and "| grounding |" in report and "OOD mean (all)" in report
     assert "| Model | Runs | refs (ID) | relational (OOD) | indirect (OOD) | OOD mean |" in first.stdout
     overall = overview["accuracy"]["sft-m"]["OOD mean (all)"][
         "vs_sft"
-    ]  # paired over every OOD split of both tasks
-    assert overall["items"] == [20, 20, 20, 20] and overall["seeds"] == 2
+    ]  # paired over every OOD split of every task
+    assert overall["items"] == [20] * 6 and overall["seeds"] == 2
     assert overall["low"] <= overall["delta"] <= overall["high"]
 
 
@@ -328,3 +326,37 @@ def test_every_method_is_paired_with_sft(study):
     report = (task_run(study) / "07_report" / "report.md").read_text()
     assert "## Paired comparisons with SFT" in report and "(MDE) is" in report and "![forest]" in report
     assert "dcsft study full" not in study[1].stdout  # the pointer to the powered preset is for one-seed runs
+
+
+REASONING_SPLITS = {"questions", "rephrased", "rendered"}
+
+
+@pytest.mark.e2e
+def test_reasoning_runs_every_stage_and_method_on_the_shipped_base(study):
+    run = task_run(study, "reasoning")
+    assert not (study[0].parent / "cache" / "base").exists()  # the shipped reasoning base, not a rebuild
+    base = json.loads((run / "00_pretrain" / "base.json").read_text())
+    assert Path(base["path"]).name == "embedded-base-reasoning"
+    assert {p.name for p in (run / "05_train").iterdir()} == set(METHODS)
+    results = json.loads((run / "07_report" / "results.json").read_text())
+    for model in ("base", "coldstart", *METHODS):
+        scores = json.loads(
+            (run / "06_evaluate" / model / ("seed0" if model in METHODS else "") / "scores.json").read_text()
+        )
+        assert set(scores) == REASONING_SPLITS
+        assert all(s["n"] == 20 and 0 <= s["accuracy"] <= 100 for s in scores.values())
+        assert set(results["models"][model]["accuracy"]) >= REASONING_SPLITS
+
+
+@pytest.mark.e2e
+def test_reasoning_records_follow_the_reasoning_contract(study):
+    run = task_run(study, "reasoning")
+    records = json.loads((run / "01_prepare" / "records" / "train.json").read_text())
+    for record in records:
+        meta = record["meta"]
+        assert record["solution"] == meta["answer"] in "ABCD" and meta["answer_type"] == "choice"
+        assert meta["source"] == "embedded" and meta["kinds"] == [meta["skill"]]
+        assert record["problem"].startswith(meta["question"] + "\nA. " + meta["options"][0] + "\nB. ")
+    buckets = json.loads((run / "07_report" / "buckets.json").read_text())
+    assert sum(buckets[b]["count"] for b in ("easy", "medium", "hard")) == 48
+    assert set(buckets["kinds_by_bucket"]) >= {"counting", "comparing", "chart", "arithmetic"}
