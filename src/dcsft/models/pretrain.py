@@ -437,6 +437,33 @@ def grounding_accuracy(model, processor, pool: Pool, batch_size: int = 64) -> di
     return {grammar: round(100 * float(np.mean(h)), 1) for grammar, h in sorted(hits.items())}
 
 
+def load_parent(parent: str, seed: int, side: int):
+    """The base a later phase continues from, in a frame of `side` x `side`; torch seeded first."""
+    from dcsft.config import ModelConfig
+    from dcsft.models.loading import load_model, load_processor
+
+    torch.manual_seed(seed)
+    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=side**2)
+    return load_model(parent, frame), load_processor(parent, frame)
+
+
+def replay_pools(cfg: PretrainConfig, pool_size: int) -> tuple[Pool, Pool]:
+    """A later phase's replay of phase 2 (at most `pool_size` images) and the held-out names it
+    must keep."""
+    replay = draw_pool(cfg.seed, "pretrain", min(cfg.pool_size, pool_size), cfg.image_size)
+    return replay, draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
+
+
+def phase_stats(started: float, model, batcher: Batcher, shapes_heldout: Pool, **measured) -> dict:
+    """pretrain.json's record of a later phase: wall time, what it measured, and the names kept."""
+    return {
+        "seconds": round(time.time() - started, 1),
+        **measured,
+        "heldout_name_accuracy": name_accuracy(model, batcher, shapes_heldout),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def pretrain_grounding(
     parent: str,
     cfg: PretrainConfig,
@@ -444,13 +471,8 @@ def pretrain_grounding(
     pool_progress: Callable[[int], None] | None = None,
 ):
     """Phase 3 from the phase-2 base in `parent`; returns (model, processor, stats)."""
-    from dcsft.config import ModelConfig
-    from dcsft.models.loading import load_model, load_processor
-
     g = cfg.grounding
-    torch.manual_seed(g.seed)
-    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=cfg.image_size**2)
-    model, processor = load_model(parent, frame), load_processor(parent, frame)
+    model, processor = load_parent(parent, g.seed, cfg.image_size)
     interleave_mrope(model)
     batcher = Batcher(processor, cfg.image_size)
     started = time.time()
@@ -464,17 +486,12 @@ def pretrain_grounding(
         GRAMMAR_WEIGHTS,
         pool_progress,
     )
-    shape_pool = draw_pool(cfg.seed, "pretrain", min(cfg.pool_size, g.pool_size), cfg.image_size)
+    shape_pool, shapes_heldout = replay_pools(cfg, g.pool_size)
     heldout = draw_scene_pool(
         g.seed, "pretrain-scenes-heldout", 600, g.canvas, cfg.image_size, {"photo": 1.0}, GRAMMAR_WEIGHTS
     )
-    shapes_heldout = draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
     model.train()
     train_grounding(model, batcher, scene_pool, shape_pool, cfg, np.random.default_rng([g.seed, 3]), progress)
-    stats = {
-        "seconds": round(time.time() - started, 1),
-        "heldout_grounding_accuracy": grounding_accuracy(model, processor, heldout),
-        "heldout_name_accuracy": name_accuracy(model, batcher, shapes_heldout),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    accuracy = grounding_accuracy(model, processor, heldout)
+    stats = phase_stats(started, model, batcher, shapes_heldout, heldout_grounding_accuracy=accuracy)
     return model.eval(), processor, stats

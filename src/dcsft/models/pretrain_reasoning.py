@@ -15,13 +15,13 @@ import torch
 
 from dcsft.config import PretrainConfig, ReasoningPretrainConfig
 from dcsft.models.pretrain import (
-    MIN_PIXELS,
     Batcher,
     Pool,
-    draw_pool,
+    load_parent,
     lr_at,
     make_optimizer,
-    name_accuracy,
+    phase_stats,
+    replay_pools,
     step_update,
     task_pair,
 )
@@ -146,28 +146,24 @@ def pretrain_reasoning(
     pool_progress: Callable[[int], None] | None = None,
 ):
     """Phase 4 from the grounding base in `parent`; returns (model, processor, stats)."""
-    from dcsft.config import ModelConfig
-    from dcsft.models.loading import load_model, load_processor
-
     r = cfg.reasoning
-    torch.manual_seed(r.seed)
-    frame = ModelConfig(min_pixels=MIN_PIXELS, max_pixels=r.image_size**2)
-    model, processor = load_model(parent, frame), load_processor(parent, frame)
+    model, processor = load_parent(parent, r.seed, r.image_size)
     batchers = (Batcher(processor, r.image_size), Batcher(processor, cfg.image_size))
     started = time.time()
     item_pool = draw_reasoning_pool(r.seed, "pretrain-reasoning", r.pool_size, r.image_size, pool_progress)
-    shape_pool = draw_pool(cfg.seed, "pretrain", min(cfg.pool_size, r.pool_size), cfg.image_size)
+    shape_pool, shapes_heldout = replay_pools(cfg, r.pool_size)
     heldout = draw_reasoning_pool(r.seed, "pretrain-reasoning-heldout", 800, r.image_size)
-    shapes_heldout = draw_pool(cfg.seed, "pretrain-heldout", 600, cfg.image_size)
-    before = choice_accuracy(model, batchers[0], heldout, reasoning_prompts()[0])
+    prompt = reasoning_prompts()[0]
+    before = choice_accuracy(model, batchers[0], heldout, prompt)
     model.train()
     train_reasoning(model, batchers, item_pool, shape_pool, cfg, np.random.default_rng([r.seed, 5]), progress)
-    stats = {
-        "seconds": round(time.time() - started, 1),
-        "prompt": reasoning_prompts()[0],
-        "heldout_choice_accuracy_before": before,
-        "heldout_choice_accuracy": choice_accuracy(model, batchers[0], heldout, reasoning_prompts()[0]),
-        "heldout_name_accuracy": name_accuracy(model, batchers[1], shapes_heldout),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    stats = phase_stats(
+        started,
+        model,
+        batchers[1],
+        shapes_heldout,
+        prompt=prompt,
+        heldout_choice_accuracy_before=before,
+        heldout_choice_accuracy=choice_accuracy(model, batchers[0], heldout, prompt),
+    )
     return model.eval(), processor, stats
